@@ -1,0 +1,306 @@
+//! Record batch v2 (magic 2), the unit Backwaters stores: batches are kept exactly as the
+//! producer sent them, whatever their compression; only the base offset is rewritten (the
+//! CRC does not cover it, so rewriting keeps the batch valid).
+//!
+//! Header layout (61 bytes, big-endian):
+//! `base_offset:i64 batch_length:i32 leader_epoch:i32 magic:i8 crc:u32 attributes:i16
+//!  last_offset_delta:i32 base_timestamp:i64 max_timestamp:i64 producer_id:i64
+//!  producer_epoch:i16 base_sequence:i32 record_count:i32`, then the records.
+//! The CRC32C covers everything from `attributes` to the end of the batch.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use thiserror::Error;
+
+/// Size of the record batch v2 header.
+pub const HEADER_BYTES: usize = 61;
+/// Bytes before `batch_length` counts: base offset and the length field itself.
+pub const LOG_OVERHEAD: usize = 12;
+const CRC_START: usize = 21;
+
+/// Why a batch was refused. Each maps to a Kafka error code at the edge.
+#[derive(Debug, Error, PartialEq, Eq, Clone)]
+pub enum BatchError {
+    #[error("record batch is truncated: {have} bytes, needs {need}")]
+    Truncated { have: usize, need: usize },
+    #[error("record batch has magic {0}; only v2 (magic 2) is accepted")]
+    UnsupportedMagic(i8),
+    #[error("record batch CRC mismatch: header says {expected:#010x}, data gives {actual:#010x}")]
+    CorruptCrc { expected: u32, actual: u32 },
+    #[error("record batch header is invalid: {0}")]
+    Invalid(&'static str),
+}
+
+/// The decoded header of one record batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Total size of the batch in bytes, header included.
+    pub fn total_bytes(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+    pub fn compression_code(&self) -> i16 {
+        self.attributes & 0x7
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+    pub fn log_append_time(&self) -> bool {
+        self.attributes & 0x08 != 0
+    }
+    /// Whether the batch comes from an idempotent producer (sequence checks apply).
+    pub fn is_idempotent(&self) -> bool {
+        self.producer_id >= 0
+    }
+    /// Last sequence number in the batch (sequences wrap at i32::MAX as Kafka's do).
+    pub fn last_sequence(&self) -> i32 {
+        if self.base_sequence < 0 {
+            return -1;
+        }
+        let last = self.base_sequence as i64 + self.last_offset_delta as i64;
+        if last > i32::MAX as i64 {
+            (last - i32::MAX as i64 - 1) as i32
+        } else {
+            last as i32
+        }
+    }
+    /// The offset of the last record once the batch sits at `base_offset`.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+}
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Parses and checks the header of the batch at the start of `buf` (which may hold more
+/// batches after it): magic 2, a sane length, counts that agree, and the CRC32C.
+pub fn parse_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    if buf.len() < HEADER_BYTES {
+        return Err(BatchError::Truncated { have: buf.len(), need: HEADER_BYTES });
+    }
+    let magic = buf[16] as i8;
+    if magic != 2 {
+        return Err(BatchError::UnsupportedMagic(magic));
+    }
+    let batch_length = be_i32(buf, 8);
+    if batch_length < (HEADER_BYTES - LOG_OVERHEAD) as i32 {
+        return Err(BatchError::Invalid("batch length shorter than the header"));
+    }
+    let total = LOG_OVERHEAD + batch_length as usize;
+    if buf.len() < total {
+        return Err(BatchError::Truncated { have: buf.len(), need: total });
+    }
+    let header = BatchHeader {
+        base_offset: be_i64(buf, 0),
+        batch_length,
+        partition_leader_epoch: be_i32(buf, 12),
+        magic,
+        crc: u32::from_be_bytes(buf[17..21].try_into().expect("4 bytes")),
+        attributes: be_i16(buf, 21),
+        last_offset_delta: be_i32(buf, 23),
+        base_timestamp: be_i64(buf, 27),
+        max_timestamp: be_i64(buf, 35),
+        producer_id: be_i64(buf, 43),
+        producer_epoch: be_i16(buf, 51),
+        base_sequence: be_i32(buf, 53),
+        record_count: be_i32(buf, 57),
+    };
+    let actual = crc32c::crc32c(&buf[CRC_START..total]);
+    if actual != header.crc {
+        return Err(BatchError::CorruptCrc { expected: header.crc, actual });
+    }
+    if header.record_count < 0 || header.last_offset_delta < 0 {
+        return Err(BatchError::Invalid("negative record count or offset delta"));
+    }
+    if header.record_count > 0 && header.last_offset_delta != header.record_count - 1 {
+        // Kafka producers always write dense batches; compacted batches may not be, but those
+        // never come from a producer.
+        return Err(BatchError::Invalid("last offset delta does not match the record count"));
+    }
+    if header.record_count == 0 {
+        return Err(BatchError::Invalid("empty record batch"));
+    }
+    if header.compression_code() > 4 {
+        return Err(BatchError::Invalid("unknown compression codec"));
+    }
+    Ok(header)
+}
+
+/// Splits the `records` field of one produce partition into whole, checked batches.
+pub fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < records.len() {
+        let header = parse_batch(&records[at..])?;
+        let end = at + header.total_bytes();
+        out.push((header, records.slice(at..end)));
+        at = end;
+    }
+    Ok(out)
+}
+
+/// Writes `base_offset` into a batch. The CRC does not cover it, so the batch stays valid.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    assert!(batch.len() >= HEADER_BYTES, "not a record batch");
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Copies `batch` with `base_offset` rewritten.
+pub fn with_base_offset(batch: &[u8], base_offset: i64) -> Bytes {
+    let mut b = BytesMut::from(batch);
+    set_base_offset(&mut b, base_offset);
+    b.freeze()
+}
+
+/// One record to put in a batch built by Backwaters itself (gRPC produce path).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    pub timestamp_ms: i64,
+}
+
+/// Encodes records as a single uncompressed v2 batch at base offset 0 (non-idempotent).
+pub fn encode_batch(records: &[NewRecord]) -> Result<Bytes, String> {
+    let recs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder groups records into one batch only while offset - sequence stays
+            // constant; with sequence == offset every record lands in the same batch.
+            sequence: i as i32,
+            timestamp: r.timestamp_ms,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (kafka_protocol::protocol::StrBytes::from_string(k.clone()), v.clone()))
+                .collect(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let opts = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, recs.iter(), &opts).map_err(|e| e.to_string())?;
+    // Mark the batch as non-idempotent: base sequence -1.
+    if buf.len() >= HEADER_BYTES {
+        buf[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+        let crc = crc32c::crc32c(&buf[CRC_START..]);
+        buf[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    Ok(buf.freeze())
+}
+
+/// A record read back out of a stored batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// Decodes every record of the batches in `buf` (decompressing as needed); control records
+/// (transaction markers) are skipped, as consumers skip them.
+pub fn decode_records(buf: &Bytes) -> Result<Vec<ReadRecord>, String> {
+    let mut b = buf.clone();
+    let sets = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RecordBatchDecoder::decode_all(&mut b)))
+        .map_err(|_| "record decoder panicked".to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(sets
+        .into_iter()
+        .flat_map(|s| s.records)
+        .filter(|r| !r.control)
+        .map(|r| ReadRecord {
+            offset: r.offset,
+            timestamp_ms: r.timestamp,
+            key: r.key,
+            value: r.value,
+            headers: r.headers.into_iter().map(|(k, v)| (k.as_str().to_string(), v)).collect(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize) -> Vec<NewRecord> {
+        (0..n)
+            .map(|i| NewRecord {
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(vec![i as u8; i])),
+                headers: vec![("h".into(), Some(Bytes::from_static(b"v")))],
+                timestamp_ms: 1_700_000_000_000 + i as i64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn encoded_batch_parses_and_survives_offset_rewrite() {
+        let b = encode_batch(&sample(5)).unwrap();
+        let h = parse_batch(&b).unwrap();
+        assert_eq!(h.record_count, 5);
+        assert_eq!(h.total_bytes(), b.len());
+        assert_eq!(h.base_sequence, -1);
+        let moved = with_base_offset(&b, 42);
+        let h2 = parse_batch(&moved).unwrap();
+        assert_eq!(h2.base_offset, 42);
+        let recs = decode_records(&moved).unwrap();
+        assert_eq!(recs.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![42, 43, 44, 45, 46]);
+    }
+
+    #[test]
+    fn flipped_bit_is_a_crc_error() {
+        let b = encode_batch(&sample(3)).unwrap();
+        let mut v = b.to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        assert!(matches!(parse_batch(&v), Err(BatchError::CorruptCrc { .. })));
+    }
+
+    #[test]
+    fn sequences_wrap() {
+        let mut h = parse_batch(&encode_batch(&sample(3)).unwrap()).unwrap();
+        h.base_sequence = i32::MAX;
+        assert_eq!(h.last_sequence(), 1);
+    }
+}

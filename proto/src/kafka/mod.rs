@@ -1,0 +1,5 @@
+//! Kafka wire protocol pieces that the `kafka-protocol` crate does not do for a server.
+
+pub mod batch;
+pub mod frame;
+pub mod partitioner;
