@@ -1,0 +1,40 @@
+//! Key and value layout.
+//!
+//! Tree `log`, one key space per partition, prefixed by the partition's node-unique id:
+//! - `[uid:8][0][index:8]`  -> entry: `[fmt:1][term:8][base_offset:8][kind:1][crc32c:4][payload]`
+//! - `[uid:8][1][base_offset:8]` -> index of the entry holding that batch
+//! - `[uid:8][2][producer_id:8]` -> idempotent producer state (JSON)
+//! - `[uid:8][3]` -> partition state (JSON): log start offset, bytes held
+//!
+//! Big-endian integers keep sled's byte order equal to numeric order. Offsets are never
+//! negative once stored, so the sign bit is never set.
+
+/// Version of this layout, kept under `meta/format_version`.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub const ENTRY: u8 = 0;
+pub const OFFSET: u8 = 1;
+pub const PRODUCER: u8 = 2;
+pub const STATE: u8 = 3;
+
+pub fn prefix(uid: u64, kind: u8) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&uid.to_be_bytes());
+    k[8] = kind;
+    k
+}
+
+pub fn key(uid: u64, kind: u8, n: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&prefix(uid, kind));
+    k[9..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+pub fn key_suffix(k: &[u8]) -> u64 {
+    u64::from_be_bytes(k[9..17].try_into().expect("17-byte key"))
+}
+
+/// Entry header length before the payload.
+pub const ENTRY_HEADER: usize = 1 + 8 + 8 + 1 + 4;
+pub const ENTRY_FMT: u8 = 1;

@@ -1,0 +1,325 @@
+//! A partition log: entries keyed by index, each holding one whole record batch.
+
+use crate::keys::{self, ENTRY, ENTRY_FMT, ENTRY_HEADER, OFFSET, PRODUCER, STATE};
+use crate::{Result, StorageError, Store};
+use backwaters_proto::kafka::batch::{parse_batch, BatchHeader};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// What an entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// One record batch exactly as stored (base offset already assigned).
+    Batch = 0,
+    /// No records: a leader's first entry of a term (Raft) or a placeholder.
+    Noop = 1,
+}
+
+/// One entry of a partition log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub index: u64,
+    pub term: u64,
+    /// Kafka offset of the first record; for a no-op, the next offset at that point.
+    pub base_offset: i64,
+    pub kind: EntryKind,
+    pub payload: Bytes,
+}
+
+impl Entry {
+    /// The parsed batch header (CRC-checked). `None` for no-ops.
+    pub fn batch_header(&self) -> Option<std::result::Result<BatchHeader, backwaters_proto::kafka::batch::BatchError>> {
+        (self.kind == EntryKind::Batch).then(|| parse_batch(&self.payload))
+    }
+
+    /// Offset one past the last record of this entry.
+    pub fn next_offset(&self) -> i64 {
+        match self.kind {
+            EntryKind::Noop => self.base_offset,
+            EntryKind::Batch => {
+                let delta = i32::from_be_bytes(self.payload[23..27].try_into().expect("batch header"));
+                self.base_offset + delta as i64 + 1
+            }
+        }
+    }
+
+    /// Max timestamp of the records in the batch (-1 for no-ops).
+    pub fn max_timestamp(&self) -> i64 {
+        match self.kind {
+            EntryKind::Noop => -1,
+            EntryKind::Batch => i64::from_be_bytes(self.payload[35..43].try_into().expect("batch header")),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(ENTRY_HEADER + self.payload.len());
+        v.push(ENTRY_FMT);
+        v.extend_from_slice(&self.term.to_be_bytes());
+        v.extend_from_slice(&self.base_offset.to_be_bytes());
+        v.push(self.kind as u8);
+        v.extend_from_slice(&crc32c::crc32c(&self.payload).to_be_bytes());
+        v.extend_from_slice(&self.payload);
+        v
+    }
+
+    fn decode(index: u64, v: &[u8]) -> Result<Entry> {
+        let corrupt = |why: &str| StorageError::Corrupt { what: format!("entry {index}"), why: why.to_string() };
+        if v.len() < ENTRY_HEADER || v[0] != ENTRY_FMT {
+            return Err(corrupt("short entry or unknown entry format"));
+        }
+        let term = u64::from_be_bytes(v[1..9].try_into().expect("8"));
+        let base_offset = i64::from_be_bytes(v[9..17].try_into().expect("8"));
+        let kind = match v[17] {
+            0 => EntryKind::Batch,
+            1 => EntryKind::Noop,
+            _ => return Err(corrupt("unknown entry kind")),
+        };
+        let crc = u32::from_be_bytes(v[18..22].try_into().expect("4"));
+        let payload = Bytes::copy_from_slice(&v[ENTRY_HEADER..]);
+        if crc32c::crc32c(&payload) != crc {
+            return Err(corrupt("CRC mismatch after read"));
+        }
+        if kind == EntryKind::Batch && payload.len() < backwaters_proto::kafka::batch::HEADER_BYTES {
+            return Err(corrupt("batch shorter than its header"));
+        }
+        Ok(Entry { index, term, base_offset, kind, payload })
+    }
+}
+
+/// Idempotent-producer state of one producer on one partition: its epoch and the last
+/// (up to five) batches it wrote, so a retry of any of them is recognised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerEntry {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// (first sequence, last sequence, base offset) of recent batches, oldest first.
+    pub batches: Vec<(i32, i32, i64)>,
+    /// Append time of the last batch, for expiring idle producers.
+    pub last_timestamp_ms: i64,
+}
+
+/// Small per-partition state stored beside the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    pub log_start_offset: i64,
+    /// Bytes of record batches held (payload bytes), for retention.bytes.
+    pub bytes: u64,
+}
+
+/// What a partition log held when it was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Index of the last entry (0 when empty).
+    pub last_index: u64,
+    pub last_term: u64,
+    /// Index of the first entry still held (last_index + 1 when empty).
+    pub first_index: u64,
+    /// Kafka offset the next batch gets.
+    pub next_offset: i64,
+    pub meta: PartitionMeta,
+    pub producers: Vec<ProducerEntry>,
+}
+
+/// Handle on one partition's keys in the node's store. Cheap to clone.
+#[derive(Clone)]
+pub struct PartitionLog {
+    store: Store,
+    uid: u64,
+}
+
+impl PartitionLog {
+    /// Opens partition `uid` and recovers its state from disk.
+    pub fn open(store: &Store, uid: u64) -> Result<(PartitionLog, Recovered)> {
+        let log = PartitionLog { store: store.clone(), uid };
+        let rec = log.recover()?;
+        Ok((log, rec))
+    }
+
+    pub fn uid(&self) -> u64 {
+        self.uid
+    }
+
+    fn tree(&self) -> &sled::Tree {
+        self.store.log_tree()
+    }
+
+    fn recover(&self) -> Result<Recovered> {
+        let meta: PartitionMeta = match self.tree().get(keys::prefix(self.uid, STATE))? {
+            Some(v) => serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
+                what: format!("partition {} state", self.uid),
+                why: e.to_string(),
+            })?,
+            None => PartitionMeta::default(),
+        };
+        let mut producers = Vec::new();
+        for kv in self.tree().scan_prefix(keys::prefix(self.uid, PRODUCER)) {
+            let (_, v) = kv?;
+            producers.push(serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
+                what: format!("partition {} producer state", self.uid),
+                why: e.to_string(),
+            })?);
+        }
+        let last = self.last_entry()?;
+        let first = self.first_entry()?;
+        let (last_index, last_term, next_offset) = match &last {
+            Some(e) => (e.index, e.term, e.next_offset()),
+            None => (0, 0, meta.log_start_offset),
+        };
+        let first_index = first.map(|e| e.index).unwrap_or(last_index + 1);
+        Ok(Recovered { last_index, last_term, first_index, next_offset, meta, producers })
+    }
+
+    fn decode_kv(kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Entry> {
+        let (k, v) = kv?;
+        Entry::decode(keys::key_suffix(&k), &v)
+    }
+
+    pub fn last_entry(&self) -> Result<Option<Entry>> {
+        self.tree().scan_prefix(keys::prefix(self.uid, ENTRY)).next_back().map(Self::decode_kv).transpose()
+    }
+
+    pub fn first_entry(&self) -> Result<Option<Entry>> {
+        self.tree().scan_prefix(keys::prefix(self.uid, ENTRY)).next().map(Self::decode_kv).transpose()
+    }
+
+    pub fn entry(&self, index: u64) -> Result<Option<Entry>> {
+        match self.tree().get(keys::key(self.uid, ENTRY, index))? {
+            Some(v) => Ok(Some(Entry::decode(index, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Appends entries (indexes must follow the last one) together with the producer states
+    /// and partition meta they change, as one atomic sled batch. Not flushed: returns the
+    /// write sequence a flush must cover before anything is acknowledged.
+    pub fn append(&self, entries: &[Entry], producers: &[ProducerEntry], meta: &PartitionMeta) -> Result<u64> {
+        let mut b = sled::Batch::default();
+        for e in entries {
+            b.insert(&keys::key(self.uid, ENTRY, e.index), e.encode());
+            if e.kind == EntryKind::Batch {
+                assert!(e.base_offset >= 0, "stored offsets are never negative");
+                b.insert(&keys::key(self.uid, OFFSET, e.base_offset as u64), &e.index.to_be_bytes());
+            }
+        }
+        for p in producers {
+            let v = serde_json::to_vec(p).expect("producer state serializes");
+            b.insert(&keys::key(self.uid, PRODUCER, p.producer_id as u64), v);
+        }
+        b.insert(&keys::prefix(self.uid, STATE), serde_json::to_vec(meta).expect("meta serializes"));
+        self.tree().apply_batch(b)?;
+        Ok(self.store.note_write())
+    }
+
+    /// Entries holding offsets from `from_offset` on, up to about `max_bytes` of payload (the
+    /// first entry is returned whatever its size, as Kafka does, so a consumer can always make
+    /// progress), and never an entry that starts at or past `below_offset`.
+    pub fn read(&self, from_offset: i64, max_bytes: usize, below_offset: i64) -> Result<Vec<Entry>> {
+        let Some(start_index) = self.index_for_offset(from_offset)? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let range = keys::key(self.uid, ENTRY, start_index)..=keys::key(self.uid, ENTRY, u64::MAX);
+        for kv in self.tree().range(range) {
+            let e = Self::decode_kv(kv)?;
+            if e.kind == EntryKind::Noop {
+                continue;
+            }
+            if e.base_offset >= below_offset {
+                break;
+            }
+            if e.next_offset() <= from_offset {
+                continue;
+            }
+            if !out.is_empty() && bytes + e.payload.len() > max_bytes {
+                break;
+            }
+            bytes += e.payload.len();
+            out.push(e);
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Index of the entry holding `offset` (the last batch starting at or before it).
+    fn index_for_offset(&self, offset: i64) -> Result<Option<u64>> {
+        let lo = keys::key(self.uid, OFFSET, 0);
+        let hi = keys::key(self.uid, OFFSET, offset.max(0) as u64);
+        if let Some(kv) = self.tree().range(lo..=hi).next_back() {
+            let (_, v) = kv?;
+            return Ok(Some(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StorageError::Corrupt {
+                what: "offset index".into(),
+                why: "not 8 bytes".into(),
+            })?)));
+        }
+        // Offset before the first batch: start from the first entry.
+        Ok(self.first_entry()?.map(|e| e.index))
+    }
+
+    /// First batch whose max timestamp is >= `ts`: (its entry). Linear in the batches before it.
+    pub fn first_entry_at_or_after_time(&self, ts: i64) -> Result<Option<Entry>> {
+        for kv in self.tree().scan_prefix(keys::prefix(self.uid, ENTRY)) {
+            let e = Self::decode_kv(kv)?;
+            if e.kind == EntryKind::Batch && e.max_timestamp() >= ts {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes entries with index <= `up_to_index` (retention, DeleteRecords, snapshots) and
+    /// stores the new meta, in one batch.
+    pub fn remove_prefix(&self, up_to_index: u64, meta: &PartitionMeta) -> Result<u64> {
+        let mut b = sled::Batch::default();
+        let range = keys::key(self.uid, ENTRY, 0)..=keys::key(self.uid, ENTRY, up_to_index);
+        for kv in self.tree().range(range) {
+            let (k, v) = kv?;
+            let e = Entry::decode(keys::key_suffix(&k), &v)?;
+            b.remove(k);
+            if e.kind == EntryKind::Batch {
+                b.remove(&keys::key(self.uid, OFFSET, e.base_offset as u64));
+            }
+        }
+        b.insert(&keys::prefix(self.uid, STATE), serde_json::to_vec(meta).expect("meta serializes"));
+        self.tree().apply_batch(b)?;
+        Ok(self.store.note_write())
+    }
+
+    /// Removes entries with index >= `from_index` (a Raft follower's conflicting suffix).
+    pub fn truncate_suffix(&self, from_index: u64, meta: &PartitionMeta) -> Result<u64> {
+        let mut b = sled::Batch::default();
+        let range = keys::key(self.uid, ENTRY, from_index)..=keys::key(self.uid, ENTRY, u64::MAX);
+        for kv in self.tree().range(range) {
+            let (k, v) = kv?;
+            let e = Entry::decode(keys::key_suffix(&k), &v)?;
+            b.remove(k);
+            if e.kind == EntryKind::Batch {
+                b.remove(&keys::key(self.uid, OFFSET, e.base_offset as u64));
+            }
+        }
+        b.insert(&keys::prefix(self.uid, STATE), serde_json::to_vec(meta).expect("meta serializes"));
+        self.tree().apply_batch(b)?;
+        Ok(self.store.note_write())
+    }
+
+    /// Removes producer states (expired producers).
+    pub fn remove_producers(&self, ids: &[i64]) -> Result<u64> {
+        let mut b = sled::Batch::default();
+        for id in ids {
+            b.remove(&keys::key(self.uid, PRODUCER, *id as u64));
+        }
+        self.tree().apply_batch(b)?;
+        Ok(self.store.note_write())
+    }
+
+    /// Deletes every key of this partition (topic deletion).
+    pub fn destroy(&self) -> Result<u64> {
+        let mut b = sled::Batch::default();
+        for kv in self.tree().scan_prefix(self.uid.to_be_bytes()) {
+            let (k, _) = kv?;
+            b.remove(k);
+        }
+        self.tree().apply_batch(b)?;
+        Ok(self.store.note_write())
+    }
+}

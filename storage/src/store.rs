@@ -1,0 +1,134 @@
+//! The node's sled database.
+
+use crate::keys::FORMAT_VERSION;
+use crate::{Result, StorageError};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// One sled `Db` per node, shared by every partition of the node.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    log: sled::Tree,
+    meta: sled::Tree,
+    /// Bumped after every write; a flush that starts after a write's bump covers it.
+    write_seq: AtomicU64,
+    flushed_seq: AtomicU64,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `dir`, checking the format version.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir.join("sled"))
+            .cache_capacity(256 * 1024 * 1024)
+            // We flush before acknowledging; sled's own timer flush only adds latency noise.
+            .flush_every_ms(None)
+            .open()?;
+        Self::from_db(db)
+    }
+
+    /// A throwaway store in memory, for tests.
+    pub fn temporary() -> Result<Store> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Store> {
+        let log = db.open_tree("log")?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("format_version")? {
+            Some(v) => {
+                let found = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| StorageError::Corrupt {
+                    what: "meta/format_version".into(),
+                    why: "not 4 bytes".into(),
+                })?);
+                if found != FORMAT_VERSION {
+                    return Err(StorageError::FormatVersion { found, expected: FORMAT_VERSION });
+                }
+            }
+            None => {
+                meta.insert("format_version", &FORMAT_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+        }
+        Ok(Store {
+            inner: Arc::new(Inner { db, log, meta, write_seq: AtomicU64::new(0), flushed_seq: AtomicU64::new(0) }),
+        })
+    }
+
+    pub(crate) fn log_tree(&self) -> &sled::Tree {
+        &self.inner.log
+    }
+
+    /// Marks that a write has been applied; returns the sequence a flush must reach to cover it.
+    pub(crate) fn note_write(&self) -> u64 {
+        self.inner.write_seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The sequence of the latest applied write.
+    pub fn written_seq(&self) -> u64 {
+        self.inner.write_seq.load(Ordering::SeqCst)
+    }
+
+    /// The highest sequence known durable.
+    pub fn flushed_seq(&self) -> u64 {
+        self.inner.flushed_seq.load(Ordering::SeqCst)
+    }
+
+    /// Flushes everything written so far to disk (blocking: call it off the async threads).
+    /// Returns the write sequence the flush covers.
+    pub fn flush(&self) -> Result<u64> {
+        let covers = self.written_seq();
+        self.inner.db.flush()?;
+        self.inner.flushed_seq.fetch_max(covers, Ordering::SeqCst);
+        Ok(covers)
+    }
+
+    /// Reads a metadata value.
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.inner.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Writes a metadata value (not flushed: call [`Store::flush`] before relying on it).
+    pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<u64> {
+        self.inner.meta.insert(key, value)?;
+        Ok(self.note_write())
+    }
+
+    pub fn meta_remove(&self, key: &str) -> Result<u64> {
+        self.inner.meta.remove(key)?;
+        Ok(self.note_write())
+    }
+
+    /// Every metadata pair whose key starts with `prefix`, in key order.
+    pub fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for kv in self.inner.meta.scan_prefix(prefix) {
+            let (k, v) = kv?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Atomically increments a u64 counter in metadata and returns the new value.
+    pub fn next_counter(&self, key: &str) -> Result<u64> {
+        let v = self.inner.meta.update_and_fetch(key, |old| {
+            let n = old.map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]))).unwrap_or(0);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
+        self.note_write();
+        let b = v.expect("update_and_fetch returned a value");
+        Ok(u64::from_be_bytes(b.as_ref().try_into().expect("8 bytes")))
+    }
+
+    /// Bytes sled uses on disk (for metrics and reports).
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+}
