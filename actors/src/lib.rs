@@ -1,1 +1,84 @@
+//! The supervised actors of a Backwaters node.
+//!
+//! # Layout
+//! - [`supervisor`]: one-for-one supervisor with an explicit restart budget (N restarts in a
+//!   window, then escalate), since ractor ships none.
+//! - [`node`]: the node root: opens the store, builds the supervision tree
+//!   (`root` → `flusher`, `partitions` → one actor per partition, `retention`, `listeners`),
+//!   keeps the topic catalog, and offers the operations the Kafka and gRPC edges call.
+//! - [`partition`]: the partition actor (shell) around a pure state machine
+//!   ([`partition::core`]): offsets, idempotent-producer checks, high watermark, retention.
+//! - [`flusher`]: group commit: one store flush acknowledges many partitions' writes.
+//! - [`service`]: an actor that runs a long-lived task (a listener), restarted on failure.
+//! - [`topic`]: topic names, configs and the catalog record.
+//! - [`metrics`]: counters and histograms rendered for Prometheus.
+//!
+//! # Supervision tree
+//! ```text
+//! root (5 restarts / 10 s, then the node stops)
+//! ├── 0-flusher
+//! ├── 1-partitions (supervisor, 10 restarts / 10 s per partition)
+//! │   └── p{uid} ... one per partition
+//! ├── 2-retention (ticker)
+//! └── 3-listeners (supervisor) → kafka, grpc, http
+//! ```
+//! Requests that fail are answered with an error, never with an actor failure; an actor fails
+//! only when its state can no longer be trusted (a storage error, a failed flush), and then it
+//! restarts from what is on disk.
 
+pub mod flusher;
+pub mod metrics;
+pub mod node;
+pub mod partition;
+pub mod service;
+pub mod supervisor;
+pub mod topic;
+
+use thiserror::Error;
+
+/// Why a partition operation failed. The Kafka edge maps each to one error code.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PartitionError {
+    #[error("record batch of {size} bytes is larger than max.message.bytes={max}")]
+    MessageTooLarge { size: usize, max: i32 },
+    #[error("invalid record batch: {0}")]
+    InvalidRecord(&'static str),
+    #[error("corrupt record batch: {0}")]
+    CorruptRecord(String),
+    #[error("out of order sequence: expected {expected}, got {got}")]
+    OutOfOrderSequence { expected: i32, got: i32 },
+    #[error("producer epoch is older than the partition has seen (fenced)")]
+    InvalidProducerEpoch,
+    #[error("transactions are not supported yet")]
+    TransactionsUnsupported,
+    #[error("offset {offset} is outside the log [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("partition is restarting or overloaded; retry")]
+    Busy,
+    #[error("request timed out before the write was durable")]
+    Timeout,
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<backwaters_storage::StorageError> for PartitionError {
+    fn from(e: backwaters_storage::StorageError) -> Self {
+        PartitionError::Storage(e.to_string())
+    }
+}
+
+/// Time as the node sees it; injected so tests can move it.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    }
+}

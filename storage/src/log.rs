@@ -135,6 +135,17 @@ impl PartitionLog {
         Ok((log, rec))
     }
 
+    /// A handle without recovery (the owner calls [`PartitionLog::recover`] when it starts).
+    pub fn handle(store: &Store, uid: u64) -> PartitionLog {
+        PartitionLog { store: store.clone(), uid }
+    }
+
+    /// Stores new partition meta alone (DeleteRecords moving the log start).
+    pub fn set_meta(&self, meta: &PartitionMeta) -> Result<u64> {
+        self.tree().insert(keys::prefix(self.uid, STATE), serde_json::to_vec(meta).expect("meta serializes"))?;
+        Ok(self.store.note_write())
+    }
+
     pub fn uid(&self) -> u64 {
         self.uid
     }
@@ -143,7 +154,8 @@ impl PartitionLog {
         self.store.log_tree()
     }
 
-    fn recover(&self) -> Result<Recovered> {
+    /// Reads back what the partition holds: last entry, next offset, meta, producers.
+    pub fn recover(&self) -> Result<Recovered> {
         let meta: PartitionMeta = match self.tree().get(keys::prefix(self.uid, STATE))? {
             Some(v) => serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
                 what: format!("partition {} state", self.uid),

@@ -1,0 +1,107 @@
+//! Node metrics, exported in the Prometheus text format by the node's HTTP endpoint.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A Prometheus histogram over fixed microsecond buckets.
+pub struct Histogram {
+    bounds_us: &'static [u64],
+    buckets: Vec<AtomicU64>,
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+const LATENCY_BOUNDS_US: &[u64] = &[100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            bounds_us: LATENCY_BOUNDS_US,
+            buckets: LATENCY_BOUNDS_US.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn record(&self, us: u64) {
+        if let Some(i) = self.bounds_us.iter().position(|b| us <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cum = 0;
+        for (b, n) in self.bounds_us.iter().zip(&self.buckets) {
+            cum += n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cum}", *b as f64 / 1e6);
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Every metric of a node.
+#[derive(Default)]
+pub struct Metrics {
+    pub kafka_connections: Counter,
+    pub kafka_connections_closed: Counter,
+    pub kafka_requests: Counter,
+    pub kafka_request_errors: Counter,
+    pub produce_batches: Counter,
+    pub produce_bytes: Counter,
+    pub produce_duplicates: Counter,
+    pub fetch_bytes: Counter,
+    pub flushes: Counter,
+    pub flush_latency_us: Histogram,
+    pub produce_latency_us: Histogram,
+    pub retention_removed_batches: Counter,
+    pub actor_restarts: Counter,
+}
+
+impl Metrics {
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let counters: [(&str, &str, &Counter); 11] = [
+            ("backwaters_kafka_connections_total", "Kafka connections accepted", &self.kafka_connections),
+            ("backwaters_kafka_connections_closed_total", "Kafka connections closed", &self.kafka_connections_closed),
+            ("backwaters_kafka_requests_total", "Kafka requests handled", &self.kafka_requests),
+            ("backwaters_kafka_request_errors_total", "Kafka requests refused or failed", &self.kafka_request_errors),
+            ("backwaters_produce_batches_total", "Record batches appended", &self.produce_batches),
+            ("backwaters_produce_bytes_total", "Record batch bytes appended", &self.produce_bytes),
+            ("backwaters_produce_duplicates_total", "Idempotent retries answered without a write", &self.produce_duplicates),
+            ("backwaters_fetch_bytes_total", "Record batch bytes served to fetches", &self.fetch_bytes),
+            ("backwaters_flushes_total", "Group-commit flushes of the node's store", &self.flushes),
+            ("backwaters_retention_removed_batches_total", "Batches removed by retention or DeleteRecords", &self.retention_removed_batches),
+            ("backwaters_actor_restarts_total", "Actors restarted by their supervisor", &self.actor_restarts),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
+        }
+        self.flush_latency_us.render(&mut s, "backwaters_flush_seconds", "Time of one store flush");
+        self.produce_latency_us.render(&mut s, "backwaters_produce_seconds", "Produce request time until durable");
+        s
+    }
+}

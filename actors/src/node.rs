@@ -1,0 +1,501 @@
+//! The node root: store, supervision tree, topic catalog, and the operations the edges call.
+
+use crate::flusher::{Flusher, FlusherArgs, FlusherMsg};
+use crate::metrics::Metrics;
+use crate::partition::{PartitionActor, PartitionArgs, PartitionMsg, PartitionShared, PartitionStatus, ProduceAck};
+use crate::service::{RunFn, ServiceActor};
+use crate::supervisor::{ChildSpec, ChildStatus, RestartPolicy, Supervisor, SupervisorArgs, SupervisorMsg};
+use crate::topic::{validate_topic_name, TopicConfig, TopicRecord};
+use crate::{Clock, PartitionError, SystemClock};
+use backwaters_proto::kafka::batch::BatchHeader;
+use backwaters_storage::{PartitionLog, Store};
+use bytes::Bytes;
+use ractor::{Actor, ActorRef};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Most partitions one topic may have.
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
+/// What a node needs to know to start.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub node_id: i32,
+    pub cluster_name: String,
+    pub zone: String,
+    pub data_dir: PathBuf,
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub default_replication_factor: i16,
+    pub retention_check_ms: u64,
+}
+
+/// Failures of topic administration; the edges map each to their protocol's error.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum AdminError {
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    #[error("invalid topic name: {0}")]
+    InvalidTopic(String),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<backwaters_storage::StorageError> for AdminError {
+    fn from(e: backwaters_storage::StorageError) -> Self {
+        AdminError::Storage(e.to_string())
+    }
+}
+
+/// A topic with its live partitions.
+pub struct Topic {
+    pub record: TopicRecord,
+    pub config: Arc<RwLock<TopicConfig>>,
+    pub partitions: Vec<Arc<PartitionShared>>,
+}
+
+impl Topic {
+    pub fn id(&self) -> uuid::Uuid {
+        uuid::Uuid::parse_str(&self.record.id).unwrap_or_default()
+    }
+    pub fn config(&self) -> TopicConfig {
+        self.config.read().expect("lock").clone()
+    }
+}
+
+/// A change to one config of a topic (IncrementalAlterConfigs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String, String),
+    Delete(String),
+}
+
+static NODE_INSTANCES: AtomicU64 = AtomicU64::new(0);
+
+struct Inner {
+    settings: NodeSettings,
+    store: Store,
+    cluster_id: String,
+    instance: u64,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serializes catalog changes (create/delete/alter) so each is one consistent step.
+    catalog: tokio::sync::Mutex<()>,
+    root: ActorRef<SupervisorMsg>,
+    partitions_sup: ActorRef<SupervisorMsg>,
+    listeners_sup: ActorRef<SupervisorMsg>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    flusher_name: String,
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl Node {
+    /// Opens the data dir and starts the supervision tree and every stored partition.
+    pub async fn start(settings: NodeSettings) -> Result<Node, String> {
+        Self::start_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(settings: NodeSettings, clock: Arc<dyn Clock>) -> Result<Node, String> {
+        let dir = settings.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot open the data dir {}: {e}", settings.data_dir.display()))?;
+        let cluster_id = check_identity(&store, &settings)?;
+        let instance = NODE_INSTANCES.fetch_add(1, Ordering::SeqCst);
+        let metrics = Arc::new(Metrics::default());
+        let prefix = format!("n{}.{instance}", settings.node_id);
+        let flusher_name = format!("{prefix}/flusher");
+        let flusher_spec = {
+            let (store, metrics) = (store.clone(), metrics.clone());
+            ChildSpec::new(flusher_name.clone(), Flusher, move || FlusherArgs { store: store.clone(), metrics: metrics.clone() })
+        };
+        let partitions_spec = ChildSpec::new(format!("{prefix}/1-partitions"), Supervisor, || SupervisorArgs {
+            policy: RestartPolicy { max_restarts: 10, window: Duration::from_secs(10) },
+            children: vec![],
+        });
+        let listeners_spec = ChildSpec::new(format!("{prefix}/3-listeners"), Supervisor, || SupervisorArgs { policy: RestartPolicy::default(), children: vec![] });
+        let (root, _) = Actor::spawn(
+            Some(format!("{prefix}/root")),
+            Supervisor,
+            SupervisorArgs { policy: RestartPolicy::default(), children: vec![flusher_spec, partitions_spec, listeners_spec] },
+        )
+        .await
+        .map_err(|e| format!("starting the node's supervision tree: {e}"))?;
+        let lookup = |n: &str| ractor::registry::where_is(n.to_string()).map(ActorRef::<SupervisorMsg>::from).ok_or(format!("{n} did not start"));
+        let partitions_sup = lookup(&format!("{prefix}/1-partitions"))?;
+        let listeners_sup = lookup(&format!("{prefix}/3-listeners"))?;
+        let node = Node {
+            inner: Arc::new(Inner {
+                settings,
+                store,
+                cluster_id,
+                instance,
+                topics: RwLock::new(BTreeMap::new()),
+                catalog: tokio::sync::Mutex::new(()),
+                root,
+                partitions_sup,
+                listeners_sup,
+                metrics,
+                clock,
+                flusher_name,
+            }),
+        };
+        node.load_catalog().await?;
+        node.start_retention().await?;
+        Ok(node)
+    }
+
+    pub fn settings(&self) -> &NodeSettings {
+        &self.inner.settings
+    }
+    pub fn cluster_id(&self) -> &str {
+        &self.inner.cluster_id
+    }
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    fn prefix(&self) -> String {
+        format!("n{}.{}", self.inner.settings.node_id, self.inner.instance)
+    }
+
+    async fn load_catalog(&self) -> Result<(), String> {
+        let rows = self.inner.store.meta_scan("topic/").map_err(|e| e.to_string())?;
+        for (key, value) in rows {
+            let record: TopicRecord = serde_json::from_slice(&value).map_err(|e| format!("catalog entry {key} is unreadable: {e}"))?;
+            let config = TopicConfig::from_overrides(&record.overrides).unwrap_or_else(|e| {
+                tracing::warn!(topic = %record.name, error = %e, "stored config no longer valid; using defaults");
+                TopicConfig::default()
+            });
+            let topic = self.build_topic(record, config).await?;
+            self.inner.topics.write().expect("lock").insert(topic.record.name.clone(), Arc::new(topic));
+        }
+        tracing::info!(topics = self.inner.topics.read().expect("lock").len(), "catalog loaded");
+        Ok(())
+    }
+
+    /// Starts the actors of a topic's partitions.
+    async fn build_topic(&self, record: TopicRecord, config: TopicConfig) -> Result<Topic, String> {
+        let config = Arc::new(RwLock::new(config));
+        let mut partitions = Vec::with_capacity(record.partition_uids.len());
+        for (i, uid) in record.partition_uids.iter().enumerate() {
+            partitions.push(self.start_partition(&record.name, i as i32, *uid, config.clone()).await?);
+        }
+        Ok(Topic { record, config, partitions })
+    }
+
+    async fn start_partition(&self, topic: &str, partition: i32, uid: u64, config: Arc<RwLock<TopicConfig>>) -> Result<Arc<PartitionShared>, String> {
+        let shared = PartitionShared::new(topic.to_string(), partition, &self.inner.store, uid);
+        let flusher_name = self.inner.flusher_name.clone();
+        let flusher: Arc<dyn Fn() -> Option<ActorRef<FlusherMsg>> + Send + Sync> = Arc::new(move || ractor::registry::where_is(flusher_name.clone()).map(ActorRef::from));
+        let (s, clock, metrics) = (shared.clone(), self.inner.clock.clone(), self.inner.metrics.clone());
+        let spec = ChildSpec::new(self.partition_actor_name(uid), PartitionActor, move || PartitionArgs {
+            shared: s.clone(),
+            config: config.clone(),
+            flusher: flusher.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        });
+        ractor::call!(self.inner.partitions_sup, SupervisorMsg::StartChild, spec)
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("partition {topic}-{partition}: {e}"))?;
+        Ok(shared)
+    }
+
+    fn partition_actor_name(&self, uid: u64) -> String {
+        format!("{}/p{uid}", self.prefix())
+    }
+
+    async fn start_retention(&self) -> Result<(), String> {
+        let node = Arc::downgrade(&self.inner);
+        let period = Duration::from_millis(self.inner.settings.retention_check_ms.max(10));
+        let run: RunFn = Arc::new(move |mut stop| {
+            let node = node.clone();
+            Box::pin(async move {
+                let mut tick = tokio::time::interval(period);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.changed() => return Ok(()),
+                    }
+                    let Some(inner) = node.upgrade() else { return Ok(()) };
+                    let topics: Vec<Arc<Topic>> = inner.topics.read().expect("lock").values().cloned().collect();
+                    for p in topics.iter().flat_map(|t| t.partitions.iter()) {
+                        if let Some(a) = p.actor() {
+                            let _ = a.cast(PartitionMsg::Retention);
+                        }
+                    }
+                }
+            })
+        });
+        self.start_service("2-retention", run, false).await
+    }
+
+    /// Starts a long-running service (a listener) under the node's supervision.
+    pub async fn start_service(&self, name: &str, run: RunFn, listener: bool) -> Result<(), String> {
+        let spec = ChildSpec::new(format!("{}/{name}", self.prefix()), ServiceActor, move || run.clone());
+        let sup = if listener { &self.inner.listeners_sup } else { &self.inner.root };
+        ractor::call!(sup, SupervisorMsg::StartChild, spec).map_err(|e| e.to_string())?
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.inner.topics.read().expect("lock").values().cloned().collect()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.inner.topics.read().expect("lock").get(name).cloned()
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionShared>> {
+        let t = self.topic(topic)?;
+        usize::try_from(partition).ok().and_then(|p| t.partitions.get(p).cloned())
+    }
+
+    /// The topic, created with the defaults if it is missing and auto-create is on.
+    pub async fn topic_or_auto_create(&self, name: &str) -> Option<Arc<Topic>> {
+        if let Some(t) = self.topic(name) {
+            return Some(t);
+        }
+        if !self.inner.settings.auto_create_topics || validate_topic_name(name).is_err() {
+            return None;
+        }
+        match self.create_topic(name, -1, -1, BTreeMap::new(), false).await {
+            Ok(t) => Some(t),
+            Err(AdminError::TopicExists(_)) => self.topic(name),
+            Err(e) => {
+                tracing::warn!(topic = name, error = %e, "auto-create failed");
+                None
+            }
+        }
+    }
+
+    /// Creates a topic; `partitions`/`replication_factor` of -1 take the node defaults.
+    pub async fn create_topic(&self, name: &str, partitions: i32, replication_factor: i16, overrides: BTreeMap<String, String>, validate_only: bool) -> Result<Arc<Topic>, AdminError> {
+        validate_topic_name(name).map_err(AdminError::InvalidTopic)?;
+        let partitions = if partitions == -1 { self.inner.settings.default_partitions } else { partitions };
+        let rf = if replication_factor == -1 { self.inner.settings.default_replication_factor } else { replication_factor };
+        if partitions < 1 || partitions > MAX_PARTITIONS_PER_TOPIC {
+            return Err(AdminError::InvalidPartitions(format!("{partitions}; use 1 to {MAX_PARTITIONS_PER_TOPIC}")));
+        }
+        if rf != 1 {
+            return Err(AdminError::InvalidReplicationFactor(format!("{rf}; this single-node cluster has 1 broker, so use 1")));
+        }
+        let config = TopicConfig::from_overrides(&overrides).map_err(AdminError::InvalidConfig)?;
+        let _guard = self.inner.catalog.lock().await;
+        if self.topic(name).is_some() {
+            return Err(AdminError::TopicExists(name.to_string()));
+        }
+        let mut record = TopicRecord { name: name.to_string(), id: uuid::Uuid::new_v4().to_string(), partition_uids: vec![], replication_factor: rf, overrides, internal: name.starts_with("__") };
+        if validate_only {
+            return Ok(Arc::new(Topic { record, config: Arc::new(RwLock::new(config)), partitions: vec![] }));
+        }
+        for _ in 0..partitions {
+            record.partition_uids.push(self.inner.store.next_counter("partition_uid")?);
+        }
+        self.save_record(&record).await?;
+        let topic = Arc::new(self.build_topic(record, config).await.map_err(AdminError::Storage)?);
+        self.inner.topics.write().expect("lock").insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions, "topic created");
+        Ok(topic)
+    }
+
+    async fn save_record(&self, record: &TopicRecord) -> Result<(), AdminError> {
+        self.inner.store.meta_put(&format!("topic/{}", record.name), &serde_json::to_vec(record).expect("record serializes"))?;
+        self.flush().await
+    }
+
+    /// Flushes the store (admin changes answer only once durable).
+    pub async fn flush(&self) -> Result<(), AdminError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.flush()).await.map_err(|e| AdminError::Storage(e.to_string()))??;
+        Ok(())
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
+        let _guard = self.inner.catalog.lock().await;
+        let Some(topic) = self.inner.topics.write().expect("lock").remove(name) else {
+            return Err(AdminError::UnknownTopic(name.to_string()));
+        };
+        for uid in &topic.record.partition_uids {
+            let _ = ractor::call!(self.inner.partitions_sup, SupervisorMsg::StopChild, self.partition_actor_name(*uid));
+        }
+        self.inner.store.meta_remove(&format!("topic/{name}"))?;
+        for uid in topic.record.partition_uids.clone() {
+            let log = PartitionLog::handle(&self.inner.store, uid);
+            tokio::task::spawn_blocking(move || log.destroy()).await.map_err(|e| AdminError::Storage(e.to_string()))??;
+        }
+        self.flush().await?;
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub async fn create_partitions(&self, name: &str, total: i32, validate_only: bool) -> Result<(), AdminError> {
+        let _guard = self.inner.catalog.lock().await;
+        let topic = self.topic(name).ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
+        let have = topic.partitions.len() as i32;
+        if total <= have {
+            return Err(AdminError::InvalidPartitions(format!("topic {name} has {have} partitions; the new count {total} must be larger")));
+        }
+        if total > MAX_PARTITIONS_PER_TOPIC {
+            return Err(AdminError::InvalidPartitions(format!("{total} is above the limit {MAX_PARTITIONS_PER_TOPIC}")));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut record = topic.record.clone();
+        let mut partitions = topic.partitions.clone();
+        for p in have..total {
+            let uid = self.inner.store.next_counter("partition_uid")?;
+            record.partition_uids.push(uid);
+            partitions.push(self.start_partition(name, p, uid, topic.config.clone()).await.map_err(AdminError::Storage)?);
+        }
+        self.save_record(&record).await?;
+        let new = Arc::new(Topic { record, config: topic.config.clone(), partitions });
+        self.inner.topics.write().expect("lock").insert(name.to_string(), new);
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides (AlterConfigs) or applies changes to them
+    /// (IncrementalAlterConfigs).
+    pub async fn alter_config(&self, name: &str, ops: Vec<ConfigOp>, replace: bool, validate_only: bool) -> Result<(), AdminError> {
+        let _guard = self.inner.catalog.lock().await;
+        let topic = self.topic(name).ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
+        let mut overrides = if replace { BTreeMap::new() } else { topic.record.overrides.clone() };
+        for op in ops {
+            match op {
+                ConfigOp::Set(k, v) => {
+                    overrides.insert(k, v);
+                }
+                ConfigOp::Delete(k) => {
+                    overrides.remove(&k);
+                }
+            }
+        }
+        let config = TopicConfig::from_overrides(&overrides).map_err(AdminError::InvalidConfig)?;
+        if validate_only {
+            return Ok(());
+        }
+        let mut record = topic.record.clone();
+        record.overrides = overrides;
+        self.save_record(&record).await?;
+        *topic.config.write().expect("lock") = config.clone();
+        for p in &topic.partitions {
+            if let Some(a) = p.actor() {
+                let _ = a.cast(PartitionMsg::SetConfig(config.clone()));
+            }
+        }
+        let new = Arc::new(Topic { record, config: topic.config.clone(), partitions: topic.partitions.clone() });
+        self.inner.topics.write().expect("lock").insert(name.to_string(), new);
+        Ok(())
+    }
+
+    /// Appends batches to a partition and waits until the write is durable (unless acks=0).
+    pub async fn produce(&self, shared: &PartitionShared, batches: Vec<(BatchHeader, Bytes)>, acks: i16, timeout: Duration) -> Result<ProduceAck, PartitionError> {
+        let actor = shared.actor().ok_or(PartitionError::Busy)?;
+        match actor.call(|reply| PartitionMsg::Produce { batches, acks, reply }, Some(timeout)).await {
+            Ok(ractor::rpc::CallResult::Success(r)) => r,
+            Ok(ractor::rpc::CallResult::Timeout) => Err(PartitionError::Timeout),
+            // The actor died with the request: it restarts from disk; the client retries.
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(PartitionError::Busy),
+        }
+    }
+
+    pub async fn delete_records(&self, shared: &PartitionShared, offset: i64, timeout: Duration) -> Result<i64, PartitionError> {
+        let actor = shared.actor().ok_or(PartitionError::Busy)?;
+        match actor.call(|reply| PartitionMsg::DeleteRecords { offset, reply }, Some(timeout)).await {
+            Ok(ractor::rpc::CallResult::Success(r)) => r,
+            Ok(ractor::rpc::CallResult::Timeout) => Err(PartitionError::Timeout),
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(PartitionError::Busy),
+        }
+    }
+
+    pub async fn partition_status(&self, shared: &PartitionShared) -> Option<PartitionStatus> {
+        let actor = shared.actor()?;
+        ractor::call_t!(actor, PartitionMsg::Status, 5_000).ok()
+    }
+
+    /// A new idempotent producer id (never reused: the counter is flushed before it is handed out).
+    pub async fn init_producer_id(&self) -> Result<(i64, i16), AdminError> {
+        let id = self.inner.store.next_counter("producer_id")? as i64;
+        self.flush().await?;
+        Ok((id, 0))
+    }
+
+    /// Every supervisor's children with their restart counts.
+    pub async fn supervision_tree(&self) -> Vec<(String, ChildStatus)> {
+        let mut out = Vec::new();
+        for (sup_name, sup) in [("root", &self.inner.root), ("partitions", &self.inner.partitions_sup), ("listeners", &self.inner.listeners_sup)] {
+            if let Ok(children) = ractor::call_t!(sup, SupervisorMsg::Status, 5_000) {
+                out.extend(children.into_iter().map(|c| (sup_name.to_string(), c)));
+            }
+        }
+        out
+    }
+
+    /// Stops listeners, partitions and the flusher in that order, then flushes once more.
+    pub async fn shutdown(&self) {
+        let _ = ractor::call_t!(self.inner.listeners_sup, SupervisorMsg::Shutdown, 15_000);
+        let _ = ractor::call_t!(self.inner.root, SupervisorMsg::Shutdown, 30_000);
+        let _ = self.flush().await;
+        tracing::info!("node stopped");
+    }
+
+    /// Waits until the root supervisor stops (it stops when a failure escalates to it).
+    pub async fn wait_stopped(&self) {
+        while self.inner.root.get_status() != ractor::ActorStatus::Stopped {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Records the cluster and node id on first start; refuses a data dir of another node.
+fn check_identity(store: &Store, s: &NodeSettings) -> Result<String, String> {
+    let ident = format!("{}/{}", s.cluster_name, s.node_id);
+    match store.meta_get("identity").map_err(|e| e.to_string())? {
+        Some(v) if v != ident.as_bytes() => Err(format!(
+            "data dir {} belongs to {:?}, not cluster {:?} node {}; use another --data-dir or the right config",
+            s.data_dir.display(),
+            String::from_utf8_lossy(&v),
+            s.cluster_name,
+            s.node_id
+        )),
+        Some(_) => Ok(String::from_utf8_lossy(&store.meta_get("cluster_id").map_err(|e| e.to_string())?.unwrap_or_default()).into_owned()),
+        None => {
+            let id = base64_uuid();
+            store.meta_put("identity", ident.as_bytes()).map_err(|e| e.to_string())?;
+            store.meta_put("cluster_id", id.as_bytes()).map_err(|e| e.to_string())?;
+            store.flush().map_err(|e| e.to_string())?;
+            Ok(id)
+        }
+    }
+}
+
+/// A Kafka-style cluster id: 22 URL-safe base64 characters of a random UUID.
+fn base64_uuid() -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let n = uuid::Uuid::new_v4().as_u128();
+    (0..22).map(|i| A[((n >> (i * 6)) & 63) as usize] as char).collect()
+}
