@@ -1,1 +1,139 @@
-fn main(){}
+//! The `backwaters` command: run a node, start a local cluster, benchmark.
+//!
+//! # Layout
+//! - [`config`]: the TOML cluster config and its checks.
+//! - [`server`]: runs one node: listeners bound up front, then the node's supervision tree.
+//! - [`kafka`]: the Kafka listener and one handler file per API key.
+//! - [`grpc`]: the `backwaters.v1` gRPC API, health and reflection.
+//! - [`http`]: Prometheus metrics and health over HTTP.
+//! - [`bench`]: produce / consume benchmarks through librdkafka.
+
+mod bench;
+mod config;
+mod grpc;
+mod http;
+mod kafka;
+mod server;
+
+use clap::{Parser, Subcommand};
+use config::{ClusterConfig, Defaults, Limits, NodeConfig};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "backwaters", version, about = "Backwaters: a Kafka-compatible security streaming platform", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one node of a cluster described by a TOML config file.
+    Node {
+        /// Cluster config file (see README for the format).
+        #[arg(long)]
+        config: PathBuf,
+        /// Which node of the config this process is.
+        #[arg(long)]
+        node: i32,
+    },
+    /// Start a local cluster with defaults and print how to connect.
+    Up {
+        /// Number of nodes. This build runs single-node clusters (1).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// Folder for the nodes' data (one subfolder per node); running `up` again on it
+        /// brings the same cluster back.
+        #[arg(long, default_value = "backwaters-data")]
+        data_dir: PathBuf,
+        /// Kafka listen address.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        kafka: String,
+        /// gRPC listen address.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        grpc: String,
+        /// Prometheus metrics address.
+        #[arg(long, default_value = "127.0.0.1:9644")]
+        metrics: String,
+        /// Write the cluster config used to this file (to run it later with `node`).
+        #[arg(long)]
+        write_config: Option<PathBuf>,
+        /// Partitions of auto-created topics.
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+    },
+    /// Benchmark a Kafka-compatible broker through librdkafka.
+    Bench {
+        #[command(subcommand)]
+        kind: BenchKind,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// Produce records and report throughput and acknowledgement latency.
+    Produce(bench::BenchArgs),
+    /// Read a topic from the start and report throughput.
+    Consume(bench::BenchArgs),
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = rt.block_on(run(cli));
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.cmd {
+        Cmd::Node { config, node } => {
+            init_logging();
+            let cluster = ClusterConfig::load(&config)?;
+            let running = server::start(&cluster, node).await?;
+            server::run_until_stopped(running).await
+        }
+        Cmd::Up { nodes, data_dir, kafka, grpc, metrics, write_config, partitions } => {
+            init_logging();
+            if nodes != 1 {
+                return Err(format!("--nodes {nodes}: this build runs single-node clusters; use --nodes 1 (three-zone clusters need replication, not built yet)"));
+            }
+            let data_dir = std::path::absolute(&data_dir).map_err(|e| e.to_string())?;
+            let cluster = ClusterConfig {
+                cluster_name: "backwaters-local".into(),
+                defaults: Defaults { partitions, ..Defaults::default() },
+                limits: Limits::default(),
+                nodes: vec![NodeConfig { id: 1, zone: "east".into(), kafka, advertised_kafka: None, grpc, metrics: Some(metrics), data_dir: data_dir.join("east-1") }],
+            };
+            cluster.validate()?;
+            if let Some(path) = write_config {
+                std::fs::write(&path, toml::to_string_pretty(&cluster).map_err(|e| e.to_string())?).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                eprintln!("wrote the cluster config to {}", path.display());
+            }
+            let running = server::start(&cluster, 1).await?;
+            println!("Backwaters is up: 1 node (east-1), data in {}", data_dir.display());
+            println!("  Kafka bootstrap: {}", running.kafka_addr);
+            println!("  gRPC:            {}", running.grpc_addr);
+            if let Some(m) = &running.metrics_addr {
+                println!("  metrics:         http://{m}/metrics");
+            }
+            println!("Try:");
+            println!("  echo hello | kcat -P -b {} -t logs", running.kafka_addr);
+            println!("  kcat -C -b {} -t logs -e", running.kafka_addr);
+            println!("  grpcurl -plaintext {} list", running.grpc_addr);
+            println!("Ctrl-C stops it.");
+            server::run_until_stopped(running).await
+        }
+        Cmd::Bench { kind } => match kind {
+            BenchKind::Produce(a) => bench::produce(a).await,
+            BenchKind::Consume(a) => bench::consume(a).await,
+        },
+    }
+}

@@ -1,0 +1,186 @@
+//! The cluster config file (TOML). Every mistake is reported with the field it is in.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub cluster_name: String,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub limits: Limits,
+    pub nodes: Vec<NodeConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub auto_create_topics: bool,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults { partitions: 1, replication_factor: 1, auto_create_topics: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest Kafka request frame, refused before it is buffered (Kafka: socket.request.max.bytes).
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    /// How often retention runs, in ms.
+    pub retention_check_ms: u64,
+    /// Largest gRPC message accepted.
+    pub grpc_max_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: i32,
+    pub zone: String,
+    /// Kafka listen address.
+    pub kafka: String,
+    /// Address clients are told to connect to (defaults to `kafka`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_kafka: Option<String>,
+    pub grpc: String,
+    /// Prometheus metrics and health over HTTP (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+    /// Relative paths are taken from the config file's folder.
+    pub data_dir: PathBuf,
+}
+
+impl ClusterConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<ClusterConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let mut c: ClusterConfig = toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for n in &mut c.nodes {
+            if n.data_dir.is_relative() {
+                n.data_dir = base.join(&n.data_dir);
+            }
+        }
+        c.validate().map_err(|e| format!("config {}: {e}", path.display()))?;
+        Ok(c)
+    }
+
+    /// Checks the whole config, naming the first wrong field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cluster_name.trim().is_empty() {
+            return Err("cluster_name: must not be empty".into());
+        }
+        if self.nodes.is_empty() {
+            return Err("nodes: at least one [[nodes]] entry is needed".into());
+        }
+        if self.defaults.partitions < 1 {
+            return Err(format!("defaults.partitions: {} must be at least 1", self.defaults.partitions));
+        }
+        if self.defaults.replication_factor < 1 || self.defaults.replication_factor as usize > self.nodes.len() {
+            return Err(format!("defaults.replication_factor: {} must be between 1 and the number of nodes ({})", self.defaults.replication_factor, self.nodes.len()));
+        }
+        if self.limits.max_frame_bytes < 1024 || self.limits.max_frame_bytes > i32::MAX as usize {
+            return Err(format!("limits.max_frame_bytes: {} must be between 1024 and {}", self.limits.max_frame_bytes, i32::MAX));
+        }
+        if self.limits.max_connections == 0 {
+            return Err("limits.max_connections: must be at least 1".into());
+        }
+        let mut ids = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        let mut dirs = BTreeSet::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let at = format!("nodes[{i}]");
+            if n.id < 0 {
+                return Err(format!("{at}.id: {} must not be negative", n.id));
+            }
+            if !ids.insert(n.id) {
+                return Err(format!("{at}.id: {} is used by two nodes", n.id));
+            }
+            if n.zone.trim().is_empty() {
+                return Err(format!("{at}.zone: must not be empty (e.g. east, central, west)"));
+            }
+            for (field, addr) in [("kafka", Some(&n.kafka)), ("grpc", Some(&n.grpc)), ("metrics", n.metrics.as_ref())] {
+                let Some(addr) = addr else { continue };
+                let parsed: SocketAddr = addr.parse().map_err(|_| format!("{at}.{field}: {addr:?} is not HOST:PORT with an IP address (e.g. 127.0.0.1:9092)"))?;
+                if !addrs.insert(parsed) {
+                    return Err(format!("{at}.{field}: {addr} is used twice"));
+                }
+            }
+            if let Some(a) = &n.advertised_kafka {
+                split_host_port(a).map_err(|e| format!("{at}.advertised_kafka: {e}"))?;
+            }
+            if !dirs.insert(n.data_dir.clone()) {
+                return Err(format!("{at}.data_dir: {} is used by two nodes", n.data_dir.display()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn node(&self, id: i32) -> Result<&NodeConfig, String> {
+        self.nodes.iter().find(|n| n.id == id).ok_or_else(|| {
+            format!("--node {id}: the config has no such node; it has {}", self.nodes.iter().map(|n| n.id.to_string()).collect::<Vec<_>>().join(", "))
+        })
+    }
+}
+
+/// Splits "host:port".
+pub fn split_host_port(s: &str) -> Result<(String, i32), String> {
+    let (h, p) = s.rsplit_once(':').ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
+    let port: u16 = p.parse().map_err(|_| format!("{s:?}: port {p:?} is not a number from 1 to 65535"))?;
+    if h.is_empty() || port == 0 {
+        return Err(format!("{s:?} is not HOST:PORT"));
+    }
+    Ok((h.trim_matches(|c| c == '[' || c == ']').to_string(), port as i32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> &'static str {
+        r#"
+cluster_name = "t"
+[[nodes]]
+id = 1
+zone = "east"
+kafka = "127.0.0.1:9092"
+grpc = "127.0.0.1:50051"
+data_dir = "d1"
+"#
+    }
+
+    #[test]
+    fn good_config_parses() {
+        let c: ClusterConfig = toml::from_str(sample()).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.limits.max_frame_bytes, 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = sample().replace("127.0.0.1:50051", "localhost");
+        let c: ClusterConfig = toml::from_str(&bad).unwrap();
+        assert!(c.validate().unwrap_err().starts_with("nodes[0].grpc"));
+        let bad = sample().replace("zone = \"east\"", "zone = \"east\"\ncolour = 1");
+        assert!(toml::from_str::<ClusterConfig>(&bad).unwrap_err().to_string().contains("colour"));
+        let dup = format!("{}{}", sample(), sample().replace("cluster_name = \"t\"", "").replace("9092", "9093").replace("50051", "50052").replace("d1", "d2"));
+        let c: ClusterConfig = toml::from_str(&dup).unwrap();
+        assert!(c.validate().unwrap_err().starts_with("nodes[1].id"));
+    }
+}

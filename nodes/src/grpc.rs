@@ -1,0 +1,267 @@
+//! The public gRPC API (`backwaters.v1`): Produce, Consume, Admin, plus the standard health
+//! service and server reflection (grpcurl works without the .proto files).
+
+use backwaters_actors::node::{AdminError, ConfigOp, Node};
+use backwaters_actors::PartitionError;
+use backwaters_proto::grpc::v1::{self as pb, admin_server, consume_server, produce_server};
+use backwaters_proto::kafka::batch::{decode_records, encode_batch, parse_batch, NewRecord};
+use backwaters_proto::kafka::partitioner::partition_for_key;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// Messages buffered per Consume stream before the reader waits for the client.
+const CONSUME_BUFFER: usize = 8;
+/// Bytes read per Consume step.
+const CONSUME_READ_BYTES: usize = 1 << 20;
+
+#[derive(Clone)]
+pub struct Api {
+    node: Node,
+    round_robin: std::sync::Arc<AtomicU64>,
+}
+
+fn admin_status(e: AdminError) -> Status {
+    let msg = e.to_string();
+    match e {
+        AdminError::TopicExists(_) => Status::already_exists(msg),
+        AdminError::UnknownTopic(_) => Status::not_found(msg),
+        AdminError::InvalidTopic(_) | AdminError::InvalidPartitions(_) | AdminError::InvalidReplicationFactor(_) | AdminError::InvalidConfig(_) => Status::invalid_argument(msg),
+        AdminError::Storage(_) => Status::internal(msg),
+    }
+}
+
+fn partition_status(e: PartitionError) -> Status {
+    let msg = e.to_string();
+    match e {
+        PartitionError::MessageTooLarge { .. } | PartitionError::InvalidRecord(_) | PartitionError::CorruptRecord(_) => Status::invalid_argument(msg),
+        PartitionError::OffsetOutOfRange { .. } => Status::out_of_range(msg),
+        PartitionError::Busy => Status::unavailable(msg),
+        PartitionError::Timeout => Status::deadline_exceeded(msg),
+        PartitionError::UnknownTopicOrPartition => Status::not_found(msg),
+        _ => Status::failed_precondition(msg),
+    }
+}
+
+#[tonic::async_trait]
+impl produce_server::Produce for Api {
+    async fn produce(&self, req: Request<pb::ProduceRequest>) -> Result<Response<pb::ProduceResponse>, Status> {
+        let req = req.into_inner();
+        if req.records.is_empty() {
+            return Err(Status::invalid_argument("records: at least one record is needed"));
+        }
+        let topic = self.node.topic_or_auto_create(&req.topic).await.ok_or_else(|| Status::not_found(format!("topic {:?} does not exist", req.topic)))?;
+        let n = topic.partitions.len() as i32;
+        let partition = match req.partition {
+            -1 => match req.records.first().filter(|r| r.has_key || !r.key.is_empty()) {
+                Some(r) => partition_for_key(&r.key, n),
+                None => (self.round_robin.fetch_add(1, Ordering::Relaxed) % n as u64) as i32,
+            },
+            p if (0..n).contains(&p) => p,
+            p => return Err(Status::not_found(format!("partition {p} of {:?} does not exist (it has {n})", req.topic))),
+        };
+        let now = self.node.now_ms();
+        let records: Vec<NewRecord> = req
+            .records
+            .into_iter()
+            .map(|r| NewRecord {
+                key: (r.has_key || !r.key.is_empty()).then(|| Bytes::from(r.key)),
+                value: Some(Bytes::from(r.value)),
+                headers: r.headers.into_iter().map(|h| (h.key, Some(Bytes::from(h.value)))).collect(),
+                timestamp_ms: if r.timestamp_ms > 0 { r.timestamp_ms } else { now },
+            })
+            .collect();
+        let count = records.len() as i64;
+        let batch = encode_batch(&records).map_err(Status::internal)?;
+        let header = parse_batch(&batch).map_err(|e| Status::internal(e.to_string()))?;
+        let acks = match pb::Acks::try_from(req.acks).unwrap_or(pb::Acks::All) {
+            pb::Acks::All => -1,
+            pb::Acks::Leader => 1,
+            pb::Acks::None => 0,
+        };
+        let part = &topic.partitions[partition as usize];
+        let ack = self.node.produce(part, vec![(header, batch)], acks, Duration::from_secs(30)).await.map_err(partition_status)?;
+        Ok(Response::new(pb::ProduceResponse { partition, base_offset: ack.base_offset, last_offset: ack.base_offset + count - 1 }))
+    }
+}
+
+type ConsumeStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ConsumeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl consume_server::Consume for Api {
+    type ConsumeStream = ConsumeStream;
+
+    async fn consume(&self, req: Request<pb::ConsumeRequest>) -> Result<Response<ConsumeStream>, Status> {
+        let req = req.into_inner();
+        let part = self.node.partition(&req.topic, req.partition).ok_or_else(|| Status::not_found(format!("partition {}-{} does not exist", req.topic, req.partition)))?;
+        let mut offset = match req.offset {
+            -2 => part.log_start_offset(),
+            -1 => part.high_watermark(),
+            o if o >= 0 => o,
+            o => return Err(Status::invalid_argument(format!("offset {o}: use -2 (earliest), -1 (latest) or an offset"))),
+        };
+        let wait = Duration::from_millis(if req.max_wait_ms == 0 { 1000 } else { req.max_wait_ms.min(30_000) as u64 });
+        let limit = if req.max_records == 0 { u64::MAX } else { req.max_records };
+        let (tx, rx) = mpsc::channel(CONSUME_BUFFER);
+        tokio::spawn(async move {
+            let mut hw_rx = part.subscribe();
+            let mut sent = 0u64;
+            while sent < limit {
+                let entries = match part.read(offset, CONSUME_READ_BYTES) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let _ = tx.send(Err(partition_status(e))).await;
+                        return;
+                    }
+                };
+                let mut out = Vec::new();
+                let from = offset;
+                for e in &entries {
+                    offset = e.next_offset();
+                    let recs = match decode_records(&e.payload) {
+                        Ok(r) => r,
+                        Err(err) => {
+                            let _ = tx.send(Err(Status::data_loss(format!("batch at offset {}: {err}", e.base_offset)))).await;
+                            return;
+                        }
+                    };
+                    for r in recs.into_iter().filter(|r| r.offset >= from) {
+                        if sent + out.len() as u64 >= limit {
+                            break;
+                        }
+                        out.push(pb::ConsumedRecord {
+                            offset: r.offset,
+                            timestamp_ms: r.timestamp_ms,
+                            key: r.key.map(|k| k.to_vec()),
+                            value: r.value.map(|v| v.to_vec()),
+                            headers: r.headers.into_iter().map(|(k, v)| pb::Header { key: k, value: v.map(|v| v.to_vec()).unwrap_or_default() }).collect(),
+                        });
+                    }
+                }
+                let empty = out.is_empty();
+                sent += out.len() as u64;
+                let msg = pb::ConsumeResponse { records: out, high_watermark: part.high_watermark(), log_start_offset: part.log_start_offset() };
+                if empty {
+                    // Long-poll: wait for new records, then send a heartbeat if none came.
+                    if tokio::time::timeout(wait, hw_rx.changed()).await.is_ok() {
+                        continue;
+                    }
+                }
+                if tx.send(Ok(msg)).await.is_err() {
+                    return; // client went away
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[tonic::async_trait]
+impl admin_server::Admin for Api {
+    async fn create_topic(&self, req: Request<pb::CreateTopicRequest>) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        let r = req.into_inner();
+        let configs: BTreeMap<String, String> = r.configs.into_iter().map(|c| (c.name, c.value)).collect();
+        let partitions = if r.partitions == 0 { -1 } else { r.partitions };
+        let rf = if r.replication_factor == 0 { -1 } else { r.replication_factor as i16 };
+        let t = self.node.create_topic(&r.name, partitions, rf, configs, false).await.map_err(admin_status)?;
+        Ok(Response::new(pb::CreateTopicResponse { name: r.name, topic_id: t.record.id.clone() }))
+    }
+
+    async fn delete_topic(&self, req: Request<pb::DeleteTopicRequest>) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        self.node.delete_topic(&req.into_inner().name).await.map_err(admin_status)?;
+        Ok(Response::new(pb::DeleteTopicResponse {}))
+    }
+
+    async fn list_topics(&self, req: Request<pb::ListTopicsRequest>) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        let all = req.into_inner().include_internal;
+        let topics = self.node.topics().iter().filter(|t| all || !t.record.internal).map(|t| summary(t)).collect();
+        Ok(Response::new(pb::ListTopicsResponse { topics }))
+    }
+
+    async fn describe_topic(&self, req: Request<pb::DescribeTopicRequest>) -> Result<Response<pb::DescribeTopicResponse>, Status> {
+        let name = req.into_inner().name;
+        let t = self.node.topic(&name).ok_or_else(|| admin_status(AdminError::UnknownTopic(name)))?;
+        let me = self.node.settings().node_id;
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|p| pb::PartitionInfo {
+                partition: p.partition,
+                leader: me,
+                replicas: vec![me],
+                log_start_offset: p.log_start_offset(),
+                high_watermark: p.high_watermark(),
+                log_end_offset: p.log_end_offset(),
+            })
+            .collect();
+        let configs = t.config().entries(&t.record.overrides).into_iter().map(|e| pb::TopicConfig { name: e.name.to_string(), value: e.value }).collect();
+        Ok(Response::new(pb::DescribeTopicResponse { topic: Some(summary(&t)), partitions, configs }))
+    }
+
+    async fn alter_topic_config(&self, req: Request<pb::AlterTopicConfigRequest>) -> Result<Response<pb::AlterTopicConfigResponse>, Status> {
+        let r = req.into_inner();
+        let ops = r.set.into_iter().map(|c| if c.value.is_empty() { ConfigOp::Delete(c.name) } else { ConfigOp::Set(c.name, c.value) }).collect();
+        self.node.alter_config(&r.name, ops, false, false).await.map_err(admin_status)?;
+        Ok(Response::new(pb::AlterTopicConfigResponse {}))
+    }
+
+    async fn create_partitions(&self, req: Request<pb::CreatePartitionsRequest>) -> Result<Response<pb::CreatePartitionsResponse>, Status> {
+        let r = req.into_inner();
+        self.node.create_partitions(&r.name, r.total_count, false).await.map_err(admin_status)?;
+        Ok(Response::new(pb::CreatePartitionsResponse {}))
+    }
+
+    async fn cluster_status(&self, _req: Request<pb::ClusterStatusRequest>) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let s = self.node.settings();
+        let actors = self
+            .node
+            .supervision_tree()
+            .await
+            .into_iter()
+            .map(|(sup, c)| pb::ActorStatus { name: c.name, supervisor: sup, state: if c.running { "running".into() } else { "restarting".into() }, restarts: c.restarts })
+            .collect();
+        let node = pb::NodeStatus { node_id: s.node_id, zone: s.zone.clone(), kafka_address: String::new(), grpc_address: String::new(), alive: true, actors };
+        Ok(Response::new(pb::ClusterStatusResponse {
+            cluster_name: s.cluster_name.clone(),
+            cluster_id: self.node.cluster_id().to_string(),
+            controller_id: s.node_id,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            nodes: vec![node],
+        }))
+    }
+}
+
+fn summary(t: &backwaters_actors::node::Topic) -> pb::TopicSummary {
+    pb::TopicSummary { name: t.record.name.clone(), topic_id: t.record.id.clone(), partitions: t.partitions.len() as i32, replication_factor: t.record.replication_factor as i32 }
+}
+
+/// Serves the gRPC API on `listener` until `stop` turns true.
+pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::from_std(listener.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let api = Api { node, round_robin: Default::default() };
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<produce_server::ProduceServer<Api>>().await;
+    health_reporter.set_serving::<consume_server::ConsumeServer<Api>>().await;
+    health_reporter.set_serving::<admin_server::AdminServer<Api>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(backwaters_proto::grpc::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| e.to_string())?;
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(produce_server::ProduceServer::new(api.clone()).max_decoding_message_size(max_message_bytes))
+        .add_service(consume_server::ConsumeServer::new(api.clone()).max_decoding_message_size(max_message_bytes))
+        .add_service(admin_server::AdminServer::new(api).max_decoding_message_size(max_message_bytes))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            let _ = stop.changed().await;
+        })
+        .await
+        .map_err(|e| format!("gRPC server: {e}"))
+}

@@ -1,0 +1,118 @@
+//! Fetch (key 1): committed batches from each requested partition, with long-polling
+//! (`max_wait_ms` / `min_bytes`) and the `max_bytes` / `partition_max_bytes` limits.
+//!
+//! Batches are returned whole: a fetch that starts inside a batch gets the whole batch and the
+//! client skips the records before its offset. The first batch is returned even when it is
+//! larger than the limits, so a consumer can always make progress (KIP-74).
+//! Fetch sessions (KIP-227) are not kept: every answer is a full one with session id 0, which
+//! clients take as "no session".
+
+use super::{topic_name, KafkaCtx};
+use crate::kafka::errors;
+use backwaters_actors::partition::PartitionShared;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestHeader};
+use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::ResponseError;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// v4 (the oldest Kafka 4 accepts) to v12; v13+ names topics by id only.
+pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 12 };
+pub const ADVERTISED: VersionRange = VERSIONS;
+
+/// Longest long-poll we honour.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+struct Want {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+    part: Option<Arc<PartitionShared>>,
+}
+
+pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: FetchRequest) -> Option<FetchResponse> {
+    let wants: Vec<Want> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| Want {
+                topic: t.topic.0.to_string(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+                part: ctx.node.partition(&t.topic.0, p.partition),
+            })
+        })
+        .collect();
+    let max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    // Subscribe before the first read so a write landing in between still wakes us.
+    let mut watches: Vec<_> = wants.iter().filter_map(|w| w.part.as_ref().map(|p| p.subscribe())).collect();
+    loop {
+        let (resp, bytes, errors) = read_all(ctx, &wants, max_bytes);
+        if bytes >= min_bytes.max(1) || errors || Instant::now() >= deadline || watches.is_empty() {
+            return Some(resp);
+        }
+        let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            let (resp, _, _) = read_all(ctx, &wants, max_bytes);
+            return Some(resp);
+        }
+    }
+}
+
+/// One pass over every partition: the response, the record bytes in it, and whether any
+/// partition answered with an error (which ends a long-poll at once, as in Kafka).
+fn read_all(ctx: &KafkaCtx, wants: &[Want], max_bytes: usize) -> (FetchResponse, usize, bool) {
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for w in wants {
+        let mut pd = PartitionData::default().with_partition_index(w.partition).with_aborted_transactions(Some(vec![]));
+        match &w.part {
+            None => {
+                any_error = true;
+                pd = pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);
+            }
+            Some(p) => {
+                let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
+                let hw = p.high_watermark();
+                pd = pd.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(p.log_start_offset());
+                // Once something is in the response, a partition with no budget left is skipped.
+                if budget == 0 && total > 0 {
+                    push(&mut topics, &w.topic, pd);
+                    continue;
+                }
+                match p.read(w.offset, budget.max(1)) {
+                    Ok(entries) => {
+                        let mut buf = BytesMut::with_capacity(entries.iter().map(|e| e.payload.len()).sum());
+                        for e in &entries {
+                            buf.extend_from_slice(&e.payload);
+                        }
+                        total += buf.len();
+                        ctx.node.metrics().fetch_bytes.add(buf.len() as u64);
+                        pd = pd.with_records(Some(Bytes::from(buf)));
+                    }
+                    Err(e) => {
+                        any_error = true;
+                        pd = pd.with_error_code(errors::partition_error(&e));
+                    }
+                }
+            }
+        }
+        push(&mut topics, &w.topic, pd);
+    }
+    (FetchResponse::default().with_responses(topics), total, any_error)
+}
+
+fn push(topics: &mut Vec<FetchableTopicResponse>, name: &str, pd: PartitionData) {
+    match topics.iter_mut().find(|t| t.topic.0.as_str() == name) {
+        Some(t) => t.partitions.push(pd),
+        None => topics.push(FetchableTopicResponse::default().with_topic(topic_name(name)).with_partitions(vec![pd])),
+    }
+}

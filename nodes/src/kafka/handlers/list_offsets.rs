@@ -1,0 +1,63 @@
+//! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3) or the first offset at
+//! or after a timestamp.
+
+use super::{topic_name, KafkaCtx};
+use crate::kafka::errors;
+use backwaters_actors::PartitionError;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
+use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::ResponseError;
+
+pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 8 };
+pub const ADVERTISED: VersionRange = VERSIONS;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
+    let mut topics = Vec::new();
+    for t in &req.topics {
+        let mut parts = Vec::new();
+        for p in &t.partitions {
+            let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(0);
+            let Some(part) = ctx.node.partition(&t.name.0, p.partition_index) else {
+                parts.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_offset(-1).with_timestamp(-1));
+                continue;
+            };
+            let found: Result<(i64, i64), PartitionError> = match p.timestamp {
+                LATEST => Ok((part.high_watermark(), -1)),
+                EARLIEST => Ok((part.log_start_offset(), -1)),
+                MAX_TIMESTAMP => max_timestamp(&part),
+                ts => part.offset_for_time(ts).map(|o| o.unwrap_or((-1, -1))),
+            };
+            parts.push(match found {
+                Ok((offset, ts)) => r.with_offset(offset).with_timestamp(ts),
+                Err(e) => r.with_error_code(errors::partition_error(&e)).with_offset(-1).with_timestamp(-1),
+            });
+        }
+        topics.push(ListOffsetsTopicResponse::default().with_name(topic_name(&t.name.0)).with_partitions(parts));
+    }
+    Some(ListOffsetsResponse::default().with_topics(topics))
+}
+
+/// The offset and timestamp of the record with the highest timestamp (KIP-734).
+fn max_timestamp(part: &backwaters_actors::partition::PartitionShared) -> Result<(i64, i64), PartitionError> {
+    let mut best = (-1i64, -1i64);
+    let mut offset = part.log_start_offset();
+    loop {
+        let entries = part.read(offset, 1 << 20)?;
+        let Some(last) = entries.last() else { break };
+        offset = last.next_offset();
+        for e in &entries {
+            if e.max_timestamp() > best.1 {
+                let recs = backwaters_proto::kafka::batch::decode_records(&e.payload).map_err(PartitionError::Storage)?;
+                if let Some(r) = recs.iter().filter(|r| r.timestamp_ms == e.max_timestamp()).next() {
+                    best = (r.offset, r.timestamp_ms);
+                }
+            }
+        }
+    }
+    Ok(best)
+}

@@ -1,0 +1,77 @@
+//! Metadata (key 3): brokers (with their zone as rack), topics and partition leaders.
+
+use super::{str, topic_name, KafkaCtx, AUTHORIZED_OPS_OMITTED};
+use crate::kafka::errors;
+use backwaters_actors::node::Topic;
+use backwaters_actors::topic::validate_topic_name;
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, RequestHeader};
+use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::ResponseError;
+use std::sync::Arc;
+
+/// v13 only adds a top-level error code; v0-v12 cover every client here.
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 12 };
+pub const ADVERTISED: VersionRange = VERSIONS;
+
+pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> Option<MetadataResponse> {
+    let v = h.request_api_version;
+    let b = &ctx.broker;
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(b.node_id))
+        .with_host(str(&b.host))
+        .with_port(b.port)
+        .with_rack(b.rack.as_deref().map(str));
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let requested: Option<Vec<String>> = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && v == 0 => None,
+        Some(t) => Some(t.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect()),
+    };
+    let auto_create = v < 4 || req.allow_auto_topic_creation;
+    let mut topics = Vec::new();
+    match requested {
+        None => topics.extend(ctx.node.topics().iter().map(|t| topic_entry(ctx, t))),
+        Some(names) => {
+            for name in names {
+                let found = if auto_create { ctx.node.topic_or_auto_create(&name).await } else { ctx.node.topic(&name) };
+                topics.push(match found {
+                    Some(t) => topic_entry(ctx, &t),
+                    None => {
+                        let code = if validate_topic_name(&name).is_err() { ResponseError::InvalidTopicException } else { ResponseError::UnknownTopicOrPartition };
+                        MetadataResponseTopic::default().with_name(Some(topic_name(&name))).with_error_code(code.code()).with_topic_authorized_operations(AUTHORIZED_OPS_OMITTED)
+                    }
+                });
+            }
+        }
+    }
+    Some(
+        MetadataResponse::default()
+            .with_brokers(vec![broker])
+            .with_cluster_id(Some(str(ctx.node.cluster_id())))
+            .with_controller_id(BrokerId(b.node_id))
+            .with_topics(topics)
+            .with_cluster_authorized_operations(AUTHORIZED_OPS_OMITTED),
+    )
+}
+
+fn topic_entry(ctx: &KafkaCtx, t: &Arc<Topic>) -> MetadataResponseTopic {
+    let me = BrokerId(ctx.broker.node_id);
+    let partitions = (0..t.partitions.len() as i32)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_error_code(errors::NONE)
+                .with_partition_index(p)
+                .with_leader_id(me)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![me])
+                .with_isr_nodes(vec![me])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&t.record.name)))
+        .with_topic_id(t.id())
+        .with_is_internal(t.record.internal)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(AUTHORIZED_OPS_OMITTED)
+}

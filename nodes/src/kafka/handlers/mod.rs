@@ -1,0 +1,113 @@
+//! One file per Kafka API key. Each states the versions it serves (`VERSIONS`) and turns a
+//! decoded request into a response; the table below dispatches to them and is the only
+//! source of what ApiVersions advertises.
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use super::KafkaCtx;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, StrBytes, VersionRange};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a request was refused without an answer (the connection is closed).
+#[derive(Debug, Error)]
+pub enum DispatchError {
+    #[error("API key {0:?} is not served by this broker")]
+    UnsupportedKey(ApiKey),
+    #[error("version {version} of {key:?} is not served (serves {range})")]
+    UnsupportedVersion { key: ApiKey, version: i16, range: VersionRange },
+    #[error("malformed {key:?} v{version} request: {why}")]
+    Malformed { key: ApiKey, version: i16, why: String },
+}
+
+/// Builds the dispatch function and the advertised version table from one list.
+macro_rules! handlers {
+    ($($key:ident => $module:ident),* $(,)?) => {
+        /// Every API key this broker answers, with the versions it serves.
+        pub fn served_versions() -> Vec<(ApiKey, VersionRange)> {
+            vec![$((ApiKey::$key, $module::ADVERTISED)),*]
+        }
+
+        pub async fn dispatch(ctx: &KafkaCtx, key: ApiKey, header: &RequestHeader, body: Bytes) -> Result<Option<BytesMut>, DispatchError> {
+            let version = header.request_api_version;
+            match key {
+                // ApiVersions answers even versions it does not know (with UNSUPPORTED_VERSION
+                // in the v0 format), so clients can find a version both sides speak.
+                ApiKey::ApiVersions if version > api_versions::VERSIONS.max => {
+                    let resp = api_versions::unsupported();
+                    Ok(Some(encode_response(key, header, 0, &resp)))
+                }
+                $(ApiKey::$key => {
+                    if version < $module::VERSIONS.min || version > $module::VERSIONS.max {
+                        return Err(DispatchError::UnsupportedVersion { key, version, range: $module::VERSIONS });
+                    }
+                    let req = backwaters_proto::kafka::frame::decode_body(body, version)
+                        .map_err(|why| DispatchError::Malformed { key, version, why })?;
+                    Ok($module::handle(ctx, header, req).await.map(|resp| encode_response(key, header, version, &resp)))
+                })*
+                other => Err(DispatchError::UnsupportedKey(other)),
+            }
+        }
+    };
+}
+
+handlers! {
+    Produce => produce,
+    Fetch => fetch,
+    ListOffsets => list_offsets,
+    Metadata => metadata,
+    ApiVersions => api_versions,
+    CreateTopics => create_topics,
+    DeleteTopics => delete_topics,
+    DeleteRecords => delete_records,
+    InitProducerId => init_producer_id,
+    DescribeConfigs => describe_configs,
+    AlterConfigs => alter_configs,
+    CreatePartitions => create_partitions,
+    IncrementalAlterConfigs => incremental_alter_configs,
+    DescribeCluster => describe_cluster,
+}
+
+/// Frames a response: length, response header (its version follows from key and version),
+/// body.
+pub fn encode_response<R: Encodable>(key: ApiKey, header: &RequestHeader, version: i16, resp: &R) -> BytesMut {
+    let mut out = BytesMut::with_capacity(256);
+    out.extend_from_slice(&[0u8; 4]);
+    let rh = ResponseHeader::default().with_correlation_id(header.correlation_id);
+    rh.encode(&mut out, key.response_header_version(version)).expect("response header encodes");
+    resp.encode(&mut out, version).expect("response encodes");
+    let len = (out.len() - 4) as i32;
+    out[0..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+pub fn str(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+pub fn topic_name(s: &str) -> TopicName {
+    TopicName(str(s))
+}
+
+/// A client-given timeout, clamped to something sane.
+pub fn timeout_ms(ms: i32) -> Duration {
+    Duration::from_millis(ms.clamp(1, 300_000) as u64)
+}
+
+/// Kafka's "authorized operations not requested" marker.
+pub const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;

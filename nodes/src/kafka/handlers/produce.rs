@@ -1,0 +1,90 @@
+//! Produce (key 0): check each partition's batches (CRC, format, size), append them through
+//! the partition actors in parallel, and answer once they are durable. acks=0 gets no answer.
+
+use super::{topic_name, timeout_ms, KafkaCtx};
+use crate::kafka::errors;
+use backwaters_proto::kafka::batch::split_batches;
+use futures::future::join_all;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::ResponseError;
+
+/// Served: v3 (record batch v2) to v11. v12+ names topics by id only.
+pub const VERSIONS: VersionRange = VersionRange { min: 3, max: 11 };
+/// Advertised from v0: librdkafka checks that Produce v0 exists (KAFKA-18659).
+pub const ADVERTISED: VersionRange = VersionRange { min: 0, max: 11 };
+
+pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let timeout = timeout_ms(req.timeout_ms);
+    if req.transactional_id.is_some() {
+        return Some(error_all(&req, ResponseError::TransactionalIdAuthorizationFailed.code()));
+    }
+    if ![-1, 0, 1].contains(&acks) {
+        return Some(error_all(&req, ResponseError::InvalidRequiredAcks.code()));
+    }
+    let mut jobs = Vec::new();
+    for t in &req.topic_data {
+        for p in &t.partition_data {
+            let name = t.name.0.to_string();
+            let index = p.index;
+            let records = p.records.clone().unwrap_or_default();
+            jobs.push(async move {
+                let Some(part) = ctx.node.partition(&name, index) else {
+                    return (name, index, Err(ResponseError::UnknownTopicOrPartition.code()), None);
+                };
+                let batches = match split_batches(&records) {
+                    Ok(b) if !b.is_empty() => b,
+                    Ok(_) => return (name, index, Err(ResponseError::InvalidRecord.code()), None),
+                    Err(e) => {
+                        tracing::warn!(topic = %name, partition = index, error = %e, "refused record batch");
+                        return (name, index, Err(errors::batch_error(&e)), None);
+                    }
+                };
+                match ctx.node.produce(&part, batches, acks, timeout).await {
+                    Ok(ack) => (name, index, Ok(ack), None),
+                    Err(e) => (name, index, Err(errors::partition_error(&e)), Some(e.to_string())),
+                }
+            });
+        }
+    }
+    let results = join_all(jobs).await;
+    if acks == 0 {
+        return None;
+    }
+    let mut topics: Vec<TopicProduceResponse> = Vec::new();
+    for (name, index, r, msg) in results {
+        let pr = match r {
+            Ok(ack) => PartitionProduceResponse::default().with_index(index).with_base_offset(ack.base_offset).with_log_append_time_ms(-1).with_log_start_offset(ack.log_start_offset),
+            Err(code) => PartitionProduceResponse::default()
+                .with_index(index)
+                .with_error_code(code)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1)
+                .with_error_message(msg.map(|m| super::str(&m))),
+        };
+        match topics.iter_mut().find(|t| t.name.0.as_str() == name) {
+            Some(t) => t.partition_responses.push(pr),
+            None => topics.push(TopicProduceResponse::default().with_name(topic_name(&name)).with_partition_responses(vec![pr])),
+        }
+    }
+    Some(ProduceResponse::default().with_responses(topics))
+}
+
+fn error_all(req: &ProduceRequest, code: i16) -> ProduceResponse {
+    let topics = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            TopicProduceResponse::default().with_name(t.name.clone()).with_partition_responses(
+                t.partition_data
+                    .iter()
+                    .map(|p| PartitionProduceResponse::default().with_index(p.index).with_error_code(code).with_base_offset(-1).with_log_append_time_ms(-1).with_log_start_offset(-1))
+                    .collect(),
+            )
+        })
+        .collect();
+    ProduceResponse::default().with_responses(topics)
+}

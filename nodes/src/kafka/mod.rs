@@ -1,0 +1,141 @@
+//! The Kafka listener: accepts connections, reads frames, answers requests in order.
+//!
+//! # Layout
+//! - this file: the accept loop and one task per connection. A connection reads frames
+//!   (the size limit is checked from the length prefix, before the body is buffered), runs up
+//!   to [`MAX_IN_FLIGHT`] requests at once (pipelining), and writes the answers in request
+//!   order. Only this file writes to a socket.
+//! - [`handlers`]: one file per API key; the dispatch table there is also what ApiVersions
+//!   advertises, so the two never disagree.
+//! - [`errors`]: the one place where internal errors become Kafka error codes.
+
+pub mod errors;
+pub mod handlers;
+
+use backwaters_actors::node::Node;
+use backwaters_proto::kafka::frame::{decode_frame, decode_request_header, request_prefix, FrameError};
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesOrdered, StreamExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Semaphore};
+
+/// Requests one connection may have in progress; more are not read until one is answered.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// What the Kafka edge knows about this broker.
+#[derive(Debug, Clone)]
+pub struct BrokerInfo {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// Everything a handler may use.
+pub struct KafkaCtx {
+    pub node: Node,
+    pub broker: BrokerInfo,
+    pub max_frame_bytes: usize,
+}
+
+/// Accepts connections until `stop` turns true.
+pub async fn serve(ctx: Arc<KafkaCtx>, listener: std::net::TcpListener, max_connections: usize, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::from_std(listener.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let permits = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => r.map_err(|e| format!("accept: {e}"))?,
+            _ = stop.changed() => return Ok(()),
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max_connections, "connection refused: too many connections");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        let stop = stop.clone();
+        ctx.node.metrics().kafka_connections.inc();
+        tokio::spawn(async move {
+            match connection(ctx.clone(), stream, peer, stop).await {
+                Ok(()) => tracing::debug!(%peer, "connection closed"),
+                Err(e) => tracing::info!(%peer, error = %e, "connection closed by the broker"),
+            }
+            ctx.node.metrics().kafka_connections_closed.inc();
+            drop(permit);
+        });
+    }
+}
+
+type Answer = Result<Option<BytesMut>, String>;
+
+async fn connection(ctx: Arc<KafkaCtx>, stream: TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut in_flight: FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>> = FuturesOrdered::new();
+    let mut eof = false;
+    loop {
+        // Start every whole request already buffered (up to the in-flight cap).
+        while in_flight.len() < MAX_IN_FLIGHT {
+            match decode_frame(&mut buf, ctx.max_frame_bytes) {
+                Ok(Some(frame)) => in_flight.push_back(Box::pin(answer(ctx.clone(), frame, peer))),
+                Ok(None) => break,
+                Err(e) => return Err(refuse(&ctx, e)),
+            }
+        }
+        if eof && in_flight.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            n = rd.read_buf(&mut buf), if !eof && in_flight.len() < MAX_IN_FLIGHT => {
+                let n = n.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    if !buf.is_empty() {
+                        return Err(format!("connection ended inside a frame ({} bytes buffered)", buf.len()));
+                    }
+                    eof = true;
+                }
+                // Make room for the whole announced frame at once (already checked against the limit).
+                if let Ok(Some(len)) = backwaters_proto::kafka::frame::frame_len(&buf, ctx.max_frame_bytes) {
+                    buf.reserve((4 + len).saturating_sub(buf.len()));
+                }
+            }
+            Some(ans) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(out) = ans? {
+                    wr.write_all(&out).await.map_err(|e| e.to_string())?;
+                }
+            }
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
+fn refuse(ctx: &KafkaCtx, e: FrameError) -> String {
+    ctx.node.metrics().kafka_request_errors.inc();
+    e.to_string()
+}
+
+/// Decodes one request, runs its handler and encodes the framed answer (`None`: no answer,
+/// as for acks=0 produce). An `Err` closes the connection, as Kafka does for requests it
+/// cannot parse or versions it does not serve.
+async fn answer(ctx: Arc<KafkaCtx>, frame: Bytes, peer: SocketAddr) -> Answer {
+    ctx.node.metrics().kafka_requests.inc();
+    let prefix = request_prefix(&frame).map_err(|e| refuse(&ctx, e))?;
+    let (api_key, header, body) = match decode_request_header(frame) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(%peer, api_key = prefix.api_key, api_version = prefix.api_version, error = %e, "unparseable request header; closing");
+            return Err(refuse(&ctx, e));
+        }
+    };
+    match handlers::dispatch(&ctx, api_key, &header, body).await {
+        Ok(out) => Ok(out),
+        Err(e) => {
+            ctx.node.metrics().kafka_request_errors.inc();
+            tracing::warn!(%peer, ?api_key, version = header.request_api_version, client = ?header.client_id, error = %e, "refused request; closing");
+            Err(e.to_string())
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Runs one node: binds its listeners (a taken port is a clear error before anything starts),
+//! starts the node's supervision tree, puts the listeners under it, and waits for Ctrl-C.
+
+use crate::config::{split_host_port, ClusterConfig, NodeConfig};
+use crate::kafka::{BrokerInfo, KafkaCtx};
+use backwaters_actors::node::{Node, NodeSettings};
+use backwaters_actors::service::RunFn;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+fn bind(what: &str, addr: &str) -> Result<TcpListener, String> {
+    let l = TcpListener::bind(addr).map_err(|e| format!("cannot listen for {what} on {addr}: {e} (is another node running? pick another port in the config)"))?;
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    Ok(l)
+}
+
+/// A running node with its listeners.
+pub struct Running {
+    pub node: Node,
+    pub kafka_addr: String,
+    pub grpc_addr: String,
+    pub metrics_addr: Option<String>,
+}
+
+/// Starts node `id` of `cluster`.
+pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> {
+    let nc: &NodeConfig = cluster.node(id)?;
+    if cluster.nodes.len() > 1 {
+        return Err(format!(
+            "the config lists {} nodes, but this build runs single-node clusters only (replication across zones is not built yet); keep one [[nodes]] entry",
+            cluster.nodes.len()
+        ));
+    }
+    let kafka_l = bind("Kafka", &nc.kafka)?;
+    let grpc_l = bind("gRPC", &nc.grpc)?;
+    let metrics_l = nc.metrics.as_deref().map(|a| bind("metrics", a)).transpose()?;
+    let kafka_addr = kafka_l.local_addr().map_err(|e| e.to_string())?.to_string();
+    let grpc_addr = grpc_l.local_addr().map_err(|e| e.to_string())?.to_string();
+    let metrics_addr = metrics_l.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string());
+    let advertised = nc.advertised_kafka.clone().unwrap_or_else(|| kafka_addr.clone());
+    let (host, port) = split_host_port(&advertised)?;
+    let settings = NodeSettings {
+        node_id: nc.id,
+        cluster_name: cluster.cluster_name.clone(),
+        zone: nc.zone.clone(),
+        data_dir: nc.data_dir.clone(),
+        auto_create_topics: cluster.defaults.auto_create_topics,
+        default_partitions: cluster.defaults.partitions,
+        default_replication_factor: cluster.defaults.replication_factor,
+        retention_check_ms: cluster.limits.retention_check_ms,
+    };
+    let node = Node::start(settings).await?;
+
+    let ctx = Arc::new(KafkaCtx { node: node.clone(), broker: BrokerInfo { node_id: nc.id, host, port, rack: Some(nc.zone.clone()) }, max_frame_bytes: cluster.limits.max_frame_bytes });
+    let max_conn = cluster.limits.max_connections;
+    let kafka_l = Arc::new(kafka_l);
+    let run: RunFn = Arc::new(move |stop| {
+        let (ctx, l) = (ctx.clone(), kafka_l.clone());
+        Box::pin(async move { crate::kafka::serve(ctx, l.try_clone().map_err(|e| e.to_string())?, max_conn, stop).await })
+    });
+    node.start_service("kafka", run, true).await?;
+
+    let grpc_l = Arc::new(grpc_l);
+    let (n, max_msg) = (node.clone(), cluster.limits.grpc_max_message_bytes);
+    let run: RunFn = Arc::new(move |stop| {
+        let (n, l) = (n.clone(), grpc_l.clone());
+        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, stop).await })
+    });
+    node.start_service("grpc", run, true).await?;
+
+    if let Some(l) = metrics_l {
+        let l = Arc::new(l);
+        let n = node.clone();
+        let run: RunFn = Arc::new(move |stop| {
+            let (n, l) = (n.clone(), l.clone());
+            Box::pin(async move { crate::http::serve(n, l.try_clone().map_err(|e| e.to_string())?, stop).await })
+        });
+        node.start_service("http", run, true).await?;
+    }
+    tracing::info!(node = nc.id, zone = %nc.zone, kafka = %kafka_addr, grpc = %grpc_addr, metrics = ?metrics_addr, "node is serving");
+    Ok(Running { node, kafka_addr, grpc_addr, metrics_addr })
+}
+
+/// Waits for Ctrl-C / SIGTERM (or the node failing), then stops cleanly.
+pub async fn run_until_stopped(r: Running) -> Result<(), String> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => false,
+        _ = term.recv() => false,
+        _ = r.node.wait_stopped() => true,
+    };
+    if failed {
+        return Err("the node's root supervisor stopped after repeated failures; see the log above".into());
+    }
+    eprintln!("stopping...");
+    r.node.shutdown().await;
+    Ok(())
+}
