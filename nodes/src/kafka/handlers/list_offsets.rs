@@ -16,12 +16,14 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
+pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: ListOffsetsRequest) -> Option<ListOffsetsResponse> {
+    // Leader epochs exist from v4 on; before that the field must stay at its default.
+    let epoch = if h.request_api_version >= 4 { 0 } else { -1 };
     let mut topics = Vec::new();
     for t in &req.topics {
         let mut parts = Vec::new();
         for p in &t.partitions {
-            let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(0);
+            let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(epoch);
             let Some(part) = ctx.node.partition(&t.name.0, p.partition_index) else {
                 parts.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_offset(-1).with_timestamp(-1));
                 continue;

@@ -31,6 +31,8 @@ pub enum DispatchError {
     UnsupportedKey(ApiKey),
     #[error("version {version} of {key:?} is not served (serves {range})")]
     UnsupportedVersion { key: ApiKey, version: i16, range: VersionRange },
+    #[error("{key:?} v{version} response does not encode: {why}")]
+    Encode { key: ApiKey, version: i16, why: String },
     #[error("malformed {key:?} v{version} request: {why}")]
     Malformed { key: ApiKey, version: i16, why: String },
 }
@@ -50,7 +52,7 @@ macro_rules! handlers {
                 // in the v0 format), so clients can find a version both sides speak.
                 ApiKey::ApiVersions if version > api_versions::VERSIONS.max => {
                     let resp = api_versions::unsupported();
-                    Ok(Some(encode_response(key, header, 0, &resp)))
+                    encode_response(key, header, 0, &resp).map(Some)
                 }
                 $(ApiKey::$key => {
                     if version < $module::VERSIONS.min || version > $module::VERSIONS.max {
@@ -58,7 +60,7 @@ macro_rules! handlers {
                     }
                     let req = backwaters_proto::kafka::frame::decode_body(body, version)
                         .map_err(|why| DispatchError::Malformed { key, version, why })?;
-                    Ok($module::handle(ctx, header, req).await.map(|resp| encode_response(key, header, version, &resp)))
+                    $module::handle(ctx, header, req).await.map(|resp| encode_response(key, header, version, &resp)).transpose()
                 })*
                 other => Err(DispatchError::UnsupportedKey(other)),
             }
@@ -85,15 +87,20 @@ handlers! {
 
 /// Frames a response: length, response header (its version follows from key and version),
 /// body.
-pub fn encode_response<R: Encodable>(key: ApiKey, header: &RequestHeader, version: i16, resp: &R) -> BytesMut {
+/// A response that cannot be encoded at the requested version is a bug in its handler (a
+/// field set that the version lacks); it is logged and the connection closed, never a panic.
+pub fn encode_response<R: Encodable>(key: ApiKey, header: &RequestHeader, version: i16, resp: &R) -> Result<BytesMut, DispatchError> {
     let mut out = BytesMut::with_capacity(256);
     out.extend_from_slice(&[0u8; 4]);
     let rh = ResponseHeader::default().with_correlation_id(header.correlation_id);
-    rh.encode(&mut out, key.response_header_version(version)).expect("response header encodes");
-    resp.encode(&mut out, version).expect("response encodes");
+    let encoded = rh.encode(&mut out, key.response_header_version(version)).and_then(|_| resp.encode(&mut out, version));
+    if let Err(e) = encoded {
+        tracing::error!(?key, version, error = %e, "response does not encode at this version (a handler bug)");
+        return Err(DispatchError::Encode { key, version, why: e.to_string() });
+    }
     let len = (out.len() - 4) as i32;
     out[0..4].copy_from_slice(&len.to_be_bytes());
-    out
+    Ok(out)
 }
 
 pub fn str(s: &str) -> StrBytes {
