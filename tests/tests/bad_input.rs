@@ -1,0 +1,236 @@
+//! Bad input on raw sockets: each gets the protocol's error or a closed connection, and the
+//! node keeps serving every other client.
+
+use backwaters_tests::TestNode;
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn connect(node: &TestNode) -> TcpStream {
+    let s = TcpStream::connect(&node.kafka).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn request<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    let header = RequestHeader::default().with_request_api_key(key as i16).with_request_api_version(version).with_correlation_id(correlation_id).with_client_id(Some(StrBytes::from_static_str("raw")));
+    header.encode(&mut buf, key.request_header_version(version)).unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let mut framed = (buf.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&buf);
+    framed
+}
+
+/// Reads one response frame; `None` when the broker closed the connection.
+fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).ok()?;
+    Some(Bytes::from(body))
+}
+
+fn response<R: Decodable>(key: ApiKey, version: i16, frame: Bytes) -> (i32, R) {
+    let mut b = frame;
+    let header = ResponseHeader::decode(&mut b, key.response_header_version(version)).unwrap();
+    (header.correlation_id, R::decode(&mut b, version).unwrap())
+}
+
+fn closed(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0) | Err(_))
+}
+
+fn api_versions_ok(node: &TestNode) {
+    let mut s = connect(node);
+    s.write_all(&request(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default())).unwrap();
+    let (cid, r): (i32, ApiVersionsResponse) = response(ApiKey::ApiVersions, 3, read_frame(&mut s).expect("answer"));
+    assert_eq!((cid, r.error_code), (7, 0));
+}
+
+#[test]
+fn oversized_frame_is_refused_before_buffering() {
+    let node = TestNode::start_with("[limits]\nmax_frame_bytes = 65536");
+    let mut s = connect(&node);
+    // Announce 1 GiB and send nothing more: the broker must close without waiting for it.
+    s.write_all(&(1i32 << 30).to_be_bytes()).unwrap();
+    assert!(closed(&mut s));
+    api_versions_ok(&node);
+}
+
+#[test]
+fn garbage_and_truncated_frames_close_only_that_connection() {
+    let node = TestNode::start();
+    let mut keep = connect(&node);
+    keep.write_all(&request(ApiKey::ApiVersions, 0, 1, &ApiVersionsRequest::default())).unwrap();
+    assert!(read_frame(&mut keep).is_some());
+
+    for garbage in [vec![0, 0, 0, 3, 1, 2, 3], vec![0xff; 64], vec![0, 0, 0, 12, 0, 3, 0, 9, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff], vec![0x80, 0, 0, 0]] {
+        let mut s = connect(&node);
+        s.write_all(&garbage).unwrap();
+        assert!(closed(&mut s), "garbage {garbage:?} did not close the connection");
+    }
+    // A frame cut short, then EOF.
+    let mut s = connect(&node);
+    let full = request(ApiKey::Metadata, 9, 3, &MetadataRequest::default());
+    s.write_all(&full[..full.len() - 3]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(closed(&mut s));
+
+    // The first connection still works, with the next correlation id.
+    keep.write_all(&request(ApiKey::ApiVersions, 0, 2, &ApiVersionsRequest::default())).unwrap();
+    let (cid, _): (i32, ApiVersionsResponse) = response(ApiKey::ApiVersions, 0, read_frame(&mut keep).unwrap());
+    assert_eq!(cid, 2);
+}
+
+#[test]
+fn unknown_api_key_and_unsupported_versions() {
+    let node = TestNode::start();
+    // Unknown key 999: connection closed.
+    let mut s = connect(&node);
+    let mut raw = BytesMut::new();
+    raw.put_i16(999);
+    raw.put_i16(0);
+    raw.put_i32(5);
+    raw.put_i16(-1);
+    let mut framed = (raw.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&raw);
+    s.write_all(&framed).unwrap();
+    assert!(closed(&mut s));
+
+    // ApiVersions from the future: UNSUPPORTED_VERSION in the v0 format, with our table.
+    let mut s = connect(&node);
+    let mut raw = BytesMut::new();
+    raw.put_i16(ApiKey::ApiVersions as i16);
+    raw.put_i16(77);
+    raw.put_i32(9);
+    raw.put_i16(-1);
+    raw.put_u8(0); // tagged fields of a flexible header
+    let mut framed = (raw.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&raw);
+    s.write_all(&framed).unwrap();
+    let (cid, r): (i32, ApiVersionsResponse) = response(ApiKey::ApiVersions, 0, read_frame(&mut s).unwrap());
+    assert_eq!(cid, 9);
+    assert_eq!(r.error_code, 35);
+    let produce = r.api_keys.iter().find(|k| k.api_key == 0).unwrap();
+    assert_eq!(produce.min_version, 0, "Produce is advertised from v0 (KAFKA-18659)");
+    let fetch = r.api_keys.iter().find(|k| k.api_key == 1).unwrap();
+    assert!(fetch.min_version >= 4);
+
+    // Produce v2 (older than Kafka 4 accepts): closed.
+    let mut s = connect(&node);
+    let mut raw = BytesMut::new();
+    raw.put_i16(0);
+    raw.put_i16(2);
+    raw.put_i32(1);
+    raw.put_i16(-1);
+    raw.put_i16(1);
+    raw.put_i32(1000);
+    raw.put_i32(0);
+    let mut framed = (raw.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&raw);
+    s.write_all(&framed).unwrap();
+    assert!(closed(&mut s));
+    api_versions_ok(&node);
+}
+
+fn batch() -> Bytes {
+    let r = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64,
+        key: None,
+        value: Some(Bytes::from_static(b"payload")),
+        headers: Default::default(),
+    };
+    let mut b = BytesMut::new();
+    RecordBatchEncoder::encode(&mut b, [&r], &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    b.freeze()
+}
+
+fn produce(s: &mut TcpStream, topic: &str, records: Bytes, cid: i32) -> i16 {
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(topic.into())))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
+    s.write_all(&request(ApiKey::Produce, 9, cid, &req)).unwrap();
+    let (got, r): (i32, ProduceResponse) = response(ApiKey::Produce, 9, read_frame(s).unwrap());
+    assert_eq!(got, cid);
+    r.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn corrupt_batches_and_unknown_topics_get_protocol_errors() {
+    let node = TestNode::start_with("[defaults]\nauto_create_topics = false");
+    let mut s = connect(&node);
+    // Unknown topic.
+    assert_eq!(produce(&mut s, "nope", batch(), 1), 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    // Make the topic through a metadata request? auto-create is off, so use CreateTopics.
+    let ct = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("good")))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]);
+    s.write_all(&request(ApiKey::CreateTopics, 5, 2, &ct)).unwrap();
+    let (_, r): (i32, CreateTopicsResponse) = response(ApiKey::CreateTopics, 5, read_frame(&mut s).unwrap());
+    assert_eq!(r.topics[0].error_code, 0);
+
+    assert_eq!(produce(&mut s, "good", batch(), 3), 0);
+    // Flip a payload bit: CRC mismatch is CORRUPT_MESSAGE.
+    let mut bad = batch().to_vec();
+    let last = bad.len() - 2;
+    bad[last] ^= 0x40;
+    assert_eq!(produce(&mut s, "good", Bytes::from(bad), 4), 2, "CORRUPT_MESSAGE");
+    // Magic 1 (old message format): refused.
+    let mut old = batch().to_vec();
+    old[16] = 1;
+    assert_eq!(produce(&mut s, "good", Bytes::from(old), 5), 43, "UNSUPPORTED_FOR_MESSAGE_FORMAT");
+    // Truncated batch.
+    let b = batch();
+    assert_eq!(produce(&mut s, "good", b.slice(..b.len() - 5), 6), 87, "INVALID_RECORD");
+    // The good record is intact and alone.
+    assert_eq!(produce(&mut s, "good", batch(), 7), 0);
+    let lo = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![kafka_protocol::messages::list_offsets_request::ListOffsetsTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("good")))
+        .with_partitions(vec![kafka_protocol::messages::list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)])]);
+    s.write_all(&request(ApiKey::ListOffsets, 5, 8, &lo)).unwrap();
+    let (_, r): (i32, ListOffsetsResponse) = response(ApiKey::ListOffsets, 5, read_frame(&mut s).unwrap());
+    assert_eq!(r.topics[0].partitions[0].offset, 2);
+    // Invalid topic name in metadata: INVALID_TOPIC_EXCEPTION.
+    let md = MetadataRequest::default().with_topics(Some(vec![kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("bad/name"))))]));
+    s.write_all(&request(ApiKey::Metadata, 9, 9, &md)).unwrap();
+    let (_, r): (i32, MetadataResponse) = response(ApiKey::Metadata, 9, read_frame(&mut s).unwrap());
+    assert_eq!(r.topics[0].error_code, 17);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let node = TestNode::start();
+    let mut s = connect(&node);
+    let mut all = Vec::new();
+    for cid in 0..50 {
+        if cid % 2 == 0 {
+            all.extend(request(ApiKey::ApiVersions, 2, cid, &ApiVersionsRequest::default()));
+        } else {
+            // A long-polling fetch for a topic that does not exist answers at once; a metadata
+            // request takes a different path. Order must hold across both.
+            all.extend(request(ApiKey::Metadata, 9, cid, &MetadataRequest::default()));
+        }
+    }
+    s.write_all(&all).unwrap();
+    for cid in 0..50 {
+        let frame = read_frame(&mut s).unwrap();
+        assert_eq!(i32::from_be_bytes(frame[..4].try_into().unwrap()), cid);
+    }
+}
