@@ -1,0 +1,104 @@
+//! The gRPC API through a tonic client, and its interplay with Kafka clients.
+
+use backwaters_proto::grpc::v1 as pb;
+use backwaters_tests::TestNode;
+use pb::admin_client::AdminClient;
+use pb::consume_client::ConsumeClient;
+use pb::produce_client::ProduceClient;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::TopicPartitionList;
+use std::time::Duration;
+use tokio_stream::StreamExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_kafka_see_the_same_records() {
+    let node = TestNode::start();
+    let mut admin = AdminClient::connect(node.grpc_url()).await.unwrap();
+    admin.create_topic(pb::CreateTopicRequest { name: "mixed".into(), partitions: 2, replication_factor: 1, configs: vec![] }).await.unwrap();
+    let err = admin.create_topic(pb::CreateTopicRequest { name: "mixed".into(), partitions: 2, replication_factor: 1, configs: vec![] }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists);
+
+    // gRPC produce -> Kafka consume.
+    let mut prod = ProduceClient::connect(node.grpc_url()).await.unwrap();
+    let records = (0..5)
+        .map(|i| pb::Record { key: b"host-a".to_vec(), has_key: true, value: format!("grpc-{i}").into_bytes(), headers: vec![pb::Header { key: "src".into(), value: b"grpc".to_vec() }], timestamp_ms: 0 })
+        .collect();
+    let r = prod.produce(pb::ProduceRequest { topic: "mixed".into(), partition: -1, records, acks: pb::Acks::All as i32 }).await.unwrap().into_inner();
+    assert_eq!((r.base_offset, r.last_offset), (0, 4));
+    // The key picks the same partition Kafka's murmur2 partitioner would.
+    assert_eq!(r.partition, backwaters_proto::kafka::partitioner::partition_for_key(b"host-a", 2));
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &node.kafka).set("group.id", "g").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("mixed", r.partition, rdkafka::Offset::Beginning).unwrap();
+    c.assign(&tpl).unwrap();
+    for i in 0..5 {
+        let m = c.poll(Duration::from_secs(10)).unwrap().unwrap();
+        assert_eq!(m.payload().unwrap(), format!("grpc-{i}").as_bytes());
+        assert_eq!(m.key().unwrap(), b"host-a");
+        assert_eq!(m.headers().unwrap().get(0).value.unwrap(), b"grpc");
+    }
+
+    // Kafka produce -> gRPC consume (server streaming, long-poll).
+    let mut cons = ConsumeClient::connect(node.grpc_url()).await.unwrap();
+    let mut stream = cons.consume(pb::ConsumeRequest { topic: "mixed".into(), partition: 1 - r.partition, offset: -2, max_records: 3, max_wait_ms: 5000 }).await.unwrap().into_inner();
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &node.kafka).create().unwrap();
+    for i in 0..3 {
+        let v = format!("kafka-{i}");
+        producer.send(FutureRecord::<(), _>::to("mixed").partition(1 - r.partition).payload(&v), Duration::from_secs(5)).await.unwrap();
+    }
+    let mut got = Vec::new();
+    while let Some(msg) = stream.next().await {
+        got.extend(msg.unwrap().records.into_iter().map(|r| (r.offset, String::from_utf8(r.value.unwrap()).unwrap())));
+    }
+    assert_eq!(got, vec![(0, "kafka-0".to_string()), (1, "kafka-1".to_string()), (2, "kafka-2".to_string())]);
+
+    let d = admin.describe_topic(pb::DescribeTopicRequest { name: "mixed".into() }).await.unwrap().into_inner();
+    let hws: Vec<i64> = d.partitions.iter().map(|p| p.high_watermark).collect();
+    assert_eq!(hws.iter().sum::<i64>(), 8);
+    let status = admin.cluster_status(pb::ClusterStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.nodes[0].zone, "east");
+    assert!(status.nodes[0].actors.iter().any(|a| a.supervisor == "partitions"));
+    let missing = admin.describe_topic(pb::DescribeTopicRequest { name: "nope".into() }).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+}
+
+async fn channel(node: &TestNode) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(node.grpc_url()).unwrap().connect().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_are_served() {
+    let node = TestNode::start();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(&node).await);
+    let r = health.check(tonic_health::pb::HealthCheckRequest { service: "backwaters.v1.Produce".into() }).await.unwrap().into_inner();
+    assert_eq!(r.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::{server_reflection_request::MessageRequest, server_reflection_response::MessageResponse, ServerReflectionRequest};
+    let mut refl = ServerReflectionClient::new(channel(&node).await);
+    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut resp = refl.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+    let msg = resp.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else { panic!("unexpected reflection answer") };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for want in ["backwaters.v1.Produce", "backwaters.v1.Consume", "backwaters.v1.Admin", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_shutdown_keeps_data_for_the_next_start() {
+    let mut node = TestNode::start();
+    let mut prod = ProduceClient::connect(node.grpc_url()).await.unwrap();
+    let rec = pb::Record { value: b"persist".to_vec(), ..Default::default() };
+    prod.produce(pb::ProduceRequest { topic: "keep".into(), partition: 0, records: vec![rec], acks: 0 }).await.unwrap();
+    assert!(node.stop().success(), "SIGTERM ends the node cleanly");
+    node.restart();
+    let mut cons = ConsumeClient::connect(node.grpc_url()).await.unwrap();
+    let mut s = cons.consume(pb::ConsumeRequest { topic: "keep".into(), partition: 0, offset: 0, max_records: 1, max_wait_ms: 1000 }).await.unwrap().into_inner();
+    let got = s.next().await.unwrap().unwrap();
+    assert_eq!(got.records[0].value.as_deref(), Some(&b"persist"[..]));
+}
