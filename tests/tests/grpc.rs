@@ -30,7 +30,7 @@ async fn grpc_and_kafka_see_the_same_records() {
     assert_eq!((r.base_offset, r.last_offset), (0, 4));
     // The key picks the same partition Kafka's murmur2 partitioner would.
     assert_eq!(r.partition, backwaters_proto::kafka::partitioner::partition_for_key(b"host-a", 2));
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &node.kafka).set("group.id", "g").create().unwrap();
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &node.kafka).set("group.id", "g").set("enable.auto.commit", "false").create().unwrap();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset("mixed", r.partition, rdkafka::Offset::Beginning).unwrap();
     c.assign(&tpl).unwrap();
@@ -63,6 +63,7 @@ async fn grpc_and_kafka_see_the_same_records() {
     assert!(status.nodes[0].actors.iter().any(|a| a.supervisor == "partitions"));
     let missing = admin.describe_topic(pb::DescribeTopicRequest { name: "nope".into() }).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
+
 }
 
 async fn channel(node: &TestNode) -> tonic::transport::Channel {

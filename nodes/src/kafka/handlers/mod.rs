@@ -11,6 +11,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod find_coordinator;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -72,6 +73,7 @@ handlers! {
     Produce => produce,
     Fetch => fetch,
     ListOffsets => list_offsets,
+    FindCoordinator => find_coordinator,
     Metadata => metadata,
     ApiVersions => api_versions,
     CreateTopics => create_topics,
