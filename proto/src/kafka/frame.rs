@@ -104,6 +104,19 @@ pub fn decode_body<R: Decodable>(mut body: Bytes, version: i16) -> Result<R, Str
     guard(|| R::decode(&mut body, version))
 }
 
+/// Decodes a whole request frame of any API key the `kafka-protocol` crate knows, at any
+/// version it knows (used by the fuzz target and by tools; the broker decodes typed bodies).
+pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, kafka_protocol::messages::RequestKind), FrameError> {
+    let (api_key, header, mut body) = decode_request_header(frame)?;
+    let version = header.request_api_version;
+    let range = api_key.valid_versions();
+    if version < range.min || version > range.max {
+        return Err(FrameError::BadHeader(format!("{api_key:?} v{version} is outside {range}")));
+    }
+    let kind = guard(|| kafka_protocol::messages::RequestKind::decode(api_key, &mut body, version)).map_err(FrameError::BadHeader)?;
+    Ok((header, kind))
+}
+
 /// Runs a generated decoder and turns a panic inside it into an error: a decoder of outside
 /// input must never take the connection task (or the node) down.
 fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, String> {

@@ -1,0 +1,123 @@
+//! Encode/decode property tests for every decoder of outside input.
+
+use backwaters_proto::kafka::batch::{decode_records, encode_batch, parse_batch, split_batches, with_base_offset, NewRecord};
+use backwaters_proto::kafka::frame::{decode_body, decode_frame, decode_request, decode_request_header, encode_frame};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use proptest::prelude::*;
+
+fn record() -> impl Strategy<Value = NewRecord> {
+    (
+        prop::option::of(prop::collection::vec(any::<u8>(), 0..32)),
+        prop::option::of(prop::collection::vec(any::<u8>(), 0..256)),
+        prop::collection::vec(("[a-z]{1,8}", prop::option::of(prop::collection::vec(any::<u8>(), 0..16))), 0..3),
+        0i64..4_000_000_000_000,
+    )
+        .prop_map(|(k, v, h, ts)| NewRecord {
+            key: k.map(Bytes::from),
+            value: v.map(Bytes::from),
+            headers: h.into_iter().map(|(k, v)| (k, v.map(Bytes::from))).collect(),
+            timestamp_ms: ts,
+        })
+}
+
+fn frame_request<R: Encodable>(key: ApiKey, version: i16, cid: i32, body: &R) -> Bytes {
+    let mut b = BytesMut::new();
+    let h = RequestHeader::default().with_request_api_key(key as i16).with_request_api_version(version).with_correlation_id(cid).with_client_id(Some(StrBytes::from_static_str("prop")));
+    h.encode(&mut b, key.request_header_version(version)).unwrap();
+    body.encode(&mut b, version).unwrap();
+    b.freeze()
+}
+
+proptest! {
+    #[test]
+    fn frames_round_trip_whatever_the_split(bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 1..8), cut in 0usize..2000) {
+        let mut wire = BytesMut::new();
+        for b in &bodies { encode_frame(&mut wire, b); }
+        let wire = wire.freeze();
+        let cut = cut.min(wire.len());
+        let mut buf = BytesMut::from(&wire[..cut]);
+        let mut got = Vec::new();
+        while let Some(f) = decode_frame(&mut buf, 1 << 20).unwrap() { got.push(f.to_vec()); }
+        buf.extend_from_slice(&wire[cut..]);
+        while let Some(f) = decode_frame(&mut buf, 1 << 20).unwrap() { got.push(f.to_vec()); }
+        prop_assert_eq!(got, bodies);
+        prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_from_the_prefix(len in 1025i32..i32::MAX) {
+        let mut buf = BytesMut::from(&len.to_be_bytes()[..]);
+        prop_assert!(decode_frame(&mut buf, 1024).is_err());
+    }
+
+    #[test]
+    fn record_batches_round_trip(records in prop::collection::vec(record(), 1..20), base in 0i64..i64::MAX / 2) {
+        let b = encode_batch(&records).unwrap();
+        let moved = with_base_offset(&b, base);
+        let h = parse_batch(&moved).unwrap();
+        prop_assert_eq!(h.base_offset, base);
+        prop_assert_eq!(h.record_count as usize, records.len());
+        prop_assert_eq!(h.total_bytes(), moved.len());
+        let back = decode_records(&moved).unwrap();
+        prop_assert_eq!(back.len(), records.len());
+        for (i, (r, want)) in back.iter().zip(&records).enumerate() {
+            prop_assert_eq!(r.offset, base + i as i64);
+            prop_assert_eq!(&r.key, &want.key);
+            prop_assert_eq!(&r.value, &want.value);
+            prop_assert_eq!(&r.headers, &want.headers);
+            prop_assert_eq!(r.timestamp_ms, want.timestamp_ms);
+        }
+        // Several batches back to back split into the same batches.
+        let mut two = BytesMut::from(&moved[..]);
+        two.extend_from_slice(&b);
+        let split = split_batches(&two.freeze()).unwrap();
+        prop_assert_eq!(split.len(), 2);
+    }
+
+    #[test]
+    fn any_flipped_bit_after_the_crc_is_caught(records in prop::collection::vec(record(), 1..5), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let b = encode_batch(&records).unwrap();
+        let mut v = b.to_vec();
+        let i = 21 + pos.index(v.len() - 21);
+        v[i] ^= 1 << bit;
+        prop_assert!(parse_batch(&v).is_err());
+    }
+
+    #[test]
+    fn produce_requests_round_trip(version in 3i16..=11, acks in prop::sample::select(vec![-1i16, 0, 1]), records in prop::collection::vec(record(), 1..5), topic in "[a-zA-Z0-9._-]{1,40}", cid in any::<i32>()) {
+        let batch = encode_batch(&records).unwrap();
+        let req = ProduceRequest::default().with_acks(acks).with_timeout_ms(1000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.clone())))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch.clone()))])]);
+        let frame = frame_request(ApiKey::Produce, version, cid, &req);
+        let (key, header, body) = decode_request_header(frame.clone()).unwrap();
+        prop_assert_eq!(key, ApiKey::Produce);
+        prop_assert_eq!(header.correlation_id, cid);
+        let back: ProduceRequest = decode_body(body, version).unwrap();
+        prop_assert_eq!(&back, &req);
+        prop_assert!(decode_request(frame).is_ok());
+    }
+
+    #[test]
+    fn metadata_requests_round_trip(version in 1i16..=12, names in prop::collection::vec("[a-z]{1,20}", 0..5)) {
+        let topics = names.iter().map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(n.clone()))))).collect();
+        let req = MetadataRequest::default().with_topics(Some(topics));
+        let frame = frame_request(ApiKey::Metadata, version, 1, &req);
+        let (_, _, body) = decode_request_header(frame).unwrap();
+        let back: MetadataRequest = decode_body(body, version).unwrap();
+        prop_assert_eq!(back.topics.unwrap().len(), names.len());
+    }
+
+    #[test]
+    fn random_bytes_never_panic_the_decoders(data in prop::collection::vec(any::<u8>(), 0..512)) {
+        let mut buf = BytesMut::from(&data[..]);
+        while let Ok(Some(f)) = decode_frame(&mut buf, 4096) { let _ = decode_request(f); }
+        let b = Bytes::from(data);
+        let _ = split_batches(&b);
+        let _ = decode_records(&b);
+    }
+}
