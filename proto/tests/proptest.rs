@@ -19,7 +19,9 @@ fn record() -> impl Strategy<Value = NewRecord> {
         .prop_map(|(k, v, h, ts)| NewRecord {
             key: k.map(Bytes::from),
             value: v.map(Bytes::from),
-            headers: h.into_iter().map(|(k, v)| (k, v.map(Bytes::from))).collect(),
+            // Unique keys: the kafka-protocol record type keeps headers in a map, so repeated
+            // header keys (legal in Kafka) collapse on the gRPC paths (a known limitation).
+            headers: h.into_iter().enumerate().map(|(i, (k, v))| (format!("{k}{i}"), v.map(Bytes::from))).collect(),
             timestamp_ms: ts,
         })
 }
