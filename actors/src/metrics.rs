@@ -77,14 +77,13 @@ pub struct Metrics {
     pub flush_latency_us: Histogram,
     pub produce_latency_us: Histogram,
     pub retention_removed_batches: Counter,
-    pub actor_restarts: Counter,
 }
 
 impl Metrics {
     /// Renders the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &Counter); 11] = [
+        let counters: [(&str, &str, &Counter); 10] = [
             ("backwaters_kafka_connections_total", "Kafka connections accepted", &self.kafka_connections),
             ("backwaters_kafka_connections_closed_total", "Kafka connections closed", &self.kafka_connections_closed),
             ("backwaters_kafka_requests_total", "Kafka requests handled", &self.kafka_requests),
@@ -95,7 +94,6 @@ impl Metrics {
             ("backwaters_fetch_bytes_total", "Record batch bytes served to fetches", &self.fetch_bytes),
             ("backwaters_flushes_total", "Group-commit flushes of the node's store", &self.flushes),
             ("backwaters_retention_removed_batches_total", "Batches removed by retention or DeleteRecords", &self.retention_removed_batches),
-            ("backwaters_actor_restarts_total", "Actors restarted by their supervisor", &self.actor_restarts),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());

@@ -146,6 +146,11 @@ impl PartitionLog {
         Ok(self.store.note_write())
     }
 
+    /// Flushes the node's store: everything this partition wrote so far is on disk after it.
+    pub fn sync(&self) -> Result<u64> {
+        self.store.flush()
+    }
+
     pub fn uid(&self) -> u64 {
         self.uid
     }
@@ -282,25 +287,19 @@ impl PartitionLog {
     /// Removes entries with index <= `up_to_index` (retention, DeleteRecords, snapshots) and
     /// stores the new meta, in one batch.
     pub fn remove_prefix(&self, up_to_index: u64, meta: &PartitionMeta) -> Result<u64> {
-        let mut b = sled::Batch::default();
-        let range = keys::key(self.uid, ENTRY, 0)..=keys::key(self.uid, ENTRY, up_to_index);
-        for kv in self.tree().range(range) {
-            let (k, v) = kv?;
-            let e = Entry::decode(keys::key_suffix(&k), &v)?;
-            b.remove(k);
-            if e.kind == EntryKind::Batch {
-                b.remove(&keys::key(self.uid, OFFSET, e.base_offset as u64));
-            }
-        }
-        b.insert(&keys::prefix(self.uid, STATE), serde_json::to_vec(meta).expect("meta serializes"));
-        self.tree().apply_batch(b)?;
-        Ok(self.store.note_write())
+        self.remove_range(0, up_to_index, meta)
     }
 
     /// Removes entries with index >= `from_index` (a Raft follower's conflicting suffix).
     pub fn truncate_suffix(&self, from_index: u64, meta: &PartitionMeta) -> Result<u64> {
+        self.remove_range(from_index, u64::MAX, meta)
+    }
+
+    /// Removes the entries with index in `first..=last` and their offset keys, and stores
+    /// `meta`, as one atomic batch.
+    fn remove_range(&self, first: u64, last: u64, meta: &PartitionMeta) -> Result<u64> {
         let mut b = sled::Batch::default();
-        let range = keys::key(self.uid, ENTRY, from_index)..=keys::key(self.uid, ENTRY, u64::MAX);
+        let range = keys::key(self.uid, ENTRY, first)..=keys::key(self.uid, ENTRY, last);
         for kv in self.tree().range(range) {
             let (k, v) = kv?;
             let e = Entry::decode(keys::key_suffix(&k), &v)?;

@@ -42,6 +42,19 @@ fn response<R: Decodable>(key: ApiKey, version: i16, frame: Bytes) -> (i32, R) {
     (header.correlation_id, R::decode(&mut b, version).unwrap())
 }
 
+/// Frames a hand-made request: key, version, correlation id, null client id, then `rest`.
+fn raw_request(key: i16, version: i16, cid: i32, rest: &[u8]) -> Vec<u8> {
+    let mut raw = BytesMut::new();
+    raw.put_i16(key);
+    raw.put_i16(version);
+    raw.put_i32(cid);
+    raw.put_i16(-1);
+    raw.extend_from_slice(rest);
+    let mut framed = (raw.len() as i32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&raw);
+    framed
+}
+
 fn closed(s: &mut TcpStream) -> bool {
     let mut b = [0u8; 1];
     matches!(s.read(&mut b), Ok(0) | Err(_))
@@ -94,27 +107,12 @@ fn unknown_api_key_and_unsupported_versions() {
     let node = TestNode::start();
     // Unknown key 999: connection closed.
     let mut s = connect(&node);
-    let mut raw = BytesMut::new();
-    raw.put_i16(999);
-    raw.put_i16(0);
-    raw.put_i32(5);
-    raw.put_i16(-1);
-    let mut framed = (raw.len() as i32).to_be_bytes().to_vec();
-    framed.extend_from_slice(&raw);
-    s.write_all(&framed).unwrap();
+    s.write_all(&raw_request(999, 0, 5, &[])).unwrap();
     assert!(closed(&mut s));
 
     // ApiVersions from the future: UNSUPPORTED_VERSION in the v0 format, with our table.
     let mut s = connect(&node);
-    let mut raw = BytesMut::new();
-    raw.put_i16(ApiKey::ApiVersions as i16);
-    raw.put_i16(77);
-    raw.put_i32(9);
-    raw.put_i16(-1);
-    raw.put_u8(0); // tagged fields of a flexible header
-    let mut framed = (raw.len() as i32).to_be_bytes().to_vec();
-    framed.extend_from_slice(&raw);
-    s.write_all(&framed).unwrap();
+    s.write_all(&raw_request(ApiKey::ApiVersions as i16, 77, 9, &[0])).unwrap(); // 0: no tagged fields
     let (cid, r): (i32, ApiVersionsResponse) = response(ApiKey::ApiVersions, 0, read_frame(&mut s).unwrap());
     assert_eq!(cid, 9);
     assert_eq!(r.error_code, 35);
@@ -125,17 +123,8 @@ fn unknown_api_key_and_unsupported_versions() {
 
     // Produce v2 (older than Kafka 4 accepts): closed.
     let mut s = connect(&node);
-    let mut raw = BytesMut::new();
-    raw.put_i16(0);
-    raw.put_i16(2);
-    raw.put_i32(1);
-    raw.put_i16(-1);
-    raw.put_i16(1);
-    raw.put_i32(1000);
-    raw.put_i32(0);
-    let mut framed = (raw.len() as i32).to_be_bytes().to_vec();
-    framed.extend_from_slice(&raw);
-    s.write_all(&framed).unwrap();
+    // acks=1, timeout 1000 ms, no topics
+    s.write_all(&raw_request(0, 2, 1, &[0, 1, 0, 0, 3, 0xe8, 0, 0, 0, 0])).unwrap();
     assert!(closed(&mut s));
     api_versions_ok(&node);
 }

@@ -61,6 +61,13 @@ async fn grpc_and_kafka_see_the_same_records() {
     let status = admin.cluster_status(pb::ClusterStatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.nodes[0].zone, "east");
     assert!(status.nodes[0].actors.iter().any(|a| a.supervisor == "partitions"));
+    // Prometheus metrics over HTTP.
+    let mut http = std::net::TcpStream::connect(&node.metrics).unwrap();
+    std::io::Write::write_all(&mut http, b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut http, &mut body).unwrap();
+    assert!(body.contains("backwaters_produce_batches_total 4"), "{body}");
+    assert!(body.contains("backwaters_partition_high_watermark{topic=\"mixed\""), "{body}");
     let missing = admin.describe_topic(pb::DescribeTopicRequest { name: "nope".into() }).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
 

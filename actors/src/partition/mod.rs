@@ -164,6 +164,10 @@ impl Actor for PartitionActor {
     type Arguments = PartitionArgs;
 
     async fn pre_start(&self, me: ActorRef<PartitionMsg>, args: PartitionArgs) -> Result<PartitionState, ActorProcessingErr> {
+        // A restart after a failure may find writes that were applied but not yet flushed:
+        // flush before counting them committed, so the high watermark only covers disk.
+        let log = args.shared.log.clone();
+        tokio::task::spawn_blocking(move || log.sync()).await??;
         let rec = args.shared.log.recover()?;
         let config = args.config.read().expect("lock").clone();
         let core = PartitionCore::recover(rec, config);

@@ -1,6 +1,6 @@
 //! AlterConfigs (key 33): replaces a topic's config overrides as a whole.
 
-use super::describe_configs::RESOURCE_TOPIC;
+use super::describe_configs::{ONLY_TOPICS, RESOURCE_TOPIC};
 use super::{str, KafkaCtx};
 use crate::kafka::errors;
 use backwaters_actors::node::ConfigOp;
@@ -17,7 +17,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: AlterConfigsRequest
     for r in req.resources {
         let resp = AlterConfigsResourceResponse::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
         if r.resource_type != RESOURCE_TOPIC {
-            out.push(resp.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(str("only topic configs can be altered; broker configs come from the cluster config file"))));
+            out.push(resp.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(str(ONLY_TOPICS))));
             continue;
         }
         let ops = r.configs.iter().filter_map(|c| c.value.as_ref().map(|v| ConfigOp::Set(c.name.to_string(), v.to_string()))).collect();

@@ -11,6 +11,8 @@ pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 4 };
 pub const ADVERTISED: VersionRange = VERSIONS;
 
 pub const RESOURCE_TOPIC: i8 = 2;
+/// Why AlterConfigs / IncrementalAlterConfigs refuse anything but topics.
+pub const ONLY_TOPICS: &str = "only topic configs can be altered; broker configs come from the cluster config file";
 pub const RESOURCE_BROKER: i8 = 4;
 /// Config source: static broker config (from the cluster config file).
 const SOURCE_STATIC_BROKER: i8 = 4;

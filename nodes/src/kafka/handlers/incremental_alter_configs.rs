@@ -1,7 +1,7 @@
 //! IncrementalAlterConfigs (key 44): SET / DELETE single topic configs. APPEND and SUBTRACT
 //! apply to list configs only; of ours only cleanup.policy is a list.
 
-use super::describe_configs::RESOURCE_TOPIC;
+use super::describe_configs::{ONLY_TOPICS, RESOURCE_TOPIC};
 use super::{str, KafkaCtx};
 use crate::kafka::errors;
 use backwaters_actors::node::ConfigOp;
@@ -23,7 +23,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: IncrementalAlterCon
     for r in req.resources {
         let resp = AlterConfigsResourceResponse::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
         if r.resource_type != RESOURCE_TOPIC {
-            out.push(resp.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(str("only topic configs can be altered; broker configs come from the cluster config file"))));
+            out.push(resp.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(str(ONLY_TOPICS))));
             continue;
         }
         let current = ctx.node.topic(&r.resource_name).map(|t| t.config());
