@@ -122,7 +122,7 @@ impl Node {
         let instance = NODE_INSTANCES.fetch_add(1, Ordering::SeqCst);
         let metrics = Arc::new(Metrics::default());
         let prefix = format!("n{}.{instance}", settings.node_id);
-        let flusher_name = format!("{prefix}/flusher");
+        let flusher_name = format!("{prefix}/0-flusher");
         let flusher_spec = {
             let (store, metrics) = (store.clone(), metrics.clone());
             ChildSpec::new(flusher_name.clone(), Flusher, move || FlusherArgs { store: store.clone(), metrics: metrics.clone() })
@@ -458,7 +458,9 @@ impl Node {
     /// Stops listeners, partitions and the flusher in that order, then flushes once more.
     pub async fn shutdown(&self) {
         let _ = ractor::call_t!(self.inner.listeners_sup, SupervisorMsg::Shutdown, 15_000);
+        let _ = ractor::call_t!(self.inner.partitions_sup, SupervisorMsg::Shutdown, 30_000);
         let _ = ractor::call_t!(self.inner.root, SupervisorMsg::Shutdown, 30_000);
+        let _ = self.inner.root.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await;
         let _ = self.flush().await;
         tracing::info!("node stopped");
     }

@@ -74,7 +74,7 @@ pub enum SupervisorMsg {
     StartChild(ChildSpec, RpcReplyPort<Result<(), String>>),
     StopChild(String, RpcReplyPort<bool>),
     Status(RpcReplyPort<Vec<ChildStatus>>),
-    /// Stop each child and wait for it, then the supervisor itself (clean shutdown).
+    /// Stop each child and wait for it (clean shutdown); the caller then stops the supervisor.
     Shutdown(RpcReplyPort<()>),
 }
 
@@ -151,7 +151,6 @@ impl Actor for Supervisor {
                     let _ = cell.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await;
                 }
                 let _ = reply.send(());
-                myself.stop(Some("shutdown".into()));
             }
         }
         Ok(())
