@@ -1,10 +1,16 @@
 //! Key and value layout.
 //!
 //! Tree `log`, one key space per partition, prefixed by the partition's node-unique id:
-//! - `[uid:8][0][index:8]`  -> entry: `[fmt:1][term:8][base_offset:8][kind:1][crc32c:4][payload]`
+//! - `[uid:8][0][index:8]`  -> entry: `[fmt:1][term:8][base_offset:8][kind:1][crc32c:4]
+//!   [payload_len:4][first chunk of the payload]`
+//! - `[uid:8][4][index:8][n:4]` -> chunk n (n >= 1) of that entry's payload
 //! - `[uid:8][1][base_offset:8]` -> index of the entry holding that batch
 //! - `[uid:8][2][producer_id:8]` -> idempotent producer state (JSON)
 //! - `[uid:8][3]` -> partition state (JSON): log start offset, bytes held
+//!
+//! Payloads are cut into chunks of at most [`CHUNK_BYTES`]: sled 0.34 moves values larger than
+//! about 128 KiB into separate blob files, which its flush does not fsync. Kept under the
+//! threshold, every byte goes through sled's log, which `flush` does fsync.
 //!
 //! Big-endian integers keep sled's byte order equal to numeric order. Offsets are never
 //! negative once stored, so the sign bit is never set.
@@ -16,6 +22,18 @@ pub const ENTRY: u8 = 0;
 pub const OFFSET: u8 = 1;
 pub const PRODUCER: u8 = 2;
 pub const STATE: u8 = 3;
+pub const CHUNK: u8 = 4;
+
+/// Largest piece of a payload stored under one key (well under sled's blob threshold).
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Key of chunk `n` of entry `index`.
+pub fn chunk_key(uid: u64, index: u64, n: u32) -> [u8; 21] {
+    let mut k = [0u8; 21];
+    k[..17].copy_from_slice(&key(uid, CHUNK, index));
+    k[17..].copy_from_slice(&n.to_be_bytes());
+    k
+}
 
 pub fn prefix(uid: u64, kind: u8) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -36,5 +54,5 @@ pub fn key_suffix(k: &[u8]) -> u64 {
 }
 
 /// Entry header length before the payload.
-pub const ENTRY_HEADER: usize = 1 + 8 + 8 + 1 + 4;
+pub const ENTRY_HEADER: usize = 1 + 8 + 8 + 1 + 4 + 4;
 pub const ENTRY_FMT: u8 = 1;

@@ -1,6 +1,6 @@
 //! A partition log: entries keyed by index, each holding one whole record batch.
 
-use crate::keys::{self, ENTRY, ENTRY_FMT, ENTRY_HEADER, OFFSET, PRODUCER, STATE};
+use crate::keys::{self, CHUNK, CHUNK_BYTES, ENTRY, ENTRY_FMT, ENTRY_HEADER, OFFSET, PRODUCER, STATE};
 use crate::{Result, StorageError, Store};
 use backwaters_proto::kafka::batch::{parse_batch, BatchHeader};
 use bytes::Bytes;
@@ -51,38 +51,51 @@ impl Entry {
         }
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(ENTRY_HEADER + self.payload.len());
+    /// Adds the entry's keys to `batch`: the head with the first chunk, then the other chunks.
+    fn encode_into(&self, uid: u64, batch: &mut sled::Batch) {
+        let first = self.payload.len().min(CHUNK_BYTES);
+        let mut v = Vec::with_capacity(ENTRY_HEADER + first);
         v.push(ENTRY_FMT);
         v.extend_from_slice(&self.term.to_be_bytes());
         v.extend_from_slice(&self.base_offset.to_be_bytes());
         v.push(self.kind as u8);
         v.extend_from_slice(&crc32c::crc32c(&self.payload).to_be_bytes());
-        v.extend_from_slice(&self.payload);
-        v
+        v.extend_from_slice(&(self.payload.len() as u32).to_be_bytes());
+        v.extend_from_slice(&self.payload[..first]);
+        batch.insert(&keys::key(uid, ENTRY, self.index), v);
+        for (n, chunk) in self.payload[first..].chunks(CHUNK_BYTES).enumerate() {
+            batch.insert(&keys::chunk_key(uid, self.index, n as u32 + 1), chunk);
+        }
     }
+}
 
-    fn decode(index: u64, v: &[u8]) -> Result<Entry> {
+/// The fixed part of a stored entry, readable without its chunks.
+struct Head {
+    term: u64,
+    base_offset: i64,
+    kind: EntryKind,
+    crc: u32,
+    payload_len: usize,
+}
+
+impl Head {
+    fn parse(index: u64, v: &[u8]) -> Result<Head> {
         let corrupt = |why: &str| StorageError::Corrupt { what: format!("entry {index}"), why: why.to_string() };
         if v.len() < ENTRY_HEADER || v[0] != ENTRY_FMT {
             return Err(corrupt("short entry or unknown entry format"));
         }
-        let term = u64::from_be_bytes(v[1..9].try_into().expect("8"));
-        let base_offset = i64::from_be_bytes(v[9..17].try_into().expect("8"));
         let kind = match v[17] {
             0 => EntryKind::Batch,
             1 => EntryKind::Noop,
             _ => return Err(corrupt("unknown entry kind")),
         };
-        let crc = u32::from_be_bytes(v[18..22].try_into().expect("4"));
-        let payload = Bytes::copy_from_slice(&v[ENTRY_HEADER..]);
-        if crc32c::crc32c(&payload) != crc {
-            return Err(corrupt("CRC mismatch after read"));
-        }
-        if kind == EntryKind::Batch && payload.len() < backwaters_proto::kafka::batch::HEADER_BYTES {
-            return Err(corrupt("batch shorter than its header"));
-        }
-        Ok(Entry { index, term, base_offset, kind, payload })
+        Ok(Head {
+            term: u64::from_be_bytes(v[1..9].try_into().expect("8")),
+            base_offset: i64::from_be_bytes(v[9..17].try_into().expect("8")),
+            kind,
+            crc: u32::from_be_bytes(v[18..22].try_into().expect("4")),
+            payload_len: u32::from_be_bytes(v[22..26].try_into().expect("4")) as usize,
+        })
     }
 }
 
@@ -186,22 +199,50 @@ impl PartitionLog {
         Ok(Recovered { last_index, last_term, first_index, next_offset, meta, producers })
     }
 
-    fn decode_kv(kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Entry> {
+    fn decode_kv(&self, kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Entry> {
         let (k, v) = kv?;
-        Entry::decode(keys::key_suffix(&k), &v)
+        self.load(keys::key_suffix(&k), &v)
+    }
+
+    /// Builds a whole entry from its head value and its chunks, checking the CRC.
+    fn load(&self, index: u64, v: &[u8]) -> Result<Entry> {
+        let head = Head::parse(index, v)?;
+        let corrupt = |why: String| StorageError::Corrupt { what: format!("partition {} entry {index}", self.uid), why };
+        let first = &v[ENTRY_HEADER..];
+        let payload = if first.len() == head.payload_len {
+            Bytes::copy_from_slice(first)
+        } else {
+            let mut buf = Vec::with_capacity(head.payload_len);
+            buf.extend_from_slice(first);
+            for kv in self.tree().scan_prefix(keys::key(self.uid, CHUNK, index)) {
+                let (_, chunk) = kv?;
+                buf.extend_from_slice(&chunk);
+            }
+            if buf.len() != head.payload_len {
+                return Err(corrupt(format!("payload is {} bytes, its head says {}", buf.len(), head.payload_len)));
+            }
+            Bytes::from(buf)
+        };
+        if crc32c::crc32c(&payload) != head.crc {
+            return Err(corrupt("CRC mismatch after read".into()));
+        }
+        if head.kind == EntryKind::Batch && payload.len() < backwaters_proto::kafka::batch::HEADER_BYTES {
+            return Err(corrupt("batch shorter than its header".into()));
+        }
+        Ok(Entry { index, term: head.term, base_offset: head.base_offset, kind: head.kind, payload })
     }
 
     pub fn last_entry(&self) -> Result<Option<Entry>> {
-        self.tree().scan_prefix(keys::prefix(self.uid, ENTRY)).next_back().map(Self::decode_kv).transpose()
+        self.tree().scan_prefix(keys::prefix(self.uid, ENTRY)).next_back().map(|kv| self.decode_kv(kv)).transpose()
     }
 
     pub fn first_entry(&self) -> Result<Option<Entry>> {
-        self.tree().scan_prefix(keys::prefix(self.uid, ENTRY)).next().map(Self::decode_kv).transpose()
+        self.tree().scan_prefix(keys::prefix(self.uid, ENTRY)).next().map(|kv| self.decode_kv(kv)).transpose()
     }
 
     pub fn entry(&self, index: u64) -> Result<Option<Entry>> {
         match self.tree().get(keys::key(self.uid, ENTRY, index))? {
-            Some(v) => Ok(Some(Entry::decode(index, &v)?)),
+            Some(v) => Ok(Some(self.load(index, &v)?)),
             None => Ok(None),
         }
     }
@@ -212,7 +253,7 @@ impl PartitionLog {
     pub fn append(&self, entries: &[Entry], producers: &[ProducerEntry], meta: &PartitionMeta) -> Result<u64> {
         let mut b = sled::Batch::default();
         for e in entries {
-            b.insert(&keys::key(self.uid, ENTRY, e.index), e.encode());
+            e.encode_into(self.uid, &mut b);
             if e.kind == EntryKind::Batch {
                 assert!(e.base_offset >= 0, "stored offsets are never negative");
                 b.insert(&keys::key(self.uid, OFFSET, e.base_offset as u64), &e.index.to_be_bytes());
@@ -236,7 +277,7 @@ impl PartitionLog {
         let mut bytes = 0usize;
         let range = keys::key(self.uid, ENTRY, start_index)..=keys::key(self.uid, ENTRY, u64::MAX);
         for kv in self.tree().range(range) {
-            let e = Self::decode_kv(kv)?;
+            let e = self.decode_kv(kv)?;
             if e.kind == EntryKind::Noop {
                 continue;
             }
@@ -276,7 +317,7 @@ impl PartitionLog {
     /// First batch whose max timestamp is >= `ts`: (its entry). Linear in the batches before it.
     pub fn first_entry_at_or_after_time(&self, ts: i64) -> Result<Option<Entry>> {
         for kv in self.tree().scan_prefix(keys::prefix(self.uid, ENTRY)) {
-            let e = Self::decode_kv(kv)?;
+            let e = self.decode_kv(kv)?;
             if e.kind == EntryKind::Batch && e.max_timestamp() >= ts {
                 return Ok(Some(e));
             }
@@ -302,11 +343,15 @@ impl PartitionLog {
         let range = keys::key(self.uid, ENTRY, first)..=keys::key(self.uid, ENTRY, last);
         for kv in self.tree().range(range) {
             let (k, v) = kv?;
-            let e = Entry::decode(keys::key_suffix(&k), &v)?;
+            let head = Head::parse(keys::key_suffix(&k), &v)?;
             b.remove(k);
-            if e.kind == EntryKind::Batch {
-                b.remove(&keys::key(self.uid, OFFSET, e.base_offset as u64));
+            if head.kind == EntryKind::Batch {
+                b.remove(&keys::key(self.uid, OFFSET, head.base_offset as u64));
             }
+        }
+        let chunks = keys::chunk_key(self.uid, first, 0)..=keys::chunk_key(self.uid, last, u32::MAX);
+        for kv in self.tree().range(chunks) {
+            b.remove(kv?.0);
         }
         b.insert(&keys::prefix(self.uid, STATE), serde_json::to_vec(meta).expect("meta serializes"));
         self.tree().apply_batch(b)?;

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: usize, noop: bool },
+    Append { records: usize, noop: bool, big: bool },
     Read { from: i64, max_bytes: usize },
     RemovePrefix { entries: usize },
     TruncateSuffix { entries: usize },
@@ -18,7 +18,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        5 => (1usize..5, prop::bool::weighted(0.15)).prop_map(|(records, noop)| Op::Append { records, noop }),
+        5 => (1usize..5, prop::bool::weighted(0.15), prop::bool::weighted(0.1)).prop_map(|(records, noop, big)| Op::Append { records, noop, big }),
         3 => (0i64..60, 1usize..600).prop_map(|(from, max_bytes)| Op::Read { from, max_bytes }),
         1 => (0usize..4).prop_map(|entries| Op::RemovePrefix { entries }),
         1 => (0usize..3).prop_map(|entries| Op::TruncateSuffix { entries }),
@@ -35,8 +35,13 @@ struct Model {
 }
 
 fn batch(records: usize, base: i64) -> Bytes {
+    batch_of(records, base, 0)
+}
+
+/// A batch whose records carry `pad` extra bytes each (big batches span several chunks).
+fn batch_of(records: usize, base: i64, pad: usize) -> Bytes {
     let recs: Vec<NewRecord> = (0..records)
-        .map(|i| NewRecord { value: Some(Bytes::from(format!("value-{base}-{i}"))), timestamp_ms: base, ..Default::default() })
+        .map(|i| NewRecord { value: Some(Bytes::from(format!("value-{base}-{i}-{}", "p".repeat(pad)))), timestamp_ms: base, ..Default::default() })
         .collect();
     with_base_offset(&encode_batch(&recs).unwrap(), base)
 }
@@ -52,11 +57,11 @@ proptest! {
         let mut m = Model { next_index: 1, ..Default::default() };
         for op in ops {
             match op {
-                Op::Append { records, noop } => {
+                Op::Append { records, noop, big } => {
                     let e = if noop {
                         Entry { index: m.next_index, term: 1, base_offset: m.next_offset, kind: EntryKind::Noop, payload: Bytes::new() }
                     } else {
-                        let payload = batch(records, m.next_offset);
+                        let payload = batch_of(records, m.next_offset, if big { 70_000 } else { 0 });
                         m.meta.bytes += payload.len() as u64;
                         Entry { index: m.next_index, term: 1, base_offset: m.next_offset, kind: EntryKind::Batch, payload }
                     };
