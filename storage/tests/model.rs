@@ -138,3 +138,24 @@ fn other_partitions_and_format_version_are_separate() {
     a.destroy().unwrap();
     assert_eq!(a.read(0, 1 << 20, i64::MAX).unwrap(), vec![]);
 }
+
+#[test]
+fn big_batches_never_become_unsynced_blob_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (log, _) = PartitionLog::open(&store, 3).unwrap();
+    let mut next = 0i64;
+    let mut meta = PartitionMeta::default();
+    for index in 1..=40u64 {
+        // About 1 MiB per batch, as librdkafka's default batch.size produces.
+        let payload = batch_of(14, next, 70_000);
+        meta.bytes += payload.len() as u64;
+        let e = Entry { index, term: 1, base_offset: next, kind: EntryKind::Batch, payload };
+        next = e.next_offset();
+        log.append(&[e], &[], &meta).unwrap();
+    }
+    store.flush().unwrap();
+    assert_eq!(store.blob_files(dir.path()), 0, "sled wrote blob files, which its flush does not fsync");
+    let got = log.read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(got.len(), 40);
+}
