@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// librdkafka batch.size in bytes.
     #[arg(long, default_value_t = 1_000_000)]
     pub batch_size: usize,
+    /// Target send rate in records/s (0 = as fast as possible). Latency is only meaningful
+    /// below saturation: at full speed it mostly measures the client's own queue.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
     /// Use the idempotent producer (only with --acks all).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub idempotence: bool,
@@ -141,10 +145,23 @@ pub async fn produce(a: BenchArgs) -> Result<(), String> {
         })
         .collect();
     eprintln!("producing {} records of {} bytes to {} (acks={acks}, compression={compression}, idempotence={})", a.records, a.record_size, a.topic, a.idempotence);
+    // Warm up (connection, metadata, producer id) so start-up is not counted as latency.
+    producer.send(BaseRecord::with_opaque_to(&a.topic, Box::new(Instant::now())).payload(&payload).key("warmup")).map_err(|(e, _)| format!("send failed: {e}"))?;
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).map_err(|e| format!("warm-up record not acknowledged: {e}"))?;
+    ctx.hist.lock().expect("lock").reset();
+    ctx.done.store(0, std::sync::atomic::Ordering::Relaxed);
     let start = Instant::now();
     let mut last_report = Instant::now();
     let mut i = 0u64;
     while i < a.records {
+        if a.rate > 0 {
+            let due = Duration::from_secs_f64(i as f64 / a.rate as f64);
+            let elapsed = start.elapsed();
+            if due > elapsed {
+                std::thread::sleep((due - elapsed).min(Duration::from_millis(10)));
+                continue;
+            }
+        }
         let key = (i % 1024).to_string();
         let rec = BaseRecord::with_opaque_to(&a.topic, Box::new(Instant::now())).payload(&payload).key(&key);
         match producer.send(rec) {

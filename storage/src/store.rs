@@ -36,6 +36,8 @@ impl Store {
             // node stays near 1 MiB, so 8 MiB segments (2 MiB threshold) keep every byte in the
             // fsynced log. Fixed when the store is created.
             .segment_size(SEGMENT_BYTES)
+            // Append-mostly logs: favour write throughput over sled's space-saving rewrites.
+            .mode(sled::Mode::HighThroughput)
             // We flush before acknowledging; sled's own timer flush only adds latency noise.
             .flush_every_ms(None)
             .open()?;
