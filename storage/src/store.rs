@@ -28,6 +28,24 @@ impl Store {
     /// Opens (or creates) the store under `dir`, checking the format version.
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir)?;
+        // sled's background threads release the file lock a moment after a `Db` is dropped
+        // (a store reopened in the same process); another process holding it is an error.
+        let mut tries = 0;
+        loop {
+            match Self::open_once(dir) {
+                Err(StorageError::Sled(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
+                    tries += 1;
+                    if tries > 40 {
+                        return Err(StorageError::Io(std::io::Error::other(format!("{} is in use by another process (sled lock held)", dir.display()))));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(dir: &Path) -> Result<Store> {
         let db = sled::Config::new()
             .path(dir.join("sled"))
             .cache_capacity(256 * 1024 * 1024)
