@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use backwaters_proto::kafka::batch::{encode_batch, NewRecord};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -130,24 +130,8 @@ fn unknown_api_key_and_unsupported_versions() {
 }
 
 fn batch() -> Bytes {
-    let r = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64,
-        key: None,
-        value: Some(Bytes::from_static(b"payload")),
-        headers: Default::default(),
-    };
-    let mut b = BytesMut::new();
-    RecordBatchEncoder::encode(&mut b, [&r], &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
-    b.freeze()
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    encode_batch(&[NewRecord { value: Some(Bytes::from_static(b"payload")), timestamp_ms: now, ..Default::default() }]).unwrap()
 }
 
 fn produce(s: &mut TcpStream, topic: &str, records: Bytes, cid: i32) -> i16 {

@@ -69,10 +69,13 @@ impl PartitionShared {
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Entry>, PartitionError> {
         let hw = self.high_watermark();
         let start = self.log_start_offset();
-        if offset < start || offset > hw {
-            return Err(PartitionError::OffsetOutOfRange { offset, start, end: hw });
+        // Past the log end is out of range; between the high watermark and the log end the
+        // data exists but is not committed yet: nothing to return, not an error (as Kafka).
+        let end = self.log_end_offset().max(hw);
+        if offset < start || offset > end {
+            return Err(PartitionError::OffsetOutOfRange { offset, start, end });
         }
-        if offset == hw {
+        if offset >= hw {
             return Ok(Vec::new());
         }
         let entries = self.log.read(offset, max_bytes, hw).map_err(|e| PartitionError::Storage(e.to_string()))?;
