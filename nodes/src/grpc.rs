@@ -24,6 +24,9 @@ const CONSUME_READ_BYTES: usize = 1 << 20;
 pub struct Api {
     node: Node,
     round_robin: std::sync::Arc<AtomicU64>,
+    /// Advertised addresses, reported by ClusterStatus.
+    kafka_addr: String,
+    grpc_addr: String,
 }
 
 fn admin_status(e: AdminError) -> Status {
@@ -99,11 +102,15 @@ impl consume_server::Consume for Api {
     async fn consume(&self, req: Request<pb::ConsumeRequest>) -> Result<Response<ConsumeStream>, Status> {
         let req = req.into_inner();
         let part = self.node.partition(&req.topic, req.partition).ok_or_else(|| Status::not_found(format!("partition {}-{} does not exist", req.topic, req.partition)))?;
-        let mut offset = match req.offset {
+        let mut offset = if req.from_timestamp_ms > 0 {
+            part.offset_for_time(req.from_timestamp_ms).map_err(partition_status)?.map(|(o, _)| o).unwrap_or_else(|| part.high_watermark())
+        } else {
+            match req.offset {
             -2 => part.log_start_offset(),
             -1 => part.high_watermark(),
             o if o >= 0 => o,
             o => return Err(Status::invalid_argument(format!("offset {o}: use -2 (earliest), -1 (latest) or an offset"))),
+            }
         };
         let wait = Duration::from_millis(if req.max_wait_ms == 0 { 1000 } else { req.max_wait_ms.min(30_000) as u64 });
         let limit = if req.max_records == 0 { u64::MAX } else { req.max_records };
@@ -225,7 +232,7 @@ impl admin_server::Admin for Api {
             .into_iter()
             .map(|(sup, c)| pb::ActorStatus { name: c.name, supervisor: sup, state: if c.running { "running".into() } else { "restarting".into() }, restarts: c.restarts })
             .collect();
-        let node = pb::NodeStatus { node_id: s.node_id, zone: s.zone.clone(), kafka_address: String::new(), grpc_address: String::new(), alive: true, actors };
+        let node = pb::NodeStatus { node_id: s.node_id, zone: s.zone.clone(), kafka_address: self.kafka_addr.clone(), grpc_address: self.grpc_addr.clone(), alive: true, actors };
         Ok(Response::new(pb::ClusterStatusResponse {
             cluster_name: s.cluster_name.clone(),
             cluster_id: self.node.cluster_id().to_string(),
@@ -241,9 +248,9 @@ fn summary(t: &backwaters_actors::node::Topic) -> pb::TopicSummary {
 }
 
 /// Serves the gRPC API on `listener` until `stop` turns true.
-pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), mut stop: watch::Receiver<bool>) -> Result<(), String> {
     let listener = tokio::net::TcpListener::from_std(listener.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let api = Api { node, round_robin: Default::default() };
+    let api = Api { node, round_robin: Default::default(), kafka_addr: addrs.0, grpc_addr: addrs.1 };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<produce_server::ProduceServer<Api>>().await;
     health_reporter.set_serving::<consume_server::ConsumeServer<Api>>().await;

@@ -6,6 +6,7 @@
 //! - [`kafka`]: the Kafka listener and one handler file per API key.
 //! - [`grpc`]: the `backwaters.v1` gRPC API, health and reflection.
 //! - [`http`]: Prometheus metrics and health over HTTP.
+//! - [`shell`]: the admin shell (REPL and one-shot) over the gRPC API.
 //! - [`bench`]: produce / consume benchmarks through librdkafka.
 
 /// mimalloc keeps freed large buffers for reuse; with glibc's malloc every fetch and produce
@@ -20,6 +21,7 @@ mod grpc;
 mod http;
 mod kafka;
 mod server;
+mod shell;
 
 use clap::{Parser, Subcommand};
 use config::{ClusterConfig, Defaults, Limits, NodeConfig};
@@ -68,6 +70,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         partitions: i32,
     },
+    /// Attach an interactive shell to a cluster (or run one command with -c).
+    Shell(shell::ShellArgs),
     /// Benchmark a Kafka-compatible broker through librdkafka.
     Bench {
         #[command(subcommand)]
@@ -137,6 +141,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("Ctrl-C stops it.");
             server::run_until_stopped(running).await
         }
+        Cmd::Shell(args) => shell::run(args).await,
         Cmd::Bench { kind } => match kind {
             BenchKind::Produce(a) => bench::produce(a).await,
             BenchKind::Consume(a) => bench::consume(a).await,

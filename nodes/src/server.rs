@@ -62,9 +62,10 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
 
     let grpc_l = Arc::new(grpc_l);
     let (n, max_msg) = (node.clone(), cluster.limits.grpc_max_message_bytes);
+    let addrs = (advertised.clone(), grpc_addr.clone());
     let run: RunFn = Arc::new(move |stop| {
-        let (n, l) = (n.clone(), grpc_l.clone());
-        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, stop).await })
+        let (n, l, addrs) = (n.clone(), grpc_l.clone(), addrs.clone());
+        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, stop).await })
     });
     node.start_service("grpc", run, true).await?;
 
