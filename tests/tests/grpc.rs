@@ -43,7 +43,7 @@ async fn grpc_and_kafka_see_the_same_records() {
 
     // Kafka produce -> gRPC consume (server streaming, long-poll).
     let mut cons = ConsumeClient::connect(node.grpc_url()).await.unwrap();
-    let mut stream = cons.consume(pb::ConsumeRequest { topic: "mixed".into(), partition: 1 - r.partition, offset: -2, max_records: 3, max_wait_ms: 5000 }).await.unwrap().into_inner();
+    let mut stream = cons.consume(pb::ConsumeRequest { topic: "mixed".into(), partition: 1 - r.partition, offset: -2, max_records: 3, max_wait_ms: 5000, from_timestamp_ms: 0 }).await.unwrap().into_inner();
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &node.kafka).create().unwrap();
     for i in 0..3 {
         let v = format!("kafka-{i}");
@@ -106,7 +106,7 @@ async fn clean_shutdown_keeps_data_for_the_next_start() {
     assert!(node.stop().success(), "SIGTERM ends the node cleanly");
     node.restart();
     let mut cons = ConsumeClient::connect(node.grpc_url()).await.unwrap();
-    let mut s = cons.consume(pb::ConsumeRequest { topic: "keep".into(), partition: 0, offset: 0, max_records: 1, max_wait_ms: 1000 }).await.unwrap().into_inner();
+    let mut s = cons.consume(pb::ConsumeRequest { topic: "keep".into(), partition: 0, offset: 0, max_records: 1, max_wait_ms: 1000, from_timestamp_ms: 0 }).await.unwrap().into_inner();
     let got = s.next().await.unwrap().unwrap();
     assert_eq!(got.records[0].value.as_deref(), Some(&b"persist"[..]));
 }
