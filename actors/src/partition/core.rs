@@ -13,6 +13,10 @@ use backwaters_storage::{Entry, EntryKind, ProducerEntry, Recovered};
 use bytes::Bytes;
 use std::collections::HashMap;
 
+/// A producer that has not written for this long is forgotten, as Kafka's
+/// `producer.id.expiration.ms` (1 day): its next batch must start a new sequence.
+pub const PRODUCER_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
+
 /// How many recent batches per producer are remembered for duplicate detection (Kafka: 5,
 /// the most a client may have in flight with idempotence on).
 pub const PRODUCER_BATCHES_KEPT: usize = 5;
@@ -75,6 +79,10 @@ impl PartitionCore {
     }
     pub fn bytes(&self) -> u64 {
         self.meta.bytes
+    }
+    /// Idempotent producers with remembered state.
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
     }
     pub fn first_index(&self) -> u64 {
         self.first_index
@@ -208,6 +216,16 @@ impl PartitionCore {
         self.meta
     }
 
+    /// Forgets producers idle for longer than [`PRODUCER_EXPIRATION_MS`]; returns their ids
+    /// so the caller removes their stored state too.
+    pub fn expire_producers(&mut self, now_ms: i64) -> Vec<i64> {
+        let expired: Vec<i64> = self.producers.values().filter(|p| now_ms - p.last_timestamp_ms > PRODUCER_EXPIRATION_MS).map(|p| p.producer_id).collect();
+        for id in &expired {
+            self.producers.remove(id);
+        }
+        expired
+    }
+
     /// Whether the entry at the front of the log should go under the topic's retention.
     /// `entry_next_offset` is one past its last record; entries at or past the high
     /// watermark are never removed (nothing unacknowledged is deleted).
@@ -268,6 +286,16 @@ mod tests {
         assert!(matches!(c.prepare_append(&[next], 0).unwrap(), AppendPlan::Write { base_offset: 3, .. }));
         let fenced = idem_batch(7, -1, 5, 1);
         assert_eq!(c.prepare_append(&[fenced], 0), Err(PartitionError::InvalidProducerEpoch));
+    }
+
+    #[test]
+    fn idle_producers_expire() {
+        let mut c = core();
+        c.prepare_append(&[idem_batch(9, 0, 0, 1)], 1_000).unwrap();
+        assert!(c.expire_producers(1_000 + PRODUCER_EXPIRATION_MS).is_empty());
+        assert_eq!(c.expire_producers(1_001 + PRODUCER_EXPIRATION_MS), vec![9]);
+        // Forgotten: a new sequence from 0 is accepted again.
+        assert!(matches!(c.prepare_append(&[idem_batch(9, 0, 0, 1)], 2_000).unwrap(), AppendPlan::Write { .. }));
     }
 
     #[test]

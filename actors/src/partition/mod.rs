@@ -217,7 +217,7 @@ impl Actor for PartitionActor {
                     high_watermark: st.core.high_watermark(),
                     log_end_offset: st.core.next_offset(),
                     bytes: st.core.bytes(),
-                    producers: 0,
+                    producers: st.core.producer_count(),
                 });
             }
             PartitionMsg::InjectPanic => panic!("injected panic in partition {}-{}", st.shared.topic, st.shared.partition),
@@ -289,9 +289,14 @@ impl PartitionState {
         }
     }
 
-    /// Removes batches from the front that retention (or DeleteRecords) no longer keeps.
+    /// Removes batches from the front that retention (or DeleteRecords) no longer keeps, and
+    /// forgets idle producers.
     fn remove_expired(&mut self) -> Result<(), ActorProcessingErr> {
         let now = self.clock.now_ms();
+        let gone = self.core.expire_producers(now);
+        if !gone.is_empty() {
+            self.shared.log.remove_producers(&gone)?;
+        }
         let mut last: Option<(u64, i64)> = None;
         let mut bytes = 0u64;
         let mut n = 0;
