@@ -242,9 +242,19 @@ pub struct ReadRecord {
 /// (transaction markers) are skipped, as consumers skip them.
 pub fn decode_records(buf: &Bytes) -> Result<Vec<ReadRecord>, String> {
     let mut b = buf.clone();
-    let sets = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RecordBatchDecoder::decode_all(&mut b)))
-        .map_err(|_| "record decoder panicked".to_string())?
-        .map_err(|e| e.to_string())?;
+    // Decompression goes through our bounded decoders, never the crate's unbounded ones.
+    let bounded = |data: &mut Bytes, codec: Compression| -> anyhow::Result<Bytes> {
+        crate::kafka::decompress::decompress(data, codec, crate::kafka::decompress::MAX_DECOMPRESSED_BYTES).map_err(anyhow::Error::msg)
+    };
+    let sets = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut sets = Vec::new();
+        while bytes::Buf::has_remaining(&b) {
+            sets.push(RecordBatchDecoder::decode_with_custom_compression(&mut b, Some(&bounded))?);
+        }
+        anyhow::Ok(sets)
+    }))
+    .map_err(|_| "record decoder panicked".to_string())?
+    .map_err(|e| e.to_string())?;
     Ok(sets
         .into_iter()
         .flat_map(|s| s.records)

@@ -1,5 +1,6 @@
 //! Kafka wire protocol pieces that the `kafka-protocol` crate does not do for a server.
 
 pub mod batch;
+pub mod decompress;
 pub mod frame;
 pub mod partitioner;
