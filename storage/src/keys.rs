@@ -4,6 +4,7 @@
 //! - `[uid:8][0][index:8]`  -> entry: `[fmt:1][term:8][base_offset:8][kind:1][crc32c:4]
 //!   [payload_len:4][first chunk of the payload]`
 //! - `[uid:8][4][index:8][n:4]` -> chunk n (n >= 1) of that entry's payload
+//! - `[uid:8][5][timestamp:8]` -> index where the running max timestamp reached it
 //! - `[uid:8][1][base_offset:8]` -> index of the entry holding that batch
 //! - `[uid:8][2][producer_id:8]` -> idempotent producer state (JSON)
 //! - `[uid:8][3]` -> partition state (JSON): log start offset, bytes held
@@ -23,6 +24,9 @@ pub const OFFSET: u8 = 1;
 pub const PRODUCER: u8 = 2;
 pub const STATE: u8 = 3;
 pub const CHUNK: u8 = 4;
+/// Time index: `[uid:8][5][max timestamp so far:8]` -> index of the entry where the running
+/// maximum timestamp first reached that value (Kafka's time index, one key per new maximum).
+pub const TIME: u8 = 5;
 
 /// Largest piece of a payload stored under one key (well under sled's blob threshold).
 pub const CHUNK_BYTES: usize = 64 * 1024;

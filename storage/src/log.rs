@@ -1,6 +1,6 @@
 //! A partition log: entries keyed by index, each holding one whole record batch.
 
-use crate::keys::{self, CHUNK, CHUNK_BYTES, ENTRY, ENTRY_FMT, ENTRY_HEADER, OFFSET, PRODUCER, STATE};
+use crate::keys::{self, CHUNK, CHUNK_BYTES, ENTRY, ENTRY_FMT, ENTRY_HEADER, OFFSET, PRODUCER, STATE, TIME};
 use crate::{Result, StorageError, Store};
 use backwaters_proto::kafka::batch::{parse_batch, BatchHeader};
 use bytes::Bytes;
@@ -252,8 +252,14 @@ impl PartitionLog {
     /// write sequence a flush must cover before anything is acknowledged.
     pub fn append(&self, entries: &[Entry], producers: &[ProducerEntry], meta: &PartitionMeta) -> Result<u64> {
         let mut b = sled::Batch::default();
+        let mut running_max = self.time_index_max()?;
         for e in entries {
             e.encode_into(self.uid, &mut b);
+            let ts = e.max_timestamp();
+            if e.kind == EntryKind::Batch && ts > running_max {
+                b.insert(&keys::key(self.uid, TIME, ts as u64), &e.index.to_be_bytes());
+                running_max = ts;
+            }
             if e.kind == EntryKind::Batch {
                 assert!(e.base_offset >= 0, "stored offsets are never negative");
                 b.insert(&keys::key(self.uid, OFFSET, e.base_offset as u64), &e.index.to_be_bytes());
@@ -314,8 +320,28 @@ impl PartitionLog {
         Ok(self.first_entry()?.map(|e| e.index))
     }
 
-    /// First batch whose max timestamp is >= `ts`: (its entry). Linear in the batches before it.
+    /// The largest timestamp in the time index (-1 when empty).
+    fn time_index_max(&self) -> Result<i64> {
+        Ok(match self.tree().scan_prefix(keys::prefix(self.uid, TIME)).next_back() {
+            Some(kv) => keys::key_suffix(&kv?.0) as i64,
+            None => -1,
+        })
+    }
+
+    /// First batch whose max timestamp is >= `ts`, found through the time index.
     pub fn first_entry_at_or_after_time(&self, ts: i64) -> Result<Option<Entry>> {
+        let lo = keys::key(self.uid, TIME, ts.max(0) as u64);
+        let hi = keys::key(self.uid, TIME, u64::MAX);
+        let Some(kv) = self.tree().range(lo..=hi).next() else { return Ok(None) };
+        let index = u64::from_be_bytes(kv?.1.as_ref().try_into().map_err(|_| StorageError::Corrupt { what: "time index".into(), why: "not 8 bytes".into() })?);
+        match self.entry(index)? {
+            Some(e) => Ok(Some(e)),
+            // Should not happen (removal re-indexes); scanning is the safe answer.
+            None => self.scan_for_time(ts),
+        }
+    }
+
+    fn scan_for_time(&self, ts: i64) -> Result<Option<Entry>> {
         for kv in self.tree().scan_prefix(keys::prefix(self.uid, ENTRY)) {
             let e = self.decode_kv(kv)?;
             if e.kind == EntryKind::Batch && e.max_timestamp() >= ts {
@@ -328,17 +354,18 @@ impl PartitionLog {
     /// Removes entries with index <= `up_to_index` (retention, DeleteRecords, snapshots) and
     /// stores the new meta, in one batch.
     pub fn remove_prefix(&self, up_to_index: u64, meta: &PartitionMeta) -> Result<u64> {
-        self.remove_range(0, up_to_index, meta)
+        self.remove_range(0, up_to_index, meta, true)
     }
 
     /// Removes entries with index >= `from_index` (a Raft follower's conflicting suffix).
     pub fn truncate_suffix(&self, from_index: u64, meta: &PartitionMeta) -> Result<u64> {
-        self.remove_range(from_index, u64::MAX, meta)
+        self.remove_range(from_index, u64::MAX, meta, false)
     }
 
     /// Removes the entries with index in `first..=last` and their offset keys, and stores
     /// `meta`, as one atomic batch.
-    fn remove_range(&self, first: u64, last: u64, meta: &PartitionMeta) -> Result<u64> {
+    /// With `reindex`, time-index keys are rebuilt for the entries the removed keys shadowed.
+    fn remove_range(&self, first: u64, last: u64, meta: &PartitionMeta, reindex: bool) -> Result<u64> {
         let mut b = sled::Batch::default();
         let range = keys::key(self.uid, ENTRY, first)..=keys::key(self.uid, ENTRY, last);
         for kv in self.tree().range(range) {
@@ -352,6 +379,32 @@ impl PartitionLog {
         let chunks = keys::chunk_key(self.uid, first, 0)..=keys::chunk_key(self.uid, last, u32::MAX);
         for kv in self.tree().range(chunks) {
             b.remove(kv?.0);
+        }
+        // Time-index keys pointing into the removed range (indexes grow with the timestamps).
+        let mut next_kept_key = None;
+        for kv in self.tree().scan_prefix(keys::prefix(self.uid, TIME)) {
+            let (k, v) = kv?;
+            let index = u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]));
+            if (first..=last).contains(&index) {
+                b.remove(k);
+            } else if index > last {
+                next_kept_key = Some(index);
+                break;
+            }
+        }
+        if reindex {
+            // Entries after the removed prefix that a removed maximum shadowed get keys of their
+            // own; all of them sit below the next kept key, so the index stays ordered.
+            let mut running = -1i64;
+            let upto = next_kept_key.unwrap_or(u64::MAX);
+            let range = keys::key(self.uid, ENTRY, last.saturating_add(1))..keys::key(self.uid, ENTRY, upto);
+            for kv in self.tree().range(range) {
+                let e = self.decode_kv(kv)?;
+                if e.kind == EntryKind::Batch && e.max_timestamp() > running {
+                    running = e.max_timestamp();
+                    b.insert(&keys::key(self.uid, TIME, running as u64), &e.index.to_be_bytes());
+                }
+            }
         }
         b.insert(&keys::prefix(self.uid, STATE), serde_json::to_vec(meta).expect("meta serializes"));
         self.tree().apply_batch(b)?;

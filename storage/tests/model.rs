@@ -159,3 +159,30 @@ fn big_batches_never_become_unsynced_blob_files() {
     let got = log.read(0, usize::MAX, i64::MAX).unwrap();
     assert_eq!(got.len(), 40);
 }
+
+#[test]
+fn time_index_finds_the_first_batch_at_or_after_a_time() {
+    let store = Store::temporary().unwrap();
+    let (log, _) = PartitionLog::open(&store, 9).unwrap();
+    let mut meta = PartitionMeta::default();
+    // Batch timestamps (each batch's max): 100, 300, 200, 400 — not monotonic.
+    let mut next = 0i64;
+    for (index, ts) in [(1u64, 100i64), (2, 300), (3, 200), (4, 400)] {
+        let recs = vec![NewRecord { value: Some(Bytes::from_static(b"v")), timestamp_ms: ts, ..Default::default() }];
+        let payload = with_base_offset(&encode_batch(&recs).unwrap(), next);
+        let e = Entry { index, term: 1, base_offset: next, kind: EntryKind::Batch, payload };
+        next = e.next_offset();
+        log.append(&[e], &[], &meta).unwrap();
+    }
+    let at = |ts| log.first_entry_at_or_after_time(ts).unwrap().map(|e| e.index);
+    assert_eq!(at(50), Some(1));
+    assert_eq!(at(150), Some(2));
+    assert_eq!(at(250), Some(2), "the first batch whose max reaches the time, as Kafka's index");
+    assert_eq!(at(350), Some(4));
+    assert_eq!(at(401), None);
+    // After retention removes batch 2, the lookup falls back to scanning what is left.
+    meta.log_start_offset = 2;
+    log.remove_prefix(2, &meta).unwrap();
+    assert_eq!(at(250), Some(4));
+    assert_eq!(at(150), Some(3));
+}
