@@ -184,14 +184,7 @@ impl Actor for Supervisor {
         }
         child.restarts += 1;
         let spec = child.spec.clone();
-        let restarts = child.restarts;
-        let recent = std::mem::take(&mut child.recent);
-        start_child(&myself, state, spec).await?;
-        let c = state.children.get_mut(&name).expect("just started");
-        c.restarts = restarts;
-        c.recent = recent;
-        c.last_failure = Some(why);
-        Ok(())
+        start_child(&myself, state, spec).await
     }
 }
 
@@ -204,9 +197,10 @@ async fn start_child(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorSta
         Child {
             spec,
             cell: Some(cell),
+            // A restart keeps the child's history: its count, recent restarts and last failure.
             restarts: prev.as_ref().map(|p| p.restarts).unwrap_or(0),
+            last_failure: prev.as_ref().and_then(|p| p.last_failure.clone()),
             recent: prev.map(|p| p.recent).unwrap_or_default(),
-            last_failure: None,
         },
     );
     Ok(())
