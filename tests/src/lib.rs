@@ -52,18 +52,50 @@ impl TestNode {
 
     pub fn start_with(extra_toml: &str) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (k, g, m) = (free_port(), free_port(), free_port());
         let config = dir.path().join("cluster.toml");
-        let text = format!(
-            "cluster_name = \"test\"\n{extra_toml}\n[[nodes]]\nid = 1\nzone = \"east\"\nkafka = \"127.0.0.1:{k}\"\ngrpc = \"127.0.0.1:{g}\"\nmetrics = \"127.0.0.1:{m}\"\ndata_dir = \"data\"\n"
-        );
-        std::fs::write(&config, text).expect("write config");
-        let mut n = TestNode { dir, kafka: format!("127.0.0.1:{k}"), grpc: format!("127.0.0.1:{g}"), metrics: format!("127.0.0.1:{m}"), config, child: None };
-        n.spawn();
-        n
+        let mut n = TestNode { dir, kafka: String::new(), grpc: String::new(), metrics: String::new(), config, child: None };
+        // A free port can be taken by another test between probing and binding: retry with
+        // fresh ports when that happens.
+        for _ in 0..5 {
+            let (k, g, m) = (free_port(), free_port(), free_port());
+            (n.kafka, n.grpc, n.metrics) = (format!("127.0.0.1:{k}"), format!("127.0.0.1:{g}"), format!("127.0.0.1:{m}"));
+            let text = format!(
+                "cluster_name = \"test\"\n{extra_toml}\n[[nodes]]\nid = 1\nzone = \"east\"\nkafka = \"{}\"\ngrpc = \"{}\"\nmetrics = \"{}\"\ndata_dir = \"data\"\n",
+                n.kafka, n.grpc, n.metrics
+            );
+            std::fs::write(&n.config, text).expect("write config");
+            if n.try_spawn() {
+                return n;
+            }
+        }
+        panic!("no free ports after 5 tries; log:\n{}", n.log());
+    }
+
+    /// Starts the process; false when it could not bind its ports (the caller picks others).
+    fn try_spawn(&mut self) -> bool {
+        self.launch();
+        match self.wait_ready() {
+            Ok(()) => true,
+            Err(log) if log.contains("Address already in use") => {
+                let _ = std::fs::remove_file(self.dir.path().join("node.log"));
+                false
+            }
+            Err(log) => panic!("node exited early; log:\n{log}"),
+        }
     }
 
     fn spawn(&mut self) {
+        // A restart keeps its ports; one still held for a moment is retried.
+        for _ in 0..20 {
+            if self.try_spawn() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("node could not bind its ports again; log:\n{}", self.log());
+    }
+
+    fn launch(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("node.log")).expect("log file");
         let child = Command::new(binary())
             .args(["node", "--config"])
@@ -75,19 +107,20 @@ impl TestNode {
             .spawn()
             .expect("start backwaters");
         self.child = Some(child);
-        self.wait_ready();
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until both listeners answer; `Err(log)` when the process exited first.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("node exited early with {status}; log:\n{}", self.log());
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return Err(self.log());
                 }
             }
             if TcpStream::connect(&self.kafka).is_ok() && TcpStream::connect(&self.grpc).is_ok() {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
