@@ -123,3 +123,57 @@ proptest! {
         let _ = decode_records(&b);
     }
 }
+
+mod group_records {
+    use backwaters_proto::kafka::group_records::*;
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = GroupRecordKey> {
+        prop_oneof![
+            ("\\PC{0,40}", "[a-zA-Z0-9._-]{1,40}", any::<i32>()).prop_map(|(group, topic, partition)| GroupRecordKey::Offset { group, topic, partition }),
+            "\\PC{0,40}".prop_map(|group| GroupRecordKey::Group { group }),
+        ]
+    }
+
+    fn member() -> impl Strategy<Value = MemberValue> {
+        ("\\PC{0,20}", prop::option::of("\\PC{0,20}"), "\\PC{0,20}", "\\PC{0,20}", any::<i32>(), any::<i32>(), prop::collection::vec(any::<u8>(), 0..64), prop::collection::vec(any::<u8>(), 0..64)).prop_map(
+            |(member_id, group_instance_id, client_id, client_host, rebalance_timeout_ms, session_timeout_ms, s, a)| MemberValue {
+                member_id,
+                group_instance_id,
+                client_id,
+                client_host,
+                rebalance_timeout_ms,
+                session_timeout_ms,
+                subscription: Bytes::from(s),
+                assignment: Bytes::from(a),
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn keys_round_trip(k in key()) {
+            prop_assert_eq!(decode_key(&encode_key(&k)).unwrap(), k);
+        }
+
+        #[test]
+        fn offset_values_round_trip(offset in any::<i64>(), leader_epoch in any::<i32>(), metadata in "\\PC{0,100}", commit_timestamp in any::<i64>()) {
+            let v = OffsetValue { offset, leader_epoch, metadata, commit_timestamp };
+            prop_assert_eq!(decode_offset_value(&encode_offset_value(&v)).unwrap(), v);
+        }
+
+        #[test]
+        fn group_values_round_trip(protocol_type in "\\PC{0,20}", generation in any::<i32>(), protocol in prop::option::of("\\PC{0,20}"), leader in prop::option::of("\\PC{0,20}"), ts in any::<i64>(), members in prop::collection::vec(member(), 0..5)) {
+            let v = GroupValue { protocol_type, generation, protocol, leader, current_state_timestamp: ts, members };
+            prop_assert_eq!(decode_group_value(&encode_group_value(&v)).unwrap(), v);
+        }
+
+        #[test]
+        fn garbage_never_panics(data in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_key(&data);
+            let _ = decode_offset_value(&data);
+            let _ = decode_group_value(&data);
+        }
+    }
+}

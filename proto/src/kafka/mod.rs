@@ -3,4 +3,5 @@
 pub mod batch;
 pub mod decompress;
 pub mod frame;
+pub mod group_records;
 pub mod partitioner;
