@@ -27,6 +27,7 @@
 //! restarts from what is on disk.
 
 pub mod flusher;
+pub mod group;
 pub mod metrics;
 pub mod node;
 pub mod partition;

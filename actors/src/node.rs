@@ -1,6 +1,8 @@
 //! The node root: store, supervision tree, topic catalog, and the operations the edges call.
 
 use crate::flusher::{Flusher, FlusherArgs, FlusherMsg};
+use crate::group::state::GroupError;
+use crate::group::{Coordinator, CoordinatorArgs, CoordinatorMsg, GroupListing, GroupSettings, OFFSETS_TOPIC};
 use crate::metrics::Metrics;
 use crate::partition::{PartitionActor, PartitionArgs, PartitionMsg, PartitionShared, PartitionStatus, ProduceAck};
 use crate::service::{RunFn, ServiceActor};
@@ -14,7 +16,7 @@ use ractor::{Actor, ActorRef};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -32,6 +34,7 @@ pub struct NodeSettings {
     pub default_partitions: i32,
     pub default_replication_factor: i16,
     pub retention_check_ms: u64,
+    pub groups: GroupSettings,
 }
 
 /// Failures of topic administration; the edges map each to their protocol's error.
@@ -95,6 +98,9 @@ struct Inner {
     root: ActorRef<SupervisorMsg>,
     partitions_sup: ActorRef<SupervisorMsg>,
     listeners_sup: ActorRef<SupervisorMsg>,
+    groups_sup: ActorRef<SupervisorMsg>,
+    /// Set once `__consumer_offsets` exists and its coordinators run.
+    groups_ready: tokio::sync::OnceCell<()>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     flusher_name: String,
@@ -132,16 +138,21 @@ impl Node {
             children: vec![],
         });
         let listeners_spec = ChildSpec::new(format!("{prefix}/3-listeners"), Supervisor, || SupervisorArgs { policy: RestartPolicy::default(), children: vec![] });
+        let groups_spec = ChildSpec::new(format!("{prefix}/4-groups"), Supervisor, || SupervisorArgs {
+            policy: RestartPolicy { max_restarts: 10, window: Duration::from_secs(10) },
+            children: vec![],
+        });
         let (root, _) = Actor::spawn(
             Some(format!("{prefix}/root")),
             Supervisor,
-            SupervisorArgs { policy: RestartPolicy::default(), children: vec![flusher_spec, partitions_spec, listeners_spec] },
+            SupervisorArgs { policy: RestartPolicy::default(), children: vec![flusher_spec, partitions_spec, listeners_spec, groups_spec] },
         )
         .await
         .map_err(|e| format!("starting the node's supervision tree: {e}"))?;
         let lookup = |n: &str| ractor::registry::where_is(n.to_string()).map(ActorRef::<SupervisorMsg>::from).ok_or(format!("{n} did not start"));
         let partitions_sup = lookup(&format!("{prefix}/1-partitions"))?;
         let listeners_sup = lookup(&format!("{prefix}/3-listeners"))?;
+        let groups_sup = lookup(&format!("{prefix}/4-groups"))?;
         let node = Node {
             inner: Arc::new(Inner {
                 settings,
@@ -153,6 +164,8 @@ impl Node {
                 root,
                 partitions_sup,
                 listeners_sup,
+                groups_sup,
+                groups_ready: tokio::sync::OnceCell::new(),
                 metrics,
                 clock,
                 flusher_name,
@@ -160,7 +173,15 @@ impl Node {
         };
         node.load_catalog().await?;
         node.start_retention().await?;
+        if node.topic(OFFSETS_TOPIC).is_some() {
+            node.ensure_groups().await.map_err(|e| format!("starting group coordinators: {e}"))?;
+        }
         Ok(node)
+    }
+
+    /// A handle that does not keep the node alive (for actors the node owns).
+    pub fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
     }
 
     pub fn settings(&self) -> &NodeSettings {
@@ -334,6 +355,7 @@ impl Node {
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
+        refuse_internal(name)?;
         let _guard = self.inner.catalog.lock().await;
         let Some(topic) = self.inner.topics.write().expect("lock").remove(name) else {
             return Err(AdminError::UnknownTopic(name.to_string()));
@@ -353,6 +375,7 @@ impl Node {
 
     /// Grows a topic to `total` partitions.
     pub async fn create_partitions(&self, name: &str, total: i32, validate_only: bool) -> Result<(), AdminError> {
+        refuse_internal(name)?;
         let _guard = self.inner.catalog.lock().await;
         let topic = self.topic(name).ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
         let have = topic.partitions.len() as i32;
@@ -444,10 +467,84 @@ impl Node {
         Ok((id, 0))
     }
 
+    // ---- group coordination -------------------------------------------------------------
+
+    /// Creates `__consumer_offsets` if needed and starts one coordinator per partition (once).
+    pub async fn ensure_groups(&self) -> Result<(), GroupError> {
+        self.inner.groups_ready.get_or_try_init(|| self.start_groups()).await.map(|_| ())
+    }
+
+    async fn start_groups(&self) -> Result<(), GroupError> {
+        let topic = match self.topic(OFFSETS_TOPIC) {
+            Some(t) => t,
+            None => {
+                let overrides = BTreeMap::from([
+                    ("cleanup.policy".to_string(), "compact".to_string()),
+                    ("retention.ms".to_string(), "-1".to_string()),
+                    ("max.message.bytes".to_string(), (16 << 20).to_string()),
+                ]);
+                match self.create_topic(OFFSETS_TOPIC, self.inner.settings.groups.offsets_topic_partitions, -1, overrides, false).await {
+                    Ok(t) => t,
+                    Err(AdminError::TopicExists(_)) => self.topic(OFFSETS_TOPIC).ok_or(GroupError::CoordinatorNotAvailable)?,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot create {OFFSETS_TOPIC}");
+                        return Err(GroupError::CoordinatorNotAvailable);
+                    }
+                }
+            }
+        };
+        for shared in &topic.partitions {
+            let (node, s, settings, clock) = (self.downgrade(), shared.clone(), self.inner.settings.groups, self.inner.clock.clone());
+            let spec = ChildSpec::new(self.coordinator_name(shared.partition), Coordinator, move || CoordinatorArgs { node: node.clone(), shared: s.clone(), settings, clock: clock.clone() });
+            ractor::call!(self.inner.groups_sup, SupervisorMsg::StartChild, spec).map_err(|_| GroupError::CoordinatorNotAvailable)?.map_err(|e| {
+                tracing::error!(error = %e, "cannot start a group coordinator");
+                GroupError::CoordinatorNotAvailable
+            })?;
+        }
+        tracing::info!(partitions = topic.partitions.len(), "group coordinators started");
+        Ok(())
+    }
+
+    fn coordinator_name(&self, partition: i32) -> String {
+        format!("{}/g{partition}", self.prefix())
+    }
+
+    /// The `__consumer_offsets` partition that holds `group`.
+    pub fn group_partition(&self, group: &str) -> i32 {
+        let n = self.topic(OFFSETS_TOPIC).map(|t| t.partitions.len() as i32).unwrap_or(self.inner.settings.groups.offsets_topic_partitions);
+        crate::group::partition_for(group, n)
+    }
+
+    /// The coordinator actor of `group` (this node coordinates every group while it is the
+    /// only node).
+    pub async fn coordinator(&self, group: &str) -> Result<ActorRef<CoordinatorMsg>, GroupError> {
+        crate::group::validate_group_id(group)?;
+        self.ensure_groups().await?;
+        let name = self.coordinator_name(self.group_partition(group));
+        // None while the actor restarts (it replays its partition first): clients retry.
+        ractor::registry::where_is(name).map(ActorRef::from).ok_or(GroupError::CoordinatorLoadInProgress)
+    }
+
+    /// Every group this node coordinates.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>, GroupError> {
+        if self.topic(OFFSETS_TOPIC).is_none() {
+            return Ok(vec![]);
+        }
+        self.ensure_groups().await?;
+        let n = self.topic(OFFSETS_TOPIC).map(|t| t.partitions.len() as i32).unwrap_or(0);
+        let mut all = Vec::new();
+        for p in 0..n {
+            let actor: ActorRef<CoordinatorMsg> = ractor::registry::where_is(self.coordinator_name(p)).map(ActorRef::from).ok_or(GroupError::CoordinatorLoadInProgress)?;
+            all.extend(ractor::call_t!(actor, CoordinatorMsg::List, 10_000).map_err(|_| GroupError::CoordinatorNotAvailable)?);
+        }
+        all.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        Ok(all)
+    }
+
     /// Every supervisor's children with their restart counts.
     pub async fn supervision_tree(&self) -> Vec<(String, ChildStatus)> {
         let mut out = Vec::new();
-        for (sup_name, sup) in [("root", &self.inner.root), ("partitions", &self.inner.partitions_sup), ("listeners", &self.inner.listeners_sup)] {
+        for (sup_name, sup) in [("root", &self.inner.root), ("partitions", &self.inner.partitions_sup), ("listeners", &self.inner.listeners_sup), ("groups", &self.inner.groups_sup)] {
             if let Ok(children) = ractor::call_t!(sup, SupervisorMsg::Status, 5_000) {
                 out.extend(children.into_iter().map(|c| (sup_name.to_string(), c)));
             }
@@ -458,6 +555,7 @@ impl Node {
     /// Stops listeners, partitions and the flusher in that order, then flushes once more.
     pub async fn shutdown(&self) {
         let _ = ractor::call_t!(self.inner.listeners_sup, SupervisorMsg::Shutdown, 15_000);
+        let _ = ractor::call_t!(self.inner.groups_sup, SupervisorMsg::Shutdown, 15_000);
         let _ = ractor::call_t!(self.inner.partitions_sup, SupervisorMsg::Shutdown, 30_000);
         let _ = ractor::call_t!(self.inner.root, SupervisorMsg::Shutdown, 30_000);
         let _ = self.inner.root.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await;
@@ -471,6 +569,25 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// A node handle that does not keep it alive.
+#[derive(Clone)]
+pub struct WeakNode(Weak<Inner>);
+
+impl WeakNode {
+    pub fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
+/// `__consumer_offsets` belongs to the group coordinators: its partition count decides where
+/// groups live, and its records are their state.
+fn refuse_internal(name: &str) -> Result<(), AdminError> {
+    if name == OFFSETS_TOPIC {
+        return Err(AdminError::InvalidTopic(format!("{OFFSETS_TOPIC} is managed by the group coordinators and cannot be deleted or grown; delete groups instead")));
+    }
+    Ok(())
 }
 
 /// Records the cluster and node id on first start; refuses a data dir of another node.

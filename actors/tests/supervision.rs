@@ -18,6 +18,7 @@ fn settings(dir: &std::path::Path) -> NodeSettings {
         default_partitions: 1,
         default_replication_factor: 1,
         retention_check_ms: 100,
+        groups: Default::default(),
     }
 }
 

@@ -59,6 +59,9 @@ impl produce_server::Produce for Api {
             return Err(Status::invalid_argument("records: at least one record is needed"));
         }
         let topic = self.node.topic_or_auto_create(&req.topic).await.ok_or_else(|| Status::not_found(format!("topic {:?} does not exist", req.topic)))?;
+        if topic.record.name == backwaters_actors::group::OFFSETS_TOPIC {
+            return Err(Status::permission_denied(format!("{} is written by the group coordinators only", topic.record.name)));
+        }
         let n = topic.partitions.len() as i32;
         let partition = match req.partition {
             -1 => match req.records.first().filter(|r| r.has_key || !r.key.is_empty()) {

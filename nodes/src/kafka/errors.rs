@@ -1,5 +1,6 @@
 //! Internal errors to Kafka error codes, in one place.
 
+use backwaters_actors::group::state::GroupError;
 use backwaters_actors::node::AdminError;
 use backwaters_actors::PartitionError;
 use backwaters_proto::kafka::batch::BatchError;
@@ -43,6 +44,34 @@ pub fn admin_error(e: &AdminError) -> i16 {
         AdminError::Storage(_) => E::KafkaStorageError,
     }
     .code()
+}
+
+pub fn group_error(e: &GroupError) -> i16 {
+    match e {
+        GroupError::UnknownMemberId => E::UnknownMemberId,
+        GroupError::IllegalGeneration => E::IllegalGeneration,
+        GroupError::RebalanceInProgress => E::RebalanceInProgress,
+        GroupError::MemberIdRequired => E::MemberIdRequired,
+        GroupError::FencedInstanceId => E::FencedInstanceId,
+        GroupError::InconsistentGroupProtocol => E::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout => E::InvalidSessionTimeout,
+        GroupError::InvalidGroupId => E::InvalidGroupId,
+        GroupError::GroupMaxSizeReached => E::GroupMaxSizeReached,
+        GroupError::CoordinatorNotAvailable => E::CoordinatorNotAvailable,
+        GroupError::CoordinatorLoadInProgress => E::CoordinatorLoadInProgress,
+        GroupError::NotCoordinator => E::NotCoordinator,
+        GroupError::NonEmptyGroup => E::NonEmptyGroup,
+        GroupError::GroupIdNotFound => E::GroupIdNotFound,
+        GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic,
+        GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge,
+        GroupError::UnknownTopicOrPartition => E::UnknownTopicOrPartition,
+    }
+    .code()
+}
+
+/// The code of an optional group error (None: success).
+pub fn group_code(e: Option<GroupError>) -> i16 {
+    e.as_ref().map(group_error).unwrap_or(NONE)
 }
 
 pub const NONE: i16 = 0;

@@ -22,6 +22,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 
+tokio::task_local! {
+    /// The client's address while its request is handled (group members report it).
+    pub static PEER: SocketAddr;
+}
+
+/// The client host as Kafka reports it in group descriptions ("/127.0.0.1").
+pub fn client_host() -> String {
+    PEER.try_with(|p| format!("/{}", p.ip())).unwrap_or_default()
+}
+
 /// Requests one connection may have in progress; more are not read until one is answered.
 pub const MAX_IN_FLIGHT: usize = 64;
 
@@ -130,7 +140,7 @@ async fn answer(ctx: Arc<KafkaCtx>, frame: Bytes, peer: SocketAddr) -> Answer {
             return Err(refuse(&ctx, e));
         }
     };
-    match handlers::dispatch(&ctx, api_key, &header, body).await {
+    match PEER.scope(peer, handlers::dispatch(&ctx, api_key, &header, body)).await {
         Ok(out) => Ok(out),
         Err(e) => {
             ctx.node.metrics().kafka_request_errors.inc();

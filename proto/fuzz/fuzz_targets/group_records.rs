@@ -8,4 +8,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_key(data);
     let _ = decode_offset_value(data);
     let _ = decode_group_value(data);
+    // Consumer-protocol subscriptions and assignments come from clients.
+    let _ = backwaters_proto::kafka::consumer_protocol::subscription_topics(data);
+    let _ = backwaters_proto::kafka::consumer_protocol::assignment_partitions(data);
 });

@@ -1,8 +1,9 @@
-//! FindCoordinator (key 10). Group and transaction coordinators are not built yet, so every
-//! key gets COORDINATOR_NOT_AVAILABLE (retriable) with a message that says why, instead of a
-//! closed connection. Clients that only `assign()` partitions need nothing more.
+//! FindCoordinator (key 10). Groups: this broker, once `__consumer_offsets` exists (it is
+//! created on the first request, as Kafka does). Transactions have no coordinator yet, so
+//! transactional ids get COORDINATOR_NOT_AVAILABLE with a message that says why.
 
 use super::{str, KafkaCtx};
+use crate::kafka::errors;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestHeader};
 use kafka_protocol::protocol::VersionRange;
@@ -11,15 +12,38 @@ use kafka_protocol::ResponseError;
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
 pub const ADVERTISED: VersionRange = VERSIONS;
 
-const WHY: &str = "consumer groups and transactions are not available on this broker yet";
+const NO_TXN: &str = "transactions are not available on this broker yet";
 
-pub async fn handle(_ctx: &KafkaCtx, h: &RequestHeader, req: FindCoordinatorRequest) -> Option<FindCoordinatorResponse> {
-    let code = ResponseError::CoordinatorNotAvailable.code();
-    let resp = FindCoordinatorResponse::default().with_node_id(BrokerId(-1)).with_port(-1);
-    if h.request_api_version >= 4 {
-        let coordinators = req.coordinator_keys.iter().map(|k| Coordinator::default().with_key(k.clone()).with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code).with_error_message(Some(str(WHY)))).collect();
-        return Some(resp.with_coordinators(coordinators));
+/// Key type 0 is a group, 1 a transactional id (2 a share group, not served).
+async fn find(ctx: &KafkaCtx, key: &str, key_type: i8) -> Result<(), (i16, String)> {
+    if key_type != 0 {
+        return Err((ResponseError::CoordinatorNotAvailable.code(), NO_TXN.to_string()));
     }
-    let resp = resp.with_error_code(code);
-    Some(if h.request_api_version >= 1 { resp.with_error_message(Some(str(WHY))) } else { resp })
+    backwaters_actors::group::validate_group_id(key).map_err(|e| (errors::group_error(&e), format!("group id {key:?}: {e}")))?;
+    ctx.node.ensure_groups().await.map_err(|e| (errors::group_error(&e), e.to_string()))
+}
+
+pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FindCoordinatorRequest) -> Option<FindCoordinatorResponse> {
+    let v = h.request_api_version;
+    let b = &ctx.broker;
+    if v >= 4 {
+        let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+        for k in &req.coordinator_keys {
+            let c = Coordinator::default().with_key(k.clone());
+            coordinators.push(match find(ctx, k, req.key_type).await {
+                Ok(()) => c.with_node_id(BrokerId(b.node_id)).with_host(str(&b.host)).with_port(b.port),
+                Err((code, msg)) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code).with_error_message(Some(str(&msg))),
+            });
+        }
+        return Some(FindCoordinatorResponse::default().with_coordinators(coordinators));
+    }
+    let key_type = if v >= 1 { req.key_type } else { 0 };
+    let resp = FindCoordinatorResponse::default();
+    Some(match find(ctx, &req.key, key_type).await {
+        Ok(()) => resp.with_node_id(BrokerId(b.node_id)).with_host(str(&b.host)).with_port(b.port).with_error_message((v >= 1).then(|| str("NONE"))),
+        Err((code, msg)) => {
+            let resp = resp.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code);
+            if v >= 1 { resp.with_error_message(Some(str(&msg))) } else { resp }
+        }
+    })
 }

@@ -6,19 +6,31 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod heartbeat;
 pub mod find_coordinator;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use super::KafkaCtx;
+use backwaters_actors::group::state::GroupError;
+use backwaters_actors::group::CoordinatorMsg;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes, VersionRange};
@@ -73,7 +85,15 @@ handlers! {
     Produce => produce,
     Fetch => fetch,
     ListOffsets => list_offsets,
+    OffsetCommit => offset_commit,
+    OffsetFetch => offset_fetch,
     FindCoordinator => find_coordinator,
+    JoinGroup => join_group,
+    Heartbeat => heartbeat,
+    LeaveGroup => leave_group,
+    SyncGroup => sync_group,
+    DescribeGroups => describe_groups,
+    ListGroups => list_groups,
     Metadata => metadata,
     ApiVersions => api_versions,
     CreateTopics => create_topics,
@@ -85,6 +105,8 @@ handlers! {
     CreatePartitions => create_partitions,
     IncrementalAlterConfigs => incremental_alter_configs,
     DescribeCluster => describe_cluster,
+    DeleteGroups => delete_groups,
+    OffsetDelete => offset_delete,
 }
 
 /// Frames a response: length, response header (its version follows from key and version),
@@ -116,6 +138,24 @@ pub fn topic_name(s: &str) -> TopicName {
 /// A client-given timeout, clamped to something sane.
 pub fn timeout_ms(ms: i32) -> Duration {
     Duration::from_millis(ms.clamp(1, 300_000) as u64)
+}
+
+/// Asks the coordinator of `group`. A coordinator that is missing or restarting, or that does
+/// not answer within `timeout`, is a retriable error for the client.
+pub async fn ask_coordinator<R: Send + 'static>(ctx: &KafkaCtx, group: &str, timeout: Duration, build: impl FnOnce(ractor::RpcReplyPort<R>) -> CoordinatorMsg) -> Result<R, GroupError> {
+    let actor = ctx.node.coordinator(group).await?;
+    match actor.call(build, Some(timeout)).await {
+        Ok(ractor::rpc::CallResult::Success(r)) => Ok(r),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(GroupError::RebalanceInProgress),
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(GroupError::CoordinatorNotAvailable),
+    }
+}
+
+/// How long a group request may take when nothing waits for other members.
+pub const GROUP_CALL: Duration = Duration::from_secs(30);
+
+pub fn opt_str(s: &Option<StrBytes>) -> Option<String> {
+    s.as_ref().map(|s| s.to_string())
 }
 
 /// Kafka's "authorized operations not requested" marker.

@@ -1,6 +1,7 @@
 //! Produce (key 0): check each partition's batches (CRC, format, size), append them through
 //! the partition actors in parallel, and answer once they are durable. acks=0 gets no answer.
 
+use backwaters_actors::group::OFFSETS_TOPIC;
 use super::{topic_name, timeout_ms, KafkaCtx};
 use crate::kafka::errors;
 use backwaters_proto::kafka::batch::split_batches;
@@ -34,6 +35,10 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> 
                 let Some(part) = ctx.node.partition(&name, index) else {
                     return (name, index, Err(ResponseError::UnknownTopicOrPartition.code()), None);
                 };
+                // Internal topics hold coordinator state; only the broker writes them (as Kafka).
+                if name == OFFSETS_TOPIC {
+                    return (name, index, Err(ResponseError::InvalidTopicException.code()), Some(format!("{OFFSETS_TOPIC} is written by the group coordinators only")));
+                }
                 let batches = match split_batches(&records) {
                     Ok(b) if !b.is_empty() => b,
                     Ok(_) => return (name, index, Err(ResponseError::InvalidRecord.code()), None),

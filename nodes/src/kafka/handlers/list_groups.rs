@@ -1,0 +1,32 @@
+//! ListGroups (key 16): every group this broker coordinates, filtered by state (v4+) and
+//! type (v5+; all groups here are "classic").
+
+use super::{str, KafkaCtx};
+use crate::kafka::errors;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse, RequestHeader};
+use kafka_protocol::protocol::VersionRange;
+
+pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
+pub const ADVERTISED: VersionRange = VERSIONS;
+
+pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: ListGroupsRequest) -> Option<ListGroupsResponse> {
+    let v = h.request_api_version;
+    let groups = match ctx.node.list_groups().await {
+        Ok(g) => g,
+        Err(e) => return Some(ListGroupsResponse::default().with_error_code(errors::group_error(&e))),
+    };
+    let state_ok = |s: &str| req.states_filter.is_empty() || req.states_filter.iter().any(|f| f.eq_ignore_ascii_case(s));
+    let type_ok = req.types_filter.is_empty() || req.types_filter.iter().any(|f| f.eq_ignore_ascii_case("classic"));
+    let listed = groups
+        .into_iter()
+        .filter(|g| v < 4 || state_ok(g.state))
+        .filter(|_| v < 5 || type_ok)
+        .map(|g| {
+            let l = ListedGroup::default().with_group_id(GroupId(str(&g.group_id))).with_protocol_type(str(&g.protocol_type));
+            let l = if v >= 4 { l.with_group_state(str(g.state)) } else { l };
+            if v >= 5 { l.with_group_type(str("classic")) } else { l }
+        })
+        .collect();
+    Some(ListGroupsResponse::default().with_groups(listed))
+}
