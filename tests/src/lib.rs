@@ -6,6 +6,9 @@
 //! - `tests/`: one file per area: Kafka clients (librdkafka), crash recovery, bad input on raw
 //!   sockets, the gRPC API.
 
+pub mod member;
+pub mod raw;
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

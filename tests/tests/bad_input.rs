@@ -1,6 +1,7 @@
 //! Bad input on raw sockets: each gets the protocol's error or a closed connection, and the
 //! node keeps serving every other client.
 
+use backwaters_tests::raw::{read_frame, request, response};
 use backwaters_tests::TestNode;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -15,31 +16,6 @@ fn connect(node: &TestNode) -> TcpStream {
     let s = TcpStream::connect(&node.kafka).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s
-}
-
-fn request<R: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &R) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    let header = RequestHeader::default().with_request_api_key(key as i16).with_request_api_version(version).with_correlation_id(correlation_id).with_client_id(Some(StrBytes::from_static_str("raw")));
-    header.encode(&mut buf, key.request_header_version(version)).unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let mut framed = (buf.len() as i32).to_be_bytes().to_vec();
-    framed.extend_from_slice(&buf);
-    framed
-}
-
-/// Reads one response frame; `None` when the broker closed the connection.
-fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).ok()?;
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).ok()?;
-    Some(Bytes::from(body))
-}
-
-fn response<R: Decodable>(key: ApiKey, version: i16, frame: Bytes) -> (i32, R) {
-    let mut b = frame;
-    let header = ResponseHeader::decode(&mut b, key.response_header_version(version)).unwrap();
-    (header.correlation_id, R::decode(&mut b, version).unwrap())
 }
 
 /// Frames a hand-made request: key, version, correlation id, null client id, then `rest`.
