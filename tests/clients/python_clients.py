@@ -81,6 +81,49 @@ while n < 1200 and time.time() - t0 < 20:
         n += 1
 c.close()
 check(n == 1200, "confluent-kafka reads every record (zstd, gzip, lz4 batches)")
+
+# ---- consumer groups: each client family has its own join flow -----------------------
+GT = "py-groups"
+admin.create_topics([NewTopic(GT, num_partitions=2, replication_factor=1)])[GT].result()
+p.produce(GT, value=b"g0", partition=0)
+p.produce(GT, value=b"g1", partition=1)
+check(p.flush(15) == 0, "produce to the group topic")
+
+t0 = time.time()
+kg = KafkaConsumer(GT, bootstrap_servers=bs, group_id="py-kafka-python", auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=10000)
+first = next(iter(kg))
+took = time.time() - t0
+print("kafka-python group member: first record after %.2f s" % took)
+check(took < 5, "kafka-python joins a group and receives a record in under 5 s")
+kg.commit()
+kg.close()
+kc = KafkaConsumer(bootstrap_servers=bs, group_id="py-kafka-python")
+committed = kc.committed(KTP(GT, first.partition))
+kc.close()
+check(committed == first.offset + 1, "kafka-python commit read back (%s)" % committed)
+
+
+async def aio_group():
+    t0 = time.time()
+    co = AIOKafkaConsumer(GT, bootstrap_servers=bs, group_id="py-aiokafka", auto_offset_reset="earliest", enable_auto_commit=False)
+    await co.start()
+    m = await asyncio.wait_for(co.getone(), 10)
+    took = time.time() - t0
+    await co.commit()
+    got = await co.committed(ATP(GT, m.partition))
+    await co.stop()
+    return took, got == m.offset + 1
+
+
+took, ok = asyncio.run(aio_group())
+print("aiokafka group member: first record after %.2f s" % took)
+check(took < 5 and ok, "aiokafka joins a group, receives a record in under 5 s and commits")
+
+groups = {g.group_id for g in admin.list_consumer_groups().result().valid}
+check({"py-kafka-python", "py-aiokafka"} <= groups, "confluent-kafka list_consumer_groups (%s)" % sorted(groups))
+d = admin.describe_consumer_groups(["py-kafka-python"])["py-kafka-python"].result()
+check(str(d.state).endswith("EMPTY"), "confluent-kafka describe_consumer_groups (%s)" % d.state)
+
 admin.delete_topics([TOPIC])[TOPIC].result()
 check(TOPIC not in admin.list_topics(timeout=5).topics, "confluent-kafka delete_topics")
 print("all python clients passed")

@@ -60,7 +60,10 @@ impl TestNode {
         // A free port can be taken by another test between probing and binding: retry with
         // fresh ports when that happens.
         for _ in 0..5 {
-            let (k, g, m) = (free_port(), free_port(), free_port());
+            // Three distinct ports (the OS may hand a just-released port out again).
+            let k = free_port();
+            let g = std::iter::repeat_with(free_port).find(|p| *p != k).expect("a port");
+            let m = std::iter::repeat_with(free_port).find(|p| *p != k && *p != g).expect("a port");
             (n.kafka, n.grpc, n.metrics) = (format!("127.0.0.1:{k}"), format!("127.0.0.1:{g}"), format!("127.0.0.1:{m}"));
             let text = format!(
                 "cluster_name = \"test\"\n{extra_toml}\n[[nodes]]\nid = 1\nzone = \"east\"\nkafka = \"{}\"\ngrpc = \"{}\"\nmetrics = \"{}\"\ndata_dir = \"data\"\n",
