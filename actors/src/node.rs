@@ -525,6 +525,17 @@ impl Node {
         ractor::registry::where_is(name).map(ActorRef::from).ok_or(GroupError::CoordinatorLoadInProgress)
     }
 
+    /// Asks the coordinator of `group`. A coordinator that is missing or restarting, or that
+    /// does not answer within `timeout`, is a retriable error for the client.
+    pub async fn ask_coordinator<R: Send + 'static>(&self, group: &str, timeout: Duration, build: impl FnOnce(ractor::RpcReplyPort<R>) -> CoordinatorMsg) -> Result<R, GroupError> {
+        let actor = self.coordinator(group).await?;
+        match actor.call(build, Some(timeout)).await {
+            Ok(ractor::rpc::CallResult::Success(r)) => Ok(r),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(GroupError::RebalanceInProgress),
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(GroupError::CoordinatorNotAvailable),
+        }
+    }
+
     /// Every group this node coordinates.
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>, GroupError> {
         if self.topic(OFFSETS_TOPIC).is_none() {

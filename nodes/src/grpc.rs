@@ -244,6 +244,22 @@ impl admin_server::Admin for Api {
             nodes: vec![node],
         }))
     }
+
+    async fn list_groups(&self, _req: Request<pb::ListGroupsRequest>) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        crate::grpc_groups::list(&self.node).await.map(Response::new)
+    }
+
+    async fn describe_group(&self, req: Request<pb::DescribeGroupRequest>) -> Result<Response<pb::DescribeGroupResponse>, Status> {
+        crate::grpc_groups::describe(&self.node, &req.into_inner().group_id).await.map(Response::new)
+    }
+
+    async fn reset_group_offsets(&self, req: Request<pb::ResetGroupOffsetsRequest>) -> Result<Response<pb::ResetGroupOffsetsResponse>, Status> {
+        crate::grpc_groups::reset(&self.node, req.into_inner()).await.map(Response::new)
+    }
+
+    async fn delete_group(&self, req: Request<pb::DeleteGroupRequest>) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        crate::grpc_groups::delete(&self.node, &req.into_inner().group_id).await.map(Response::new)
+    }
 }
 
 fn summary(t: &backwaters_actors::node::Topic) -> pb::TopicSummary {

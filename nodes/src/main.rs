@@ -18,6 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod config;
 mod grpc;
+mod grpc_groups;
 mod http;
 mod kafka;
 mod server;

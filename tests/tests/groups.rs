@@ -293,3 +293,67 @@ async fn bad_group_requests_get_protocol_errors_and_leave_the_group_intact() {
     let f: OffsetFetchResponse = raw::call(&mut s, ApiKey::OffsetFetch, 7, &OffsetFetchRequest::default().with_group_id(gid("g-raw")).with_topics(None));
     assert!(f.topics.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_and_shell_list_describe_reset_and_delete_groups() {
+    use backwaters_proto::grpc::v1 as pb;
+    use pb::reset_group_offsets_request::To;
+    let node = TestNode::start();
+    create_topic(&node, "ops", 2).await;
+    produce(&node, "ops", 2, 0..40).await;
+    let mut m = Member::start(consumer_config(&node.kafka, "g-ops", "range"), "ops");
+    wait_until("40 records consumed", Duration::from_secs(30), || m.values().len() >= 40);
+    produce(&node, "ops", 2, 40..50).await; // 5 more per partition: lag appears once read stops
+    let mut admin = pb::admin_client::AdminClient::connect(node.grpc_url()).await.unwrap();
+
+    let groups = admin.list_groups(pb::ListGroupsRequest {}).await.unwrap().into_inner().groups;
+    assert!(groups.iter().any(|g| g.group_id == "g-ops" && g.state == "Stable" && g.protocol_type == "consumer"), "{groups:?}");
+    let d = admin.describe_group(pb::DescribeGroupRequest { group_id: "g-ops".into() }).await.unwrap().into_inner();
+    assert_eq!(d.members.len(), 1);
+    assert_eq!(d.members[0].assignment, vec![pb::TopicPartitions { topic: "ops".into(), partitions: vec![0, 1] }]);
+    assert_eq!(d.protocol, "range");
+    assert!(d.partitions.iter().all(|p| p.member_id == d.members[0].member_id && p.high_watermark == 25), "{:?}", d.partitions);
+
+    // Resetting a group with members is refused with a message that says what to do.
+    let reset = |to: To, dry_run: bool| pb::ResetGroupOffsetsRequest { group_id: "g-ops".into(), topics: vec!["ops".into()], to: Some(to), dry_run };
+    let e = admin.reset_group_offsets(reset(To::Earliest(true), false)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("stop its consumers"), "{}", e.message());
+    let e = admin.delete_group(pb::DeleteGroupRequest { group_id: "g-ops".into() }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+
+    m.stop();
+    let d = admin.describe_group(pb::DescribeGroupRequest { group_id: "g-ops".into() }).await.unwrap().into_inner();
+    assert_eq!(d.state, "Empty");
+    let lag: i64 = d.partitions.iter().map(|p| p.lag).sum();
+    assert!(lag <= 10, "lag {lag} of {:?}", d.partitions);
+
+    // A dry run changes nothing; then a real reset to offset 3 that a new member starts from.
+    let plan = admin.reset_group_offsets(reset(To::Offset(3), true)).await.unwrap().into_inner().partitions;
+    assert!(plan.iter().all(|p| p.committed_offset == 3 && p.lag == 22), "{plan:?}");
+    let d2 = admin.describe_group(pb::DescribeGroupRequest { group_id: "g-ops".into() }).await.unwrap().into_inner();
+    assert_eq!(d2.partitions, d.partitions, "a dry run changed offsets");
+    let (ok, out, err) = shell(&node, &["-c", "group reset-offsets g-ops --topic ops --to-offset 3 --execute"]);
+    assert!(ok, "{out}{err}");
+    let c: BaseConsumer = consumer_config(&node.kafka, "g-ops", "range").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("ops", 0);
+    tpl.add_partition("ops", 1);
+    let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    assert!(committed.elements().iter().all(|e| e.offset() == Offset::Offset(3)), "{committed:?}");
+    drop(c);
+
+    let (ok, out, _) = shell(&node, &["-c", "group describe g-ops"]);
+    assert!(ok && out.contains("Empty") && out.contains("ops    0          3"), "{out}");
+    let (ok, out, _) = shell(&node, &["-o", "json", "-c", "group list"]);
+    assert!(ok && out.contains("\"g-ops\""), "{out}");
+    let (ok, out, _) = shell(&node, &["-c", "group delete g-ops --yes"]);
+    assert!(ok && out.contains("deleted group g-ops"), "{out}");
+    let (ok, _, err) = shell(&node, &["-c", "group describe g-ops"]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+}
+
+fn shell(node: &TestNode, args: &[&str]) -> (bool, String, String) {
+    let out = backwaters_tests::output_within(Command::new(backwaters_tests::binary()).args(["shell", "--bootstrap", &node.grpc]).args(args), Duration::from_secs(60));
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}

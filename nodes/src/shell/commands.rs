@@ -33,6 +33,11 @@ pub enum Cmd {
         #[command(subcommand)]
         verb: TopicVerb,
     },
+    /// Consumer groups: list, describe (members, assignments, lag), reset offsets, delete.
+    Group {
+        #[command(subcommand)]
+        verb: super::groups::GroupVerb,
+    },
     /// Write records: VALUEs as arguments, lines from --file, or lines typed at the prompt
     /// (end with a line holding a single ".").
     Produce {

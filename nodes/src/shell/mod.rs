@@ -8,11 +8,13 @@
 //! - [`render`]: tables and JSON.
 
 pub mod commands;
+pub mod groups;
 pub mod render;
 
 use backwaters_proto::grpc::v1 as pb;
 use clap::{Args, Parser, ValueEnum};
 use commands::{Api, ClusterVerb, Cmd, Line, NodeVerb, TopicVerb};
+use groups::GroupVerb;
 use render::Out;
 use rustyline::completion::{Completer, Pair};
 use rustyline::{Context, Helper, Highlighter, Hinter, Validator};
@@ -126,6 +128,18 @@ async fn execute(api: &mut Api, line: &str, output: Output, mode: Mode, out: &mu
                 }
             }
         },
+        Cmd::Group { verb } => match verb {
+            GroupVerb::List => groups::list(api).await?,
+            GroupVerb::Describe { group } => groups::describe(api, group).await?,
+            GroupVerb::ResetOffsets { group, topics, to_earliest, to_latest, to_datetime, to_offset, execute } => groups::reset_offsets(api, group, topics, to_earliest, to_latest, to_datetime, to_offset, execute, now_ms()).await?,
+            GroupVerb::Delete { group, yes } => {
+                if mode == Mode::Interactive && !yes && !confirm(&format!("Delete group {group} and its committed offsets? [y/N] ")) {
+                    Out::Done("cancelled".into())
+                } else {
+                    groups::delete(api, group).await?
+                }
+            }
+        },
         Cmd::Produce { topic, partition, key, key_separator, headers, file, values } => {
             let lines = if let Some(f) = file {
                 std::fs::read_to_string(&f).map_err(|e| format!("cannot read {}: {e}", f.display()))?.lines().map(String::from).collect()
@@ -150,9 +164,15 @@ async fn execute(api: &mut Api, line: &str, output: Output, mode: Mode, out: &mu
 
 /// A clap error as one line plus a hint (the full usage is one `help` away).
 fn one_line_error(e: &clap::Error, words: &[String]) -> String {
-    let first = e.to_string().lines().next().unwrap_or("bad command").trim_start_matches("error: ").to_string();
+    let text = e.to_string();
+    let mut lines = text.lines();
+    let mut first = lines.next().unwrap_or("bad command").trim_start_matches("error: ").to_string();
+    // "required arguments were not provided:" names them on the next line.
+    if first.ends_with(':') {
+        first = format!("{first} {}", lines.next().unwrap_or_default().trim());
+    }
     let hint = match words.first() {
-        Some(w) if ["cluster", "node", "topic", "produce", "tail"].contains(&w.as_str()) => format!("try: help {w}"),
+        Some(w) if ["cluster", "node", "topic", "group", "produce", "tail"].contains(&w.as_str()) => format!("try: help {w}"),
         _ => "try: help".to_string(),
     };
     format!("{first} ({hint})")
@@ -244,6 +264,7 @@ async fn tail(api: &mut Api, spec: TailSpec, output: Output, out: &mut dyn Write
 #[derive(Helper, Hinter, Highlighter, Validator)]
 struct ShellHelper {
     topics: Arc<Mutex<Vec<String>>>,
+    groups: Arc<Mutex<Vec<String>>>,
 }
 
 const COMMANDS: &[&str] = &[
@@ -255,6 +276,10 @@ const COMMANDS: &[&str] = &[
     "topic alter",
     "topic add-partitions",
     "topic delete",
+    "group list",
+    "group describe",
+    "group reset-offsets",
+    "group delete",
     "produce",
     "tail",
     "help",
@@ -270,8 +295,11 @@ impl Completer for ShellHelper {
         let word = &head[start..];
         let before = head[..start].trim();
         let wants_topic = ["topic describe", "topic alter", "topic add-partitions", "topic delete", "produce", "tail"].contains(&before);
-        let candidates: Vec<String> = if wants_topic {
+        let wants_group = ["group describe", "group reset-offsets", "group delete"].contains(&before);
+        let candidates: Vec<String> = if wants_topic || before.ends_with("--topic") {
             self.topics.lock().expect("lock").clone()
+        } else if wants_group {
+            self.groups.lock().expect("lock").clone()
         } else {
             COMMANDS.iter().filter_map(|c| c.strip_prefix(head.trim_start()).map(|rest| format!("{word}{rest}"))).filter(|c| !c.is_empty()).collect()
         };
@@ -280,17 +308,21 @@ impl Completer for ShellHelper {
     }
 }
 
-async fn refresh_topics(api: &mut Api, topics: &Arc<Mutex<Vec<String>>>) {
+/// Names for Tab completion, refreshed after every command.
+async fn refresh_names(api: &mut Api, helper: &ShellHelper) {
     if let Ok(r) = api.admin.list_topics(pb::ListTopicsRequest { include_internal: true }).await {
-        *topics.lock().expect("lock") = r.into_inner().topics.into_iter().map(|t| t.name).collect();
+        *helper.topics.lock().expect("lock") = r.into_inner().topics.into_iter().map(|t| t.name).collect();
+    }
+    if let Ok(r) = api.admin.list_groups(pb::ListGroupsRequest {}).await {
+        *helper.groups.lock().expect("lock") = r.into_inner().groups.into_iter().map(|g| g.group_id).collect();
     }
 }
 
 async fn repl(mut api: Api, output: Output) -> Result<(), String> {
-    let topics = Arc::new(Mutex::new(Vec::new()));
-    refresh_topics(&mut api, &topics).await;
+    let names = ShellHelper { topics: Default::default(), groups: Default::default() };
+    refresh_names(&mut api, &names).await;
     let mut editor: rustyline::Editor<ShellHelper, rustyline::history::DefaultHistory> = rustyline::Editor::new().map_err(|e| e.to_string())?;
-    editor.set_helper(Some(ShellHelper { topics: topics.clone() }));
+    editor.set_helper(Some(ShellHelper { topics: names.topics.clone(), groups: names.groups.clone() }));
     let history = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".backwaters_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
@@ -317,7 +349,7 @@ async fn repl(mut api: Api, output: Output) -> Result<(), String> {
         if let Err(e) = execute(&mut api, &cmd, output, Mode::Interactive, &mut stdout).await {
             println!("error: {e}");
         }
-        refresh_topics(&mut api, &topics).await;
+        refresh_names(&mut api, &names).await;
     }
     if let Some(h) = &history {
         let _ = editor.save_history(h);

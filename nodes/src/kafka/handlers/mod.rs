@@ -140,15 +140,9 @@ pub fn timeout_ms(ms: i32) -> Duration {
     Duration::from_millis(ms.clamp(1, 300_000) as u64)
 }
 
-/// Asks the coordinator of `group`. A coordinator that is missing or restarting, or that does
-/// not answer within `timeout`, is a retriable error for the client.
+/// Asks the coordinator of `group` (see `Node::ask_coordinator`).
 pub async fn ask_coordinator<R: Send + 'static>(ctx: &KafkaCtx, group: &str, timeout: Duration, build: impl FnOnce(ractor::RpcReplyPort<R>) -> CoordinatorMsg) -> Result<R, GroupError> {
-    let actor = ctx.node.coordinator(group).await?;
-    match actor.call(build, Some(timeout)).await {
-        Ok(ractor::rpc::CallResult::Success(r)) => Ok(r),
-        Ok(ractor::rpc::CallResult::Timeout) => Err(GroupError::RebalanceInProgress),
-        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(GroupError::CoordinatorNotAvailable),
-    }
+    ctx.node.ask_coordinator(group, timeout, build).await
 }
 
 /// How long a group request may take when nothing waits for other members.
