@@ -494,8 +494,14 @@ impl Node {
             }
         };
         for shared in &topic.partitions {
-            let (node, s, settings, clock) = (self.downgrade(), shared.clone(), self.inner.settings.groups, self.inner.clock.clone());
-            let spec = ChildSpec::new(self.coordinator_name(shared.partition), Coordinator, move || CoordinatorArgs { node: node.clone(), shared: s.clone(), settings, clock: clock.clone() });
+            let (node, s, settings, clock, metrics) = (self.downgrade(), shared.clone(), self.inner.settings.groups, self.inner.clock.clone(), self.inner.metrics.clone());
+            let spec = ChildSpec::new(self.coordinator_name(shared.partition), Coordinator, move || CoordinatorArgs {
+                node: node.clone(),
+                metrics: metrics.clone(),
+                shared: s.clone(),
+                settings,
+                clock: clock.clone(),
+            });
             ractor::call!(self.inner.groups_sup, SupervisorMsg::StartChild, spec).map_err(|_| GroupError::CoordinatorNotAvailable)?.map_err(|e| {
                 tracing::error!(error = %e, "cannot start a group coordinator");
                 GroupError::CoordinatorNotAvailable

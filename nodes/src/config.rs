@@ -13,7 +13,73 @@ pub struct ClusterConfig {
     pub defaults: Defaults,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub groups: Groups,
     pub nodes: Vec<NodeConfig>,
+}
+
+/// Consumer-group coordination (Kafka's offsets.* and group.* broker settings).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Groups {
+    /// Partitions of `__consumer_offsets`; fixed once the topic exists (groups hash to them).
+    pub offsets_topic_partitions: i32,
+    /// How long an empty group's committed offsets are kept (Kafka: offsets.retention.minutes).
+    pub offsets_retention_ms: i64,
+    /// How long the first rebalance of an empty group waits for more members.
+    pub initial_rebalance_delay_ms: i64,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// Most members one group may have.
+    pub max_size: usize,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        let d = backwaters_actors::group::GroupSettings::default();
+        Groups {
+            offsets_topic_partitions: d.offsets_topic_partitions,
+            offsets_retention_ms: d.offsets_retention_ms,
+            initial_rebalance_delay_ms: d.limits.initial_rebalance_delay_ms,
+            min_session_timeout_ms: d.limits.min_session_timeout_ms,
+            max_session_timeout_ms: d.limits.max_session_timeout_ms,
+            max_size: d.limits.max_size,
+        }
+    }
+}
+
+impl Groups {
+    pub fn settings(&self) -> backwaters_actors::group::GroupSettings {
+        backwaters_actors::group::GroupSettings {
+            offsets_topic_partitions: self.offsets_topic_partitions,
+            offsets_retention_ms: self.offsets_retention_ms,
+            limits: backwaters_actors::group::state::GroupLimits {
+                min_session_timeout_ms: self.min_session_timeout_ms,
+                max_session_timeout_ms: self.max_session_timeout_ms,
+                initial_rebalance_delay_ms: self.initial_rebalance_delay_ms,
+                max_size: self.max_size,
+            },
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=1_000).contains(&self.offsets_topic_partitions) {
+            return Err(format!("groups.offsets_topic_partitions: {} must be between 1 and 1000", self.offsets_topic_partitions));
+        }
+        if self.offsets_retention_ms < 60_000 {
+            return Err(format!("groups.offsets_retention_ms: {} must be at least 60000 (one minute)", self.offsets_retention_ms));
+        }
+        if !(0..=300_000).contains(&self.initial_rebalance_delay_ms) {
+            return Err(format!("groups.initial_rebalance_delay_ms: {} must be between 0 and 300000", self.initial_rebalance_delay_ms));
+        }
+        if self.min_session_timeout_ms < 1 || self.min_session_timeout_ms > self.max_session_timeout_ms {
+            return Err(format!("groups.min_session_timeout_ms: {} must be at least 1 and at most max_session_timeout_ms ({})", self.min_session_timeout_ms, self.max_session_timeout_ms));
+        }
+        if self.max_size == 0 {
+            return Err("groups.max_size: must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -101,6 +167,7 @@ impl ClusterConfig {
         if self.limits.max_connections == 0 {
             return Err("limits.max_connections: must be at least 1".into());
         }
+        self.groups.validate()?;
         let mut ids = BTreeSet::new();
         let mut addrs = BTreeSet::new();
         let mut dirs = BTreeSet::new();
@@ -182,5 +249,8 @@ data_dir = "d1"
         let dup = format!("{}{}", sample(), sample().replace("cluster_name = \"t\"", "").replace("9092", "9093").replace("50051", "50052").replace("d1", "d2"));
         let c: ClusterConfig = toml::from_str(&dup).unwrap();
         assert!(c.validate().unwrap_err().starts_with("nodes[1].id"));
+        let groups = sample().replace("[[nodes]]", "[groups]\nmin_session_timeout_ms = 9000\nmax_session_timeout_ms = 1000\n[[nodes]]");
+        let c: ClusterConfig = toml::from_str(&groups).unwrap();
+        assert!(c.validate().unwrap_err().starts_with("groups.min_session_timeout_ms"));
     }
 }

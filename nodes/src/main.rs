@@ -121,6 +121,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 cluster_name: "backwaters-local".into(),
                 defaults: Defaults { partitions, ..Defaults::default() },
                 limits: Limits::default(),
+                groups: Default::default(),
                 nodes: vec![NodeConfig { id: 1, zone: "east".into(), kafka, advertised_kafka: None, grpc, metrics: Some(metrics), data_dir: data_dir.join("east-1") }],
             };
             cluster.validate()?;

@@ -48,7 +48,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         default_partitions: cluster.defaults.partitions,
         default_replication_factor: cluster.defaults.replication_factor,
         retention_check_ms: cluster.limits.retention_check_ms,
-        groups: Default::default(),
+        groups: cluster.groups.settings(),
     };
     let node = Node::start(settings).await?;
 

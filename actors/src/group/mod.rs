@@ -13,6 +13,7 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
+use crate::metrics::Metrics;
 use crate::node::WeakNode;
 use crate::partition::PartitionShared;
 use crate::Clock;
@@ -139,6 +140,7 @@ pub struct Coordinator;
 
 pub struct CoordinatorArgs {
     pub node: WeakNode,
+    pub metrics: Arc<Metrics>,
     pub shared: Arc<PartitionShared>,
     pub settings: GroupSettings,
     pub clock: Arc<dyn Clock>,
@@ -146,6 +148,7 @@ pub struct CoordinatorArgs {
 
 pub struct CoordinatorState {
     node: WeakNode,
+    metrics: Arc<Metrics>,
     shared: Arc<PartitionShared>,
     settings: GroupSettings,
     clock: Arc<dyn Clock>,
@@ -160,7 +163,7 @@ impl Actor for Coordinator {
 
     async fn pre_start(&self, myself: ActorRef<CoordinatorMsg>, args: CoordinatorArgs) -> Result<CoordinatorState, ActorProcessingErr> {
         let now = args.clock.now_ms();
-        let mut st = CoordinatorState { node: args.node, shared: args.shared, settings: args.settings, clock: args.clock, groups: HashMap::new(), last_housekeeping_ms: now };
+        let mut st = CoordinatorState { node: args.node, metrics: args.metrics, shared: args.shared, settings: args.settings, clock: args.clock, groups: HashMap::new(), last_housekeeping_ms: now };
         let records = st.load()?;
         tracing::debug!(partition = st.shared.partition, groups = st.groups.len(), records, "group coordinator loaded");
         myself.send_interval(TICK, || CoordinatorMsg::Tick);
@@ -350,6 +353,10 @@ impl CoordinatorState {
     /// Persists a group whose membership changed, then delivers its waiting answers. If the
     /// write fails, nobody is told an assignment the next coordinator would not know.
     async fn settle(&mut self, group: &str, now: i64, mut out: Vec<Output<Waiter>>) {
+        if let Some(g) = self.groups.get_mut(group) {
+            self.metrics.group_rebalances.add(std::mem::take(&mut g.rebalances));
+            self.metrics.group_members_expired.add(std::mem::take(&mut g.expired));
+        }
         let dirty = self.groups.get(group).is_some_and(|g| g.dirty);
         if dirty {
             let g = self.groups.get_mut(group).expect("dirty group exists");
@@ -406,6 +413,7 @@ impl CoordinatorState {
         if let Err(e) = self.write(records).await {
             return Ok(results.into_iter().map(|r| r.and(Err(e))).collect());
         }
+        self.metrics.group_offset_commits.add(accepted.len() as u64);
         let g = self.groups.get_mut(group).expect("created above");
         g.offsets.extend(accepted);
         Ok(results)

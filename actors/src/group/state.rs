@@ -204,6 +204,9 @@ pub struct Group<T> {
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
     /// The membership changed in a way a new coordinator must know.
     pub dirty: bool,
+    /// Rebalances completed and sessions expired since the owner last took them (metrics).
+    pub rebalances: u64,
+    pub expired: u64,
     limits: GroupLimits,
 }
 
@@ -225,6 +228,8 @@ impl<T> Group<T> {
             phase_since_ms: now_ms,
             offsets: BTreeMap::new(),
             dirty: false,
+            rebalances: 0,
+            expired: 0,
             limits,
         }
     }
@@ -459,6 +464,7 @@ impl<T> Group<T> {
 
     fn complete_join(&mut self, now_ms: i64, out: &mut Vec<Output<T>>) {
         self.generation += 1;
+        self.rebalances += 1;
         self.delay_until_ms = None;
         self.phase_since_ms = now_ms;
         self.dirty = true;
@@ -667,6 +673,7 @@ impl<T> Group<T> {
         let mut removed = !expired.is_empty();
         for id in expired {
             tracing::info!(group = %self.id, member = %id, "member session expired");
+            self.expired += 1;
             self.remove_member(&id, out);
         }
         if self.phase == Phase::CompletingRebalance && now_ms >= self.sync_deadline_ms {
