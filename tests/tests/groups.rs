@@ -357,3 +357,39 @@ fn shell(node: &TestNode, args: &[&str]) -> (bool, String, String) {
     let out = backwaters_tests::output_within(Command::new(backwaters_tests::binary()).args(["shell", "--bootstrap", &node.grpc]).args(args), Duration::from_secs(60));
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebalance() {
+    use backwaters_proto::grpc::v1 as pb;
+    let node = TestNode::start();
+    create_topic(&node, "static", 4).await;
+    let cfg = |instance: &str| {
+        let mut c = consumer_config(&node.kafka, "g-static", "range");
+        c.set("group.instance.id", instance).set("session.timeout.ms", "30000");
+        c
+    };
+    let a = Member::start(cfg("static-a"), "static");
+    let mut b = Member::start(cfg("static-b"), "static");
+    wait_until("two static members holding two partitions each", Duration::from_secs(30), || partitioned(&[a.assigned(), b.assigned()], 4) && a.assigned().len() == 2);
+    let mut admin = pb::admin_client::AdminClient::connect(node.grpc_url()).await.unwrap();
+    let before = admin.describe_group(pb::DescribeGroupRequest { group_id: "g-static".into() }).await.unwrap().into_inner();
+    let b_parts = b.assigned();
+    let b_was_leader = before.members.iter().any(|m| m.instance_id == "static-b" && m.member_id == before.leader);
+
+    // A static member's close sends no LeaveGroup (KIP-345); its replacement takes over the
+    // same identity.
+    b.stop();
+    let b2 = Member::start(cfg("static-b"), "static");
+    wait_until("the restarted static member to get its partitions", Duration::from_secs(20), || b2.assigned() == b_parts);
+    let after = admin.describe_group(pb::DescribeGroupRequest { group_id: "g-static".into() }).await.unwrap().into_inner();
+    assert_eq!(after.members.len(), 2);
+    assert!(a.assigned().len() == 2 && partitioned(&[a.assigned(), b2.assigned()], 4));
+    if b_was_leader {
+        // A returning leader must see the members again: one rebalance.
+        assert_eq!(after.generation, before.generation + 1);
+    } else {
+        assert_eq!(after.generation, before.generation, "a returning follower caused a rebalance");
+    }
+    let old_id = before.members.iter().find(|m| m.instance_id == "static-b").unwrap().member_id.clone();
+    assert!(after.members.iter().all(|m| m.member_id != old_id), "the old member id was not replaced");
+}
