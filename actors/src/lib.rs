@@ -9,6 +9,8 @@
 //! - [`partition`]: the partition actor (shell) around a pure state machine
 //!   ([`partition::core`]): offsets, idempotent-producer checks, high watermark, retention.
 //! - [`flusher`]: group commit: one store flush acknowledges many partitions' writes.
+//! - [`group`]: consumer-group coordinators (one actor per `__consumer_offsets` partition)
+//!   around a pure group state machine ([`group::state`]).
 //! - [`service`]: an actor that runs a long-lived task (a listener), restarted on failure.
 //! - [`topic`]: topic names, configs and the catalog record.
 //! - [`metrics`]: counters and histograms rendered for Prometheus.
@@ -20,7 +22,9 @@
 //! ├── 1-partitions (supervisor, 10 restarts / 10 s per partition)
 //! │   └── p{uid} ... one per partition
 //! ├── 2-retention (ticker)
-//! └── 3-listeners (supervisor) → kafka, grpc, http
+//! ├── 3-listeners (supervisor) → kafka, grpc, http
+//! └── 4-groups (supervisor, 10 restarts / 10 s) → g{n}: one coordinator per
+//!     __consumer_offsets partition, started when that topic first exists
 //! ```
 //! Requests that fail are answered with an error, never with an actor failure; an actor fails
 //! only when its state can no longer be trusted (a storage error, a failed flush), and then it

@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - this file: [`TestNode`] and port/binary helpers.
+//! - [`member`]: a librdkafka consumer-group member (in-process, or the `group_member` binary).
+//! - [`raw`]: a raw Kafka protocol client for bad input.
 //! - `tests/`: one file per area: Kafka clients (librdkafka), crash recovery, bad input on raw
 //!   sockets, the gRPC API.
 
