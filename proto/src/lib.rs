@@ -12,5 +12,6 @@
 
 pub mod grpc;
 pub mod kafka;
+pub mod syslog;
 
 pub use kafka_protocol;

@@ -177,3 +177,70 @@ mod group_records {
         }
     }
 }
+
+mod syslog {
+    use backwaters_proto::syslog::{framing, parse, relp};
+    use bytes::BytesMut;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Messages framed either way, mixed, arrive whole and in order whatever the TCP split.
+        #[test]
+        fn framer_round_trips(msgs in prop::collection::vec(("<[0-9]{1,2}>[ -~]{0,80}", any::<bool>()), 1..12), cuts in prop::collection::vec(0usize..2000, 0..6)) {
+            let mut wire = Vec::new();
+            for (m, counted) in &msgs {
+                if *counted { wire.extend(framing::octet_frame(m.as_bytes())); } else { wire.extend_from_slice(m.trim_end().as_bytes()); wire.push(b'\n'); }
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (wire.len() + 1)).collect();
+            cuts.sort();
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            let mut last = 0;
+            for c in cuts.into_iter().chain([wire.len()]) {
+                buf.extend_from_slice(&wire[last..c]);
+                last = c;
+                while let Some(f) = framing::next_frame(&mut buf, 4096).unwrap() { out.push(f); }
+            }
+            let want: Vec<String> = msgs.iter().map(|(m, counted)| if *counted { m.clone() } else { m.trim_end().to_string() }).collect();
+            prop_assert_eq!(out.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect::<Vec<_>>(), want);
+        }
+
+        #[test]
+        fn relp_round_trips(frames in prop::collection::vec((1u64..999_999_999, "[a-z]{1,10}", prop::collection::vec(any::<u8>(), 0..200)), 1..8), cut in 0usize..4000) {
+            let wire: Vec<u8> = frames.iter().flat_map(|(t, c, d)| relp::encode(*t, c, d)).collect();
+            let cut = cut % (wire.len() + 1);
+            let mut buf = BytesMut::from(&wire[..cut]);
+            let mut out = Vec::new();
+            while let Some(f) = relp::next_frame(&mut buf, 1000).unwrap() { out.push(f); }
+            buf.extend_from_slice(&wire[cut..]);
+            while let Some(f) = relp::next_frame(&mut buf, 1000).unwrap() { out.push(f); }
+            prop_assert_eq!(out.len(), frames.len());
+            for (f, (t, c, d)) in out.iter().zip(&frames) {
+                prop_assert_eq!((f.txnr, f.command.as_str(), f.data.as_ref()), (*t, c.as_str(), d.as_slice()));
+            }
+        }
+
+        /// An RFC 5424 line built from fields parses back to them.
+        #[test]
+        fn rfc5424_round_trips(pri in 0u16..192, ts in 0i64..4_000_000_000_000, host in "[!-~]{1,20}", app in "[!-~]{1,20}", pid in 1u32..100_000, msg in "[ -~]{0,100}", sd_val in "[ -~]{0,20}") {
+            let host = if host == "-" { "h".to_string() } else { host };
+            let app = if app == "-" { "a".to_string() } else { app };
+            let sd = format!("[x@1 k=\"{}\"]", sd_val.replace('\\', "\\\\").replace('"', "\\\"").replace(']', "\\]"));
+            let line = format!("<{pri}>1 {} {host} {app} {pid} ID1 {sd} {msg}", backwaters_proto::syslog::ecs::rfc3339(ts));
+            let m = parse::parse(line.as_bytes(), 0, &parse::Rfc3164Rules::default()).unwrap();
+            prop_assert_eq!((m.facility as u16 * 8 + m.severity as u16, m.timestamp_ms), (pri, Some(ts)));
+            prop_assert_eq!((m.hostname.unwrap(), m.app_name.unwrap(), m.proc_id.unwrap()), (host, app, pid.to_string()));
+            prop_assert_eq!(&m.structured_data[0].params[0].1, &sd_val);
+            prop_assert_eq!(m.message, msg.trim_end_matches(['\r', '\n']).to_string());
+        }
+
+        #[test]
+        fn syslog_garbage_never_panics(data in prop::collection::vec(any::<u8>(), 0..300), now in any::<i64>()) {
+            let _ = parse::parse(&data, now / 4, &parse::Rfc3164Rules::default());
+            let mut buf = BytesMut::from(&data[..]);
+            while let Ok(Some(_)) = framing::next_frame(&mut buf, 100) {}
+            let mut buf = BytesMut::from(&data[..]);
+            while let Ok(Some(_)) = relp::next_frame(&mut buf, 100) {}
+        }
+    }
+}
