@@ -62,9 +62,24 @@ impl Histogram {
     }
 }
 
+/// Counters of one ingest listener (labelled by listener name).
+#[derive(Default)]
+pub struct IngestCounters {
+    pub received: Counter,
+    pub parsed: Counter,
+    pub failed: Counter,
+    pub dropped: Counter,
+    pub bytes: Counter,
+    pub written: Counter,
+    pub connections_opened: Counter,
+    pub connections_closed: Counter,
+}
+
 /// Every metric of a node.
 #[derive(Default)]
 pub struct Metrics {
+    /// Ingest listeners by name.
+    pub ingest: std::sync::Mutex<Vec<(String, std::sync::Arc<IngestCounters>)>>,
     pub kafka_connections: Counter,
     pub kafka_connections_closed: Counter,
     pub kafka_requests: Counter,
@@ -83,6 +98,41 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The counters of the ingest listener `name` (created on first use; kept across restarts
+    /// of the listener).
+    pub fn ingest(&self, name: &str) -> std::sync::Arc<IngestCounters> {
+        let mut all = self.ingest.lock().expect("lock");
+        if let Some((_, c)) = all.iter().find(|(n, _)| n == name) {
+            return c.clone();
+        }
+        let c = std::sync::Arc::new(IngestCounters::default());
+        all.push((name.to_string(), c.clone()));
+        c
+    }
+
+    fn render_ingest(&self, s: &mut String) {
+        let all = self.ingest.lock().expect("lock");
+        if all.is_empty() {
+            return;
+        }
+        let rows: [(&str, &str, fn(&IngestCounters) -> u64); 7] = [
+            ("backwaters_ingest_received_total", "Messages received by an ingest listener", |c| c.received.get()),
+            ("backwaters_ingest_parsed_total", "Messages parsed as syslog (or valid JSON for HTTP)", |c| c.parsed.get()),
+            ("backwaters_ingest_failed_total", "Messages that did not parse (stored with a parse-failure tag)", |c| c.failed.get()),
+            ("backwaters_ingest_dropped_total", "Messages dropped (UDP overload, refused frames)", |c| c.dropped.get()),
+            ("backwaters_ingest_bytes_total", "Message bytes received", |c| c.bytes.get()),
+            ("backwaters_ingest_written_total", "Records committed to topics", |c| c.written.get()),
+            ("backwaters_ingest_connections", "Open connections", |c| c.connections_opened.get().saturating_sub(c.connections_closed.get())),
+        ];
+        for (name, help, get) in rows {
+            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (listener, c) in all.iter() {
+                let _ = writeln!(s, "{name}{{listener=\"{listener}\"}} {}", get(c));
+            }
+        }
+    }
+
     /// Renders the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -104,6 +154,7 @@ impl Metrics {
         for (name, help, c) in counters {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
         }
+        self.render_ingest(&mut s);
         self.flush_latency_us.render(&mut s, "backwaters_flush_seconds", "Time of one store flush");
         self.produce_latency_us.render(&mut s, "backwaters_produce_seconds", "Produce request time until durable");
         s

@@ -130,6 +130,9 @@ pub struct NodeConfig {
     pub metrics: Option<String>,
     /// Relative paths are taken from the config file's folder.
     pub data_dir: PathBuf,
+    /// Syslog, RELP and HTTP listeners of this node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingest: Vec<crate::ingest::config::IngestConfig>,
 }
 
 impl ClusterConfig {
@@ -141,6 +144,13 @@ impl ClusterConfig {
         for n in &mut c.nodes {
             if n.data_dir.is_relative() {
                 n.data_dir = base.join(&n.data_dir);
+            }
+            for l in &mut n.ingest {
+                for p in [&mut l.tls_cert, &mut l.tls_key].into_iter().flatten() {
+                    if p.is_relative() {
+                        *p = base.join(&*p);
+                    }
+                }
             }
         }
         c.validate().map_err(|e| format!("config {}: {e}", path.display()))?;
@@ -191,6 +201,16 @@ impl ClusterConfig {
             }
             if let Some(a) = &n.advertised_kafka {
                 split_host_port(a).map_err(|e| format!("{at}.advertised_kafka: {e}"))?;
+            }
+            let mut udp = BTreeSet::new();
+            for (j, l) in n.ingest.iter().enumerate() {
+                let at = format!("{at}.ingest[{j}]");
+                l.validate().map_err(|e| format!("{at}.{e}"))?;
+                let parsed: SocketAddr = l.listen.parse().expect("validated");
+                let fresh = if l.kind == crate::ingest::config::Kind::SyslogUdp { udp.insert(parsed) } else { addrs.insert(parsed) };
+                if !fresh && parsed.port() != 0 {
+                    return Err(format!("{at}.listen: {} is used twice", l.listen));
+                }
             }
             if !dirs.insert(n.data_dir.clone()) {
                 return Err(format!("{at}.data_dir: {} is used by two nodes", n.data_dir.display()));

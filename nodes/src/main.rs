@@ -20,6 +20,7 @@ mod config;
 mod grpc;
 mod grpc_groups;
 mod http;
+mod ingest;
 mod kafka;
 mod server;
 mod shell;
@@ -70,6 +71,18 @@ enum Cmd {
         /// Partitions of auto-created topics.
         #[arg(long, default_value_t = 1)]
         partitions: i32,
+        /// Syslog over UDP and TCP (RFC 5424/3164, into the topic logs.syslog); "off" disables.
+        #[arg(long, default_value = "127.0.0.1:5514")]
+        syslog: String,
+        /// RELP (rsyslog's omrelp; each line acknowledged once durable); "off" disables.
+        #[arg(long, default_value = "127.0.0.1:2514")]
+        relp: String,
+        /// HTTP ingest: REST proxy v2, NDJSON and Splunk HEC; "off" disables.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: String,
+        /// Token accepted by the HEC endpoint.
+        #[arg(long, default_value = "backwaters")]
+        hec_token: String,
     },
     /// Attach an interactive shell to a cluster (or run one command with -c).
     Shell(shell::ShellArgs),
@@ -86,6 +99,26 @@ enum BenchKind {
     Produce(bench::BenchArgs),
     /// Read a topic from the start and report throughput.
     Consume(bench::BenchArgs),
+}
+
+/// The listeners `up` starts: syslog UDP+TCP, RELP, HTTP (each can be turned "off").
+fn default_ingest(syslog: &str, relp: &str, http: &str, hec_token: &str) -> Vec<ingest::config::IngestConfig> {
+    use ingest::config::{IngestConfig, Kind};
+    let mut out = Vec::new();
+    if syslog != "off" {
+        out.push(IngestConfig::new(Kind::SyslogUdp, syslog));
+        out.push(IngestConfig::new(Kind::SyslogTcp, syslog));
+    }
+    if relp != "off" {
+        out.push(IngestConfig::new(Kind::Relp, relp));
+    }
+    if http != "off" {
+        let mut h = IngestConfig::new(Kind::Http, http);
+        h.topic = "logs.http".into();
+        h.hec_tokens = vec![hec_token.to_string()];
+        out.push(h);
+    }
+    out
 }
 
 fn init_logging() {
@@ -111,7 +144,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let running = server::start(&cluster, node).await?;
             server::run_until_stopped(running).await
         }
-        Cmd::Up { nodes, data_dir, kafka, grpc, metrics, write_config, partitions } => {
+        Cmd::Up { nodes, data_dir, kafka, grpc, metrics, write_config, partitions, syslog, relp, http, hec_token } => {
             init_logging();
             if nodes != 1 {
                 return Err(format!("--nodes {nodes}: this build runs single-node clusters; use --nodes 1 (three-zone clusters need replication, not built yet)"));
@@ -122,7 +155,16 @@ async fn run(cli: Cli) -> Result<(), String> {
                 defaults: Defaults { partitions, ..Defaults::default() },
                 limits: Limits::default(),
                 groups: Default::default(),
-                nodes: vec![NodeConfig { id: 1, zone: "east".into(), kafka, advertised_kafka: None, grpc, metrics: Some(metrics), data_dir: data_dir.join("east-1") }],
+                nodes: vec![NodeConfig {
+                    id: 1,
+                    zone: "east".into(),
+                    kafka,
+                    advertised_kafka: None,
+                    grpc,
+                    metrics: Some(metrics),
+                    data_dir: data_dir.join("east-1"),
+                    ingest: default_ingest(&syslog, &relp, &http, &hec_token),
+                }],
             };
             cluster.validate()?;
             if let Some(path) = write_config {
@@ -136,10 +178,17 @@ async fn run(cli: Cli) -> Result<(), String> {
             if let Some(m) = &running.metrics_addr {
                 println!("  metrics:         http://{m}/metrics");
             }
+            for (kind, addr, topic) in &running.ingest {
+                println!("  {:<16} {addr} -> {topic}", format!("{kind}:"));
+            }
             println!("Try:");
             println!("  echo hello | kcat -P -b {} -t logs", running.kafka_addr);
             println!("  kcat -C -b {} -t logs -e", running.kafka_addr);
             println!("  grpcurl -plaintext {} list", running.grpc_addr);
+            if let Some((_, addr, _)) = running.ingest.iter().find(|(k, _, _)| k == "syslog-udp") {
+                let (host, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "514"));
+                println!("  logger -n {host} -P {port} --rfc5424 'hello from syslog'");
+            }
             println!("Ctrl-C stops it.");
             server::run_until_stopped(running).await
         }

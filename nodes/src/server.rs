@@ -20,6 +20,8 @@ pub struct Running {
     pub kafka_addr: String,
     pub grpc_addr: String,
     pub metrics_addr: Option<String>,
+    /// Ingest listeners: (kind, bound address, topic).
+    pub ingest: Vec<(String, String, String)>,
 }
 
 /// Starts node `id` of `cluster`.
@@ -79,8 +81,10 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         });
         node.start_service("http", run, true).await?;
     }
+    let ingest_addrs = crate::ingest::start(&node, &nc.ingest).await?;
+    let ingest = nc.ingest.iter().zip(ingest_addrs).map(|(c, a)| (c.kind.name().to_string(), a, c.topic.clone())).collect();
     tracing::info!(node = nc.id, zone = %nc.zone, kafka = %kafka_addr, grpc = %grpc_addr, metrics = ?metrics_addr, "node is serving");
-    Ok(Running { node, kafka_addr, grpc_addr, metrics_addr })
+    Ok(Running { node, kafka_addr, grpc_addr, metrics_addr, ingest })
 }
 
 /// Waits for Ctrl-C / SIGTERM (or the node failing), then stops cleanly.

@@ -306,7 +306,14 @@ fn parse_3164_time(s: &[u8], now_ms: i64, rules: &Rfc3164Rules) -> Option<(i64, 
 fn parse_3164(facility: u8, severity: u8, s: &[u8], now_ms: i64, rules: &Rfc3164Rules) -> SyslogMessage {
     let (timestamp_ms, mut s) = match parse_3164_time(s, now_ms, rules) {
         Some((ms, n)) => (Some(ms), s[n..].strip_prefix(b" ").unwrap_or(&s[n..])),
-        None => (None, s),
+        // rsyslog's forwarding format: an RFC 3339 time where RFC 3164 has its own.
+        None => match field(s) {
+            (ts, rest) if ts.first().is_some_and(u8::is_ascii_digit) => match parse_rfc3339(ts) {
+                Ok(ms) => (Some(ms), rest),
+                Err(_) => (None, s),
+            },
+            _ => (None, s),
+        },
     };
     // HOSTNAME, unless the first word is already the tag ("sshd[1]:" / "sshd:").
     let mut hostname = None;
@@ -384,6 +391,9 @@ mod tests {
         // Senders on UTC+01:00 and a fixed year.
         let m = parse(b"<13>Feb  3 10:00:00 h app: x", 0, &Rfc3164Rules { year: Some(2020), utc_offset_minutes: 60 }).unwrap();
         assert_eq!(m.timestamp_ms, Some(days_from_civil(2020, 2, 3) * 86_400_000 + 9 * 3_600_000));
+        // rsyslog's forwarding template: RFC 3339 time in an RFC 3164 line.
+        let m = parse(b"<13>2026-11-28T13:58:26.393940+00:00 vm relpapp: relp line 1", 0, &r).unwrap();
+        assert_eq!((m.timestamp_ms, m.hostname.as_deref(), m.app_name.as_deref(), m.message.as_str()), (Some(1_795_874_306_393), Some("vm"), Some("relpapp"), "relp line 1"));
         // No hostname: the first word is the tag.
         let m = parse(b"<13>Nov 28 11:59:00 sudo: root : TTY=pts/0", NOV_28_2026, &r).unwrap();
         assert_eq!((m.hostname, m.app_name.as_deref(), m.message.as_str()), (None, Some("sudo"), "root : TTY=pts/0"));

@@ -1,0 +1,159 @@
+//! RELP (rsyslog's omrelp): each `syslog` frame is answered `200 OK` only after its record is
+//! durable (acks=all); a write that fails closes the connection unanswered, so rsyslog
+//! resends every unacknowledged message after it reconnects.
+//!
+//! A connection is a reader (frames, parses) and a writer (appends, then answers in order)
+//! joined by a bounded queue; answers to `open` and `close` go through the same queue so
+//! every answer leaves in frame order.
+
+use super::sink::{Prepared, Sink};
+use super::syslog::{write_retrying, BATCH_MESSAGES, QUEUE_BATCHES};
+use backwaters_proto::syslog::relp::{encode, next_frame};
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+enum Item {
+    /// Records with the transaction numbers to acknowledge once they are durable.
+    Records(Vec<(u64, Prepared)>),
+    /// An answer that needs no write (open, unknown commands).
+    Answer(Vec<u8>),
+    /// Answer, then close.
+    Close(u64),
+}
+
+const OFFERS: &str = "relp_version=0\nrelp_software=backwaters\ncommands=syslog";
+
+pub async fn serve(sink: Arc<Sink>, listener: std::net::TcpListener, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+    let permits = Arc::new(Semaphore::new(sink.cfg.max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => r.map_err(|e| format!("accept: {e}"))?,
+            _ = stop.changed() => return Ok(()),
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(listener = %sink.name, %peer, "connection refused: too many connections");
+            continue;
+        };
+        let (sink, stop) = (sink.clone(), stop.clone());
+        tokio::spawn(async move {
+            sink.counters.connections_opened.inc();
+            match connection(sink.clone(), stream, peer, stop).await {
+                Ok(()) => tracing::debug!(listener = %sink.name, %peer, "RELP session closed"),
+                Err(e) => tracing::warn!(listener = %sink.name, %peer, error = %e, "RELP session closed"),
+            }
+            sink.counters.connections_closed.inc();
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(sink: Arc<Sink>, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Item>(QUEUE_BATCHES);
+    let wsink = sink.clone();
+    let wstop = stop.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(item) = rx.recv().await {
+            let mut items = vec![item];
+            while let Ok(more) = rx.try_recv() {
+                items.push(more);
+            }
+            // One durable append for every record queued so far, then the answers in order.
+            let records: Vec<Prepared> = items.iter().flat_map(|i| if let Item::Records(r) = i { r.iter().map(|(_, p)| p.clone()).collect() } else { vec![] }).collect();
+            if !records.is_empty() {
+                write_retrying(&wsink, records, &wstop).await.map_err(|e| format!("write failed, closing unanswered so the sender resends: {e}"))?;
+            }
+            let mut out = Vec::new();
+            let mut close = false;
+            for item in items {
+                match item {
+                    Item::Records(r) => r.iter().for_each(|(txnr, _)| out.extend(encode(*txnr, "rsp", b"200 OK"))),
+                    Item::Answer(a) => out.extend(a),
+                    Item::Close(txnr) => {
+                        out.extend(encode(txnr, "rsp", b""));
+                        close = true;
+                    }
+                }
+            }
+            wr.write_all(&out).await.map_err(|e| format!("answer: {e}"))?;
+            if close {
+                let _ = wr.shutdown().await;
+                return Ok(());
+            }
+        }
+        Ok::<(), String>(())
+    });
+    let max = sink.cfg.max_message_bytes;
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut opened = false;
+    let result = 'read: loop {
+        let mut stop2 = stop.clone();
+        let n = tokio::select! {
+            r = tokio::time::timeout(Duration::from_secs(600), rd.read_buf(&mut buf)) => match r {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => break Err(format!("read: {e}")),
+                Err(_) => break Err("idle for 10 minutes".into()),
+            },
+            _ = stop2.changed() => break Ok(()),
+        };
+        if n == 0 {
+            break if buf.is_empty() { Ok(()) } else { Err("connection ended inside a frame".into()) };
+        }
+        let mut records = Vec::new();
+        loop {
+            let frame = match next_frame(&mut buf, max) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    sink.counters.dropped.inc();
+                    break 'read Err(e.to_string());
+                }
+            };
+            let item = match frame.command.as_str() {
+                "open" => {
+                    opened = true;
+                    Some(Item::Answer(encode(frame.txnr, "rsp", format!("200 OK\n{OFFERS}").as_bytes())))
+                }
+                _ if !opened => break 'read Err(format!("{} before open", frame.command)),
+                "syslog" => {
+                    records.push((frame.txnr, sink.syslog(&frame.data, Some(peer.ip()), "relp")));
+                    if records.len() >= BATCH_MESSAGES {
+                        Some(Item::Records(std::mem::take(&mut records)))
+                    } else {
+                        None
+                    }
+                }
+                "close" => {
+                    if !records.is_empty() {
+                        let _ = tx.send(Item::Records(std::mem::take(&mut records))).await;
+                    }
+                    let _ = tx.send(Item::Close(frame.txnr)).await;
+                    break 'read Ok(());
+                }
+                other => Some(Item::Answer(encode(frame.txnr, "rsp", format!("500 unknown command {other}").as_bytes()))),
+            };
+            if let Some(item) = item {
+                if tx.send(item).await.is_err() {
+                    break 'read Err("writer stopped".into());
+                }
+            }
+        }
+        if !records.is_empty() && tx.send(Item::Records(records)).await.is_err() {
+            break Err("writer stopped".into());
+        }
+    };
+    drop(tx);
+    match writer.await {
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(e.to_string()),
+        Ok(Ok(())) => result,
+    }
+}

@@ -1,0 +1,199 @@
+//! Syslog over UDP (one message per datagram), TCP and TLS (RFC 6587 framing, RFC 5425).
+//!
+//! A stream connection is a reader and a writer joined by a small bounded queue: the reader
+//! frames and parses, the writer takes everything queued and writes it in one durable
+//! append. Under load each append carries what arrived during the previous one; when the
+//! queue is full the reader stops reading, so TCP pushes back on the sender. UDP cannot push
+//! back: what does not fit the queue is dropped and counted.
+
+use super::sink::{Prepared, Sink, WriteError};
+use backwaters_proto::syslog::framing::next_frame;
+use bytes::BytesMut;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+/// Batches a connection may have queued for its writer.
+pub const QUEUE_BATCHES: usize = 4;
+/// Messages per queued batch.
+pub const BATCH_MESSAGES: usize = 4_096;
+/// Read buffer per connection.
+const READ_BYTES: usize = 256 * 1024;
+
+/// Writes, retrying what may succeed later; gives up only when the listener stops.
+pub async fn write_retrying(sink: &Sink, records: Vec<Prepared>, stop: &watch::Receiver<bool>) -> Result<(), WriteError> {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match sink.write(records.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(WriteError::Retriable(e)) if !*stop.borrow() => {
+                tracing::warn!(listener = %sink.name, error = %e, "write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The writer half of a connection: drains the queue into durable appends.
+async fn writer(sink: Arc<Sink>, mut rx: mpsc::Receiver<Vec<Prepared>>, stop: watch::Receiver<bool>) -> Result<(), WriteError> {
+    while let Some(mut batch) = rx.recv().await {
+        while let Ok(more) = rx.try_recv() {
+            batch.extend(more);
+        }
+        write_retrying(&sink, batch, &stop).await?;
+    }
+    Ok(())
+}
+
+pub async fn serve_udp(sink: Arc<Sink>, socket: std::net::UdpSocket, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    socket.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let socket = tokio::net::UdpSocket::from_std(socket).map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+    let w = tokio::spawn(writer(sink.clone(), rx, stop.clone()));
+    let mut buf = vec![0u8; 65_536 + 1];
+    loop {
+        let (n, from) = tokio::select! {
+            r = socket.recv_from(&mut buf) => r.map_err(|e| format!("udp receive: {e}"))?,
+            _ = stop.changed() => break,
+        };
+        let mut batch = vec![sink.syslog(&buf[..n], Some(from.ip()), "syslog")];
+        // Take whatever else already arrived, without waiting.
+        while batch.len() < BATCH_MESSAGES {
+            match socket.try_recv_from(&mut buf) {
+                Ok((n, from)) => batch.push(sink.syslog(&buf[..n], Some(from.ip()), "syslog")),
+                Err(_) => break,
+            }
+        }
+        let len = batch.len() as u64;
+        if let Err(e) = tx.try_send(batch) {
+            sink.counters.dropped.add(len);
+            if matches!(e, mpsc::error::TrySendError::Closed(_)) {
+                break;
+            }
+        }
+    }
+    drop(tx);
+    match w.await {
+        Ok(Err(e)) => Err(format!("udp writer: {e}")),
+        _ => Ok(()),
+    }
+}
+
+pub type TlsAcceptor = tokio_rustls::TlsAcceptor;
+
+/// Builds the TLS acceptor from PEM files.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, String> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("tls_cert {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tls_cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("tls_cert {}: no certificate in the file", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls_key {}: {e}", key.display()))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls_cert/tls_key: {e}"))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+pub async fn serve_tcp(sink: Arc<Sink>, listener: std::net::TcpListener, tls: Option<TlsAcceptor>, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+    let permits = Arc::new(Semaphore::new(sink.cfg.max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => r.map_err(|e| format!("accept: {e}"))?,
+            _ = stop.changed() => return Ok(()),
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(listener = %sink.name, %peer, "connection refused: too many connections");
+            continue;
+        };
+        let (sink, tls, stop) = (sink.clone(), tls.clone(), stop.clone());
+        tokio::spawn(async move {
+            sink.counters.connections_opened.inc();
+            let r = match tls {
+                None => connection(sink.clone(), stream, peer, stop).await,
+                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => connection(sink.clone(), s, peer, stop).await,
+                    Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                    Err(_) => Err("TLS handshake timed out".into()),
+                },
+            };
+            sink.counters.connections_closed.inc();
+            match r {
+                Ok(()) => tracing::debug!(listener = %sink.name, %peer, "connection closed"),
+                Err(e) => tracing::warn!(listener = %sink.name, %peer, error = %e, "connection closed"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// One stream: frames in, durable appends out.
+async fn connection<S: AsyncRead + Unpin>(sink: Arc<Sink>, mut s: S, peer: SocketAddr, stop: watch::Receiver<bool>) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+    let w = tokio::spawn(writer(sink.clone(), rx, stop.clone()));
+    let ip: Option<IpAddr> = Some(peer.ip());
+    let max = sink.cfg.max_message_bytes;
+    let mut buf = BytesMut::with_capacity(READ_BYTES);
+    let mut result = Ok(());
+    'read: loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_BYTES);
+        }
+        let mut stop2 = stop.clone();
+        let n = tokio::select! {
+            r = s.read_buf(&mut buf) => match r {
+                Ok(n) => n,
+                Err(e) => { result = Err(format!("read: {e}")); break },
+            },
+            _ = stop2.changed() => break,
+        };
+        let mut batch = Vec::new();
+        loop {
+            match next_frame(&mut buf, max) {
+                Ok(Some(f)) => batch.push(sink.syslog(&f, ip, "syslog")),
+                Ok(None) => break,
+                Err(e) => {
+                    sink.counters.dropped.inc();
+                    result = Err(e.to_string());
+                    let _ = tx.send(batch).await;
+                    break 'read;
+                }
+            }
+            if batch.len() >= BATCH_MESSAGES {
+                if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                    break 'read;
+                }
+            }
+        }
+        if n == 0 {
+            // The sender closed: a last line without LF still counts.
+            if !buf.is_empty() && !buf[0].is_ascii_digit() {
+                batch.push(sink.syslog(&buf.split(), ip, "syslog"));
+            }
+            let _ = tx.send(batch).await;
+            break;
+        }
+        if !batch.is_empty() && tx.send(batch).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    match w.await {
+        Ok(Err(e)) => Err(format!("write: {e}")),
+        _ => result,
+    }
+}
