@@ -53,6 +53,9 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         groups: cluster.groups.settings(),
     };
     let node = Node::start(settings).await?;
+    // Ingest first: once the Kafka port answers, every listener of the node is up.
+    let ingest_addrs = crate::ingest::start(&node, &nc.ingest).await?;
+    let ingest = nc.ingest.iter().zip(ingest_addrs).map(|(c, a)| (c.kind.name().to_string(), a, c.topic.clone())).collect();
 
     let ctx = Arc::new(KafkaCtx { node: node.clone(), broker: BrokerInfo { node_id: nc.id, host, port, rack: Some(nc.zone.clone()) }, max_frame_bytes: cluster.limits.max_frame_bytes });
     let max_conn = cluster.limits.max_connections;
@@ -81,8 +84,6 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         });
         node.start_service("http", run, true).await?;
     }
-    let ingest_addrs = crate::ingest::start(&node, &nc.ingest).await?;
-    let ingest = nc.ingest.iter().zip(ingest_addrs).map(|(c, a)| (c.kind.name().to_string(), a, c.topic.clone())).collect();
     tracing::info!(node = nc.id, zone = %nc.zone, kafka = %kafka_addr, grpc = %grpc_addr, metrics = ?metrics_addr, "node is serving");
     Ok(Running { node, kafka_addr, grpc_addr, metrics_addr, ingest })
 }

@@ -47,6 +47,8 @@ pub struct TestNode {
     pub metrics: String,
     pub config: PathBuf,
     child: Option<Child>,
+    /// "node is serving" lines in the log before the current launch.
+    serving_before: usize,
 }
 
 impl TestNode {
@@ -56,9 +58,14 @@ impl TestNode {
     }
 
     pub fn start_with(extra_toml: &str) -> TestNode {
+        Self::start_full(extra_toml, "")
+    }
+
+    /// `node_toml` goes inside the node's entry (e.g. `[[nodes.ingest]]` tables).
+    pub fn start_full(extra_toml: &str, node_toml: &str) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("cluster.toml");
-        let mut n = TestNode { dir, kafka: String::new(), grpc: String::new(), metrics: String::new(), config, child: None };
+        let mut n = TestNode { dir, kafka: String::new(), grpc: String::new(), metrics: String::new(), config, child: None, serving_before: 0 };
         // A free port can be taken by another test between probing and binding: retry with
         // fresh ports when that happens.
         for _ in 0..5 {
@@ -68,7 +75,7 @@ impl TestNode {
             let m = std::iter::repeat_with(free_port).find(|p| *p != k && *p != g).expect("a port");
             (n.kafka, n.grpc, n.metrics) = (format!("127.0.0.1:{k}"), format!("127.0.0.1:{g}"), format!("127.0.0.1:{m}"));
             let text = format!(
-                "cluster_name = \"test\"\n{extra_toml}\n[[nodes]]\nid = 1\nzone = \"east\"\nkafka = \"{}\"\ngrpc = \"{}\"\nmetrics = \"{}\"\ndata_dir = \"data\"\n",
+                "cluster_name = \"test\"\n{extra_toml}\n[[nodes]]\nid = 1\nzone = \"east\"\nkafka = \"{}\"\ngrpc = \"{}\"\nmetrics = \"{}\"\ndata_dir = \"data\"\n{node_toml}\n",
                 n.kafka, n.grpc, n.metrics
             );
             std::fs::write(&n.config, text).expect("write config");
@@ -104,12 +111,13 @@ impl TestNode {
     }
 
     fn launch(&mut self) {
+        self.serving_before = self.log().matches("node is serving").count();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("node.log")).expect("log file");
         let child = Command::new(binary())
             .args(["node", "--config"])
             .arg(&self.config)
             .args(["--node", "1"])
-            .env("RUST_LOG", std::env::var("BACKWATERS_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("RUST_LOG", format!("{},backwaters::server=info", std::env::var("BACKWATERS_TEST_LOG").unwrap_or_else(|_| "info".into())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -118,8 +126,12 @@ impl TestNode {
     }
 
     /// Waits until both listeners answer; `Err(log)` when the process exited first.
+    /// Ready means: this process logged "node is serving" once more than before (every
+    /// listener is bound) and its ports answer. The ports alone are not enough: a port taken
+    /// by another test's node answers while this process is failing to bind it.
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let serving = |log: &str| log.matches("node is serving").count();
         while Instant::now() < deadline {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -127,7 +139,7 @@ impl TestNode {
                     return Err(self.log());
                 }
             }
-            if TcpStream::connect(&self.kafka).is_ok() && TcpStream::connect(&self.grpc).is_ok() {
+            if serving(&self.log()) > self.serving_before && TcpStream::connect(&self.kafka).is_ok() && TcpStream::connect(&self.grpc).is_ok() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -176,6 +188,46 @@ impl Drop for TestNode {
             eprintln!("--- node log ({}) ---\n{}", self.dir.path().display(), self.log());
         }
     }
+}
+
+/// Whether an external client runs here. Missing ones are skipped locally; with
+/// `BACKWATERS_REQUIRE_CLIENTS` set (CI) a missing client fails the test.
+pub fn client_available(cmd: &str, args: &[&str]) -> bool {
+    let ok = Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
+    if !ok {
+        assert!(std::env::var("BACKWATERS_REQUIRE_CLIENTS").is_err(), "{cmd} is required (BACKWATERS_REQUIRE_CLIENTS is set) but not usable");
+        eprintln!("SKIPPED: {cmd} is not installed; .ci/run installs it");
+    }
+    ok
+}
+
+/// Reads `topic` (every partition, from the start) until `want` records arrived or `limit`
+/// passed: (partition, key, value) in partition order.
+pub fn read_topic(bootstrap: &str, topic: &str, want: usize, limit: Duration) -> Vec<(i32, Option<String>, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).set("enable.auto.commit", "false").set("group.id", "read-topic").create().expect("consumer");
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    let partitions = loop {
+        let md = c.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("metadata");
+        let n = md.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+        if n > 0 || Instant::now() > deadline {
+            break n as i32;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).expect("partition");
+    }
+    c.assign(&tpl).expect("assign");
+    while out.len() < want && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.push((m.partition(), m.key().map(|k| String::from_utf8_lossy(k).into_owned()), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()));
+        }
+    }
+    out
 }
 
 /// Runs a command to completion, killing it (and failing) after `limit`.

@@ -10,12 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn available(cmd: &str, args: &[&str]) -> bool {
-    let ok = Command::new(cmd).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
-    if !ok {
-        assert!(std::env::var("BACKWATERS_REQUIRE_CLIENTS").is_err(), "{cmd} is required (BACKWATERS_REQUIRE_CLIENTS is set) but not usable");
-        eprintln!("SKIPPED: {cmd} is not installed; .ci/run installs it");
-    }
-    ok
+    backwaters_tests::client_available(cmd, args)
 }
 
 fn clients_dir() -> &'static Path {
