@@ -16,6 +16,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod bench_syslog;
 mod config;
 mod grpc;
 mod grpc_groups;
@@ -99,6 +100,8 @@ enum BenchKind {
     Produce(bench::BenchArgs),
     /// Read a topic from the start and report throughput.
     Consume(bench::BenchArgs),
+    /// Send syslog lines over TCP and report lines/s committed (and the parser's own speed).
+    Syslog(bench_syslog::SyslogBenchArgs),
 }
 
 /// The listeners `up` starts: syslog UDP+TCP, RELP, HTTP (each can be turned "off").
@@ -196,6 +199,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Cmd::Bench { kind } => match kind {
             BenchKind::Produce(a) => bench::produce(a).await,
             BenchKind::Consume(a) => bench::consume(a).await,
+            BenchKind::Syslog(a) => bench_syslog::run(a).await,
         },
     }
 }
