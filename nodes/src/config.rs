@@ -272,5 +272,17 @@ data_dir = "d1"
         let groups = sample().replace("[[nodes]]", "[groups]\nmin_session_timeout_ms = 9000\nmax_session_timeout_ms = 1000\n[[nodes]]");
         let c: ClusterConfig = toml::from_str(&groups).unwrap();
         assert!(c.validate().unwrap_err().starts_with("groups.min_session_timeout_ms"));
+        let ingest = |extra: &str| {
+            let text = format!("{}[[nodes.ingest]]\n{extra}\n", sample());
+            toml::from_str::<ClusterConfig>(&text).map_err(|e| e.to_string()).and_then(|c| c.validate())
+        };
+        assert!(ingest("kind = \"syslog-tcp\"\nlisten = \"127.0.0.1:5514\"").is_ok());
+        assert!(ingest("kind = \"syslog-tcp\"\nlisten = \"nowhere\"").unwrap_err().starts_with("nodes[0].ingest[0].listen"));
+        assert!(ingest("kind = \"syslog-tls\"\nlisten = \"127.0.0.1:6514\"").unwrap_err().starts_with("nodes[0].ingest[0].tls_cert"));
+        assert!(ingest("kind = \"syslog-tcp\"\nlisten = \"127.0.0.1:9092\"").unwrap_err().contains("used twice"));
+        assert!(ingest("kind = \"carrier-pigeon\"\nlisten = \"127.0.0.1:1\"").unwrap_err().contains("carrier-pigeon"));
+        assert!(ingest("kind = \"relp\"\nlisten = \"127.0.0.1:2514\"\nrfc3164_utc_offset = \"CET\"").unwrap_err().contains("rfc3164_utc_offset"));
+        let route = ingest("kind = \"syslog-udp\"\nlisten = \"127.0.0.1:5514\"\n[[nodes.ingest.routes]]\ntopic = \"a\"\nseverity_max = 9");
+        assert!(route.unwrap_err().starts_with("nodes[0].ingest[0].routes[0].severity_max"));
     }
 }

@@ -7,7 +7,7 @@ use super::config::{IngestConfig, KeyBy};
 use backwaters_actors::metrics::IngestCounters;
 use backwaters_actors::node::Node;
 use backwaters_actors::PartitionError;
-use backwaters_proto::kafka::batch::{encode_batch, parse_batch, NewRecord};
+use backwaters_proto::kafka::batch::{encode_batch_with, parse_batch, NewRecord};
 use backwaters_proto::kafka::partitioner::partition_for_key;
 use backwaters_proto::syslog::ecs::{self, Received};
 use backwaters_proto::syslog::parse::{parse, Rfc3164Rules};
@@ -126,13 +126,13 @@ impl Sink {
                 let r = &records[i];
                 let size = r.value.len() + r.key.as_ref().map_or(0, |k| k.len()) + 32;
                 if !chunk.is_empty() && bytes + size > BATCH_BYTES_MAX {
-                    batches.push(batch(&std::mem::take(&mut chunk))?);
+                    batches.push(batch(&std::mem::take(&mut chunk), self.cfg.compression)?);
                     bytes = 0;
                 }
                 bytes += size;
                 chunk.push(NewRecord { key: r.key.clone(), value: Some(r.value.clone()), headers: vec![], timestamp_ms: r.timestamp_ms });
             }
-            batches.push(batch(&chunk)?);
+            batches.push(batch(&chunk, self.cfg.compression)?);
             let node = self.node.clone();
             jobs.push(async move {
                 let ack = node.produce(&shared, batches, -1, WRITE_TIMEOUT).await;
@@ -167,8 +167,8 @@ impl Sink {
     }
 }
 
-fn batch(records: &[NewRecord]) -> Result<(backwaters_proto::kafka::batch::BatchHeader, Bytes), WriteError> {
-    let b = encode_batch(records).map_err(WriteError::Refused)?;
+fn batch(records: &[NewRecord], codec: super::config::Codec) -> Result<(backwaters_proto::kafka::batch::BatchHeader, Bytes), WriteError> {
+    let b = encode_batch_with(records, codec.kafka()).map_err(WriteError::Refused)?;
     let h = parse_batch(&b).map_err(|e| WriteError::Refused(e.to_string()))?;
     Ok((h, b))
 }

@@ -9,8 +9,9 @@
 //! The CRC32C covers everything from `attributes` to the end of the batch.
 
 use bytes::{Bytes, BytesMut};
+pub use kafka_protocol::records::Compression;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use thiserror::Error;
 
@@ -191,6 +192,12 @@ pub struct NewRecord {
 
 /// Encodes records as a single uncompressed v2 batch at base offset 0 (non-idempotent).
 pub fn encode_batch(records: &[NewRecord]) -> Result<Bytes, String> {
+    encode_batch_with(records, Compression::None)
+}
+
+/// Encodes records as a single v2 batch at base offset 0 (non-idempotent), compressed with
+/// `compression` (consumers decompress it as they would a producer's batch).
+pub fn encode_batch_with(records: &[NewRecord], compression: Compression) -> Result<Bytes, String> {
     let recs: Vec<Record> = records
         .iter()
         .enumerate()
@@ -217,7 +224,7 @@ pub fn encode_batch(records: &[NewRecord]) -> Result<Bytes, String> {
         })
         .collect();
     let mut buf = BytesMut::new();
-    let opts = RecordEncodeOptions { version: 2, compression: Compression::None };
+    let opts = RecordEncodeOptions { version: 2, compression };
     RecordBatchEncoder::encode(&mut buf, recs.iter(), &opts).map_err(|e| e.to_string())?;
     // Mark the batch as non-idempotent: base sequence -1.
     if buf.len() >= HEADER_BYTES {

@@ -44,7 +44,7 @@ pub fn to_json(raw: &[u8], parsed: &Result<SyslogMessage, ParseError>, r: &Recei
             }
             doc.insert("log".into(), json!({ "syslog": syslog }));
             if let Some(h) = &m.hostname {
-                doc.insert("host".into(), json!({ "name": h, "hostname": h }));
+                doc.insert("host".into(), json!({ "name": h }));
             }
             let mut process = Map::new();
             if let Some(a) = &m.app_name {
@@ -70,7 +70,7 @@ pub fn to_json(raw: &[u8], parsed: &Result<SyslogMessage, ParseError>, r: &Recei
         }
     }
     doc.insert("event".into(), event);
-    doc.insert("observer".into(), json!({ "ingress": { "name": r.listener }, "type": "backwaters" }));
+    doc.insert("observer".into(), json!({ "ingress": { "name": r.listener } }));
     doc.insert("network".into(), json!({ "protocol": r.protocol }));
     if let Some(ip) = r.source_ip {
         doc.insert("source".into(), json!({ "ip": ip }));
