@@ -38,3 +38,20 @@ fn record_batch_regressions() {
         let _ = decode_records(&b);
     }
 }
+
+#[test]
+fn syslog_regressions() {
+    use backwaters_proto::syslog::{ecs, framing, parse, relp};
+    for data in inputs("syslog") {
+        let parsed = parse::parse(&data, 0, &parse::Rfc3164Rules::default());
+        let _ = ecs::to_json(&data, &parsed, &ecs::Received::default());
+        let mut buf = bytes::BytesMut::from(&data[..]);
+        while let Ok(Some(f)) = framing::next_frame(&mut buf, 256) {
+            assert!(f.len() <= 256);
+        }
+        let mut buf = bytes::BytesMut::from(&data[..]);
+        while let Ok(Some(f)) = relp::next_frame(&mut buf, 256) {
+            assert!(f.data.len() <= 256);
+        }
+    }
+}

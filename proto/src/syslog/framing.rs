@@ -38,6 +38,7 @@ pub fn next_frame(buf: &mut BytesMut, max_bytes: usize) -> Result<Option<Bytes>,
             return octet_counted(buf, max_bytes);
         }
         match buf.iter().position(|b| *b == b'\n') {
+            Some(end) if end > max_bytes => return Err(FrameError::TooLarge { size: end, max: max_bytes }),
             Some(end) => {
                 let mut line = buf.split_to(end + 1).freeze();
                 while let Some(b'\n' | b'\r' | b'\0') = line.last() {
@@ -110,6 +111,11 @@ mod tests {
         let mut buf = BytesMut::from(&b"12x"[..]);
         assert_eq!(next_frame(&mut buf, 1000), Err(FrameError::BadOctetCount));
         let mut buf = BytesMut::from(&[b'<'; 2000][..]);
+        assert!(matches!(next_frame(&mut buf, 1000), Err(FrameError::TooLarge { .. })));
+        // The LF arriving in the same read as the whole too-long line (found by fuzzing).
+        let mut line = vec![b'<'; 2000];
+        line.push(b'\n');
+        let mut buf = BytesMut::from(&line[..]);
         assert!(matches!(next_frame(&mut buf, 1000), Err(FrameError::TooLarge { .. })));
     }
 }
