@@ -542,10 +542,12 @@ impl<T> Group<T> {
     /// UNKNOWN_MEMBER_ID, or FENCED_INSTANCE_ID when a static member's id was taken over.
     fn validate_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), GroupError> {
         if let Some(i) = instance_id {
+            // As Kafka: an instance id the group does not know is an unknown member; one
+            // that now belongs to another member id is fenced.
             match self.statics.get(i) {
+                None => return Err(GroupError::UnknownMemberId),
                 Some(current) if current != member_id => return Err(GroupError::FencedInstanceId),
-                None if self.members.contains_key(member_id) => return Err(GroupError::FencedInstanceId),
-                _ => {}
+                Some(_) => {}
             }
         }
         if self.members.contains_key(member_id) {

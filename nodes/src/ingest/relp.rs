@@ -7,7 +7,7 @@
 //! every answer leaves in frame order.
 
 use super::sink::{Prepared, Sink};
-use super::syslog::{write_retrying, BATCH_MESSAGES, QUEUE_BATCHES};
+use super::syslog::{accept_loop, write_retrying, BATCH_MESSAGES, QUEUE_BATCHES};
 use backwaters_proto::syslog::relp::{encode, next_frame};
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 
 enum Item {
     /// Records with the transaction numbers to acknowledge once they are durable.
@@ -28,30 +28,8 @@ enum Item {
 
 const OFFERS: &str = "relp_version=0\nrelp_software=backwaters\ncommands=syslog";
 
-pub async fn serve(sink: Arc<Sink>, listener: std::net::TcpListener, mut stop: watch::Receiver<bool>) -> Result<(), String> {
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-    let permits = Arc::new(Semaphore::new(sink.cfg.max_connections));
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => r.map_err(|e| format!("accept: {e}"))?,
-            _ = stop.changed() => return Ok(()),
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(listener = %sink.name, %peer, "connection refused: too many connections");
-            continue;
-        };
-        let (sink, stop) = (sink.clone(), stop.clone());
-        tokio::spawn(async move {
-            sink.counters.connections_opened.inc();
-            match connection(sink.clone(), stream, peer, stop).await {
-                Ok(()) => tracing::debug!(listener = %sink.name, %peer, "RELP session closed"),
-                Err(e) => tracing::warn!(listener = %sink.name, %peer, error = %e, "RELP session closed"),
-            }
-            sink.counters.connections_closed.inc();
-            drop(permit);
-        });
-    }
+pub async fn serve(sink: Arc<Sink>, listener: std::net::TcpListener, stop: watch::Receiver<bool>) -> Result<(), String> {
+    accept_loop(sink, listener, stop, connection).await
 }
 
 async fn connection(sink: Arc<Sink>, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) -> Result<(), String> {

@@ -107,7 +107,13 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-pub async fn serve_tcp(sink: Arc<Sink>, listener: std::net::TcpListener, tls: Option<TlsAcceptor>, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+/// Accepts connections (up to the listener's max_connections) and runs `handle` on each in
+/// its own task, counting and logging them. TCP syslog, TLS syslog and RELP share it.
+pub async fn accept_loop<F, Fut>(sink: Arc<Sink>, listener: std::net::TcpListener, mut stop: watch::Receiver<bool>, handle: F) -> Result<(), String>
+where
+    F: Fn(Arc<Sink>, tokio::net::TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
     let permits = Arc::new(Semaphore::new(sink.cfg.max_connections));
@@ -120,25 +126,35 @@ pub async fn serve_tcp(sink: Arc<Sink>, listener: std::net::TcpListener, tls: Op
             tracing::warn!(listener = %sink.name, %peer, "connection refused: too many connections");
             continue;
         };
-        let (sink, tls, stop) = (sink.clone(), tls.clone(), stop.clone());
+        let conn = handle(sink.clone(), stream, peer, stop.clone());
+        let sink = sink.clone();
         tokio::spawn(async move {
             sink.counters.connections_opened.inc();
-            let r = match tls {
-                None => connection(sink.clone(), stream, peer, stop).await,
-                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => connection(sink.clone(), s, peer, stop).await,
-                    Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
-                    Err(_) => Err("TLS handshake timed out".into()),
-                },
-            };
-            sink.counters.connections_closed.inc();
-            match r {
+            match conn.await {
                 Ok(()) => tracing::debug!(listener = %sink.name, %peer, "connection closed"),
                 Err(e) => tracing::warn!(listener = %sink.name, %peer, error = %e, "connection closed"),
             }
+            sink.counters.connections_closed.inc();
             drop(permit);
         });
     }
+}
+
+pub async fn serve_tcp(sink: Arc<Sink>, listener: std::net::TcpListener, tls: Option<TlsAcceptor>, stop: watch::Receiver<bool>) -> Result<(), String> {
+    accept_loop(sink, listener, stop, move |sink, stream, peer, stop| {
+        let tls = tls.clone();
+        async move {
+            match tls {
+                None => connection(sink, stream, peer, stop).await,
+                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => connection(sink, s, peer, stop).await,
+                    Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                    Err(_) => Err("TLS handshake timed out".into()),
+                },
+            }
+        }
+    })
+    .await
 }
 
 /// One stream: frames in, durable appends out.
