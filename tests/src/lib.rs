@@ -6,7 +6,7 @@
 //! - [`member`]: a librdkafka consumer-group member (in-process, or the `group_member` binary).
 //! - [`raw`]: a raw Kafka protocol client for bad input.
 //! - `tests/`: one file per area: Kafka clients (librdkafka), crash recovery, bad input on raw
-//!   sockets, the gRPC API.
+//!   sockets, the gRPC API, consumer groups, ingest (syslog, RELP, TLS, HTTP), the shell.
 
 pub mod member;
 pub mod raw;
