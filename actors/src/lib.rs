@@ -11,6 +11,8 @@
 //! - [`flusher`]: group commit: one store flush acknowledges many partitions' writes.
 //! - [`group`]: consumer-group coordinators (one actor per `__consumer_offsets` partition)
 //!   around a pure group state machine ([`group::state`]).
+//! - [`replica`]: a partition replica as a raft-rs group member (pure ready loop) and a
+//!   seeded simulation of a group under faults; not wired into the broker yet (issue 3).
 //! - [`service`]: an actor that runs a long-lived task (a listener), restarted on failure.
 //! - [`topic`]: topic names, configs and the catalog record.
 //! - [`metrics`]: counters and histograms rendered for Prometheus.
@@ -35,6 +37,7 @@ pub mod group;
 pub mod metrics;
 pub mod node;
 pub mod partition;
+pub mod replica;
 pub mod service;
 pub mod supervisor;
 pub mod topic;

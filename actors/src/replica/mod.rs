@@ -1,0 +1,143 @@
+//! Partition replicas as Raft group members (issue 3, first step): [`ReplicaCore`] owns a
+//! tikv raft-rs `RawNode` and runs its ready loop in the fixed order raft-rs requires
+//! (send leader messages, apply snapshot, apply committed entries, persist entries and hard
+//! state, send the messages that needed persistence, advance, apply what advancing
+//! committed). It is pure: no clock (time is `tick()`), no sockets (messages leave as values),
+//! and its storage is the raft-rs `Storage` it is given, so the same core runs in the
+//! deterministic simulation ([`sim`]) and, next, in the partition actor over sled.
+//!
+//! Not wired into the broker yet: the partition actor still writes without replication.
+
+pub mod sim;
+
+use bytes::Bytes;
+use raft::prelude::{ConfState, Config, Entry, EntryType, Message, RawNode};
+use raft::storage::MemStorage;
+use raft::StateRole;
+
+/// One committed entry as the state machine sees it (leader no-ops are left out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub index: u64,
+    pub term: u64,
+    pub data: Bytes,
+}
+
+/// What one turn of the ready loop produced.
+#[derive(Debug, Default)]
+pub struct Turn {
+    pub messages: Vec<Message>,
+    pub applied: Vec<Applied>,
+}
+
+/// Raft timing in ticks (the caller decides how long a tick is).
+pub const ELECTION_TICKS: usize = 10;
+pub const HEARTBEAT_TICKS: usize = 2;
+
+pub struct ReplicaCore {
+    pub id: u64,
+    node: RawNode<MemStorage>,
+    storage: MemStorage,
+    /// Fault injection for checker tests: acknowledge entries without storing them (a disk
+    /// that lies). Never set outside tests.
+    pub lying_disk: bool,
+}
+
+fn discard_logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
+impl ReplicaCore {
+    /// A new member of a group of `voters` (all start empty with the same configuration).
+    pub fn new(id: u64, voters: &[u64]) -> Result<ReplicaCore, raft::Error> {
+        let storage = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
+        Self::restart(id, storage)
+    }
+
+    /// A member restarted from what its storage kept (a crash loses nothing persisted).
+    pub fn restart(id: u64, storage: MemStorage) -> Result<ReplicaCore, raft::Error> {
+        let cfg = Config {
+            id,
+            election_tick: ELECTION_TICKS,
+            heartbeat_tick: HEARTBEAT_TICKS,
+            // The state machine is rebuilt by replaying the log from the start.
+            applied: 0,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        cfg.validate()?;
+        let node = RawNode::new(&cfg, storage.clone(), &discard_logger())?;
+        Ok(ReplicaCore { id, node, storage, lying_disk: false })
+    }
+
+    /// The storage (kept by the simulation across a crash, as a disk would be).
+    pub fn storage(&self) -> MemStorage {
+        self.storage.clone()
+    }
+
+    pub fn tick(&mut self) {
+        self.node.tick();
+    }
+
+    pub fn step(&mut self, m: Message) -> Result<(), raft::Error> {
+        self.node.step(m)
+    }
+
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<(), raft::Error> {
+        self.node.propose(vec![], data)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    pub fn term(&self) -> u64 {
+        self.node.raft.term
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+
+    /// Runs the ready loop once, in raft-rs's required order.
+    pub fn turn(&mut self) -> Result<Turn, raft::Error> {
+        let mut out = Turn::default();
+        if !self.node.has_ready() {
+            return Ok(out);
+        }
+        let mut ready = self.node.ready();
+        // A leader may send before it persists (the entries are in its unstable log).
+        out.messages.extend(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            self.storage.wl().apply_snapshot(ready.snapshot().clone())?;
+        }
+        collect(&mut out.applied, ready.take_committed_entries());
+        if !ready.entries().is_empty() && !self.lying_disk {
+            self.storage.wl().append(ready.entries())?;
+        }
+        if let Some(hs) = ready.hs() {
+            self.storage.wl().set_hardstate(hs.clone());
+        }
+        // Votes and appends acknowledged only once persisted.
+        out.messages.extend(ready.take_persisted_messages());
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.storage.wl().mut_hard_state().set_commit(commit);
+        }
+        out.messages.extend(light.take_messages());
+        collect(&mut out.applied, light.take_committed_entries());
+        self.node.advance_apply();
+        Ok(out)
+    }
+}
+
+fn collect(applied: &mut Vec<Applied>, entries: Vec<Entry>) {
+    for e in entries {
+        if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+            applied.push(Applied { index: e.index, term: e.term, data: Bytes::from(e.data.to_vec()) });
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! A deterministic simulation of one Raft group: replicas, a network that can cut, isolate,
+//! reorder and drop messages, crashes and restarts from the kept storage, all driven by one
+//! seeded RNG, so a failing seed replays exactly. The checker looks at what every replica
+//! applied: replicas never disagree about an index, and after the network heals every
+//! committed entry is on every replica, in the same order, once.
+
+use super::{Applied, ReplicaCore};
+use raft::prelude::Message;
+use raft::storage::MemStorage;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Messages the network holds at most; more are dropped (as a full socket buffer would).
+const IN_FLIGHT_MAX: usize = 10_000;
+
+pub struct SimCluster {
+    pub seed: u64,
+    rng: StdRng,
+    ids: Vec<u64>,
+    replicas: BTreeMap<u64, Option<ReplicaCore>>,
+    storages: BTreeMap<u64, MemStorage>,
+    in_flight: Vec<Message>,
+    /// Directed links that lose everything.
+    cut: BTreeSet<(u64, u64)>,
+    pub drop_rate: f64,
+    /// What each replica applied since it last started (a restart replays from the log).
+    pub applied: BTreeMap<u64, Vec<Applied>>,
+    /// Every entry some replica applied: committed, so it must never be lost.
+    pub committed: BTreeMap<u64, Applied>,
+    proposals: u64,
+    pub log: Vec<String>,
+    /// Replicas whose disk acknowledges without storing (to show the checker catches loss).
+    pub lying_disks: BTreeSet<u64>,
+}
+
+impl SimCluster {
+    pub fn new(seed: u64, replicas: u64) -> SimCluster {
+        let ids: Vec<u64> = (1..=replicas).collect();
+        let mut c = SimCluster {
+            seed,
+            rng: StdRng::seed_from_u64(seed),
+            ids: ids.clone(),
+            replicas: BTreeMap::new(),
+            storages: BTreeMap::new(),
+            in_flight: Vec::new(),
+            cut: BTreeSet::new(),
+            drop_rate: 0.05,
+            applied: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            proposals: 0,
+            log: Vec::new(),
+            lying_disks: BTreeSet::new(),
+        };
+        for id in &ids {
+            let r = ReplicaCore::new(*id, &ids).expect("valid config");
+            c.storages.insert(*id, r.storage());
+            c.replicas.insert(*id, Some(r));
+            c.applied.insert(*id, Vec::new());
+        }
+        c
+    }
+
+    fn note(&mut self, what: String) {
+        self.log.push(what);
+    }
+
+    /// Makes replica `id`'s disk lie from now on.
+    pub fn lie(&mut self, id: u64) {
+        self.lying_disks.insert(id);
+        if let Some(Some(r)) = self.replicas.get_mut(&id) {
+            r.lying_disk = true;
+        }
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        // The live leader with the highest term (a deposed one may not know it yet).
+        self.replicas.iter().filter_map(|(id, r)| r.as_ref().filter(|r| r.is_leader()).map(|r| (r.term(), *id))).max().map(|(_, id)| id)
+    }
+
+    fn live(&self) -> Vec<u64> {
+        self.replicas.iter().filter(|(_, r)| r.is_some()).map(|(id, _)| *id).collect()
+    }
+
+    /// One random action, then every replica's ready loop, then the checks.
+    pub fn step(&mut self) -> Result<(), String> {
+        let roll: f64 = self.rng.gen();
+        if roll < 0.55 {
+            self.deliver_one();
+        } else if roll < 0.80 {
+            for id in self.live() {
+                self.replicas.get_mut(&id).and_then(Option::as_mut).expect("live").tick();
+            }
+        } else if roll < 0.97 {
+            self.propose();
+        } else {
+            self.nemesis();
+        }
+        self.turn_all()?;
+        self.check()
+    }
+
+    fn deliver_one(&mut self) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let i = self.rng.gen_range(0..self.in_flight.len());
+        let m = self.in_flight.swap_remove(i); // any order: the network reorders
+        if self.cut.contains(&(m.from, m.to)) || self.rng.gen_bool(self.drop_rate) {
+            return;
+        }
+        if let Some(Some(r)) = self.replicas.get_mut(&m.to) {
+            let _ = r.step(m); // stale or foreign messages are Raft's to ignore
+        }
+    }
+
+    fn propose(&mut self) {
+        let Some(l) = self.leader() else { return };
+        self.proposals += 1;
+        let data = format!("s{}-w{}", self.seed, self.proposals).into_bytes();
+        let _ = self.replicas.get_mut(&l).and_then(Option::as_mut).expect("leader is live").propose(data);
+    }
+
+    fn nemesis(&mut self) {
+        let id = self.ids[self.rng.gen_range(0..self.ids.len())];
+        match self.rng.gen_range(0..5) {
+            0 => {
+                for o in self.ids.clone() {
+                    if o != id {
+                        self.cut.insert((id, o));
+                        self.cut.insert((o, id));
+                    }
+                }
+                self.note(format!("isolate {id}"));
+            }
+            1 => {
+                let o = self.ids[self.rng.gen_range(0..self.ids.len())];
+                if o != id {
+                    self.cut.insert((id, o));
+                    self.note(format!("cut {id}->{o}"));
+                }
+            }
+            2 => {
+                self.cut.clear();
+                self.note("heal".into());
+            }
+            3 => {
+                // Crash: the process is gone, its storage (the disk) stays.
+                let down = self.replicas.values().filter(|r| r.is_none()).count();
+                if self.replicas[&id].is_some() && down + 1 < self.ids.len().div_ceil(2) + 1 {
+                    self.replicas.insert(id, None);
+                    self.in_flight.retain(|m| m.to != id);
+                    self.note(format!("crash {id}"));
+                }
+            }
+            _ => {
+                if self.replicas[&id].is_none() {
+                    let mut r = ReplicaCore::restart(id, self.storages[&id].clone()).expect("restart from storage");
+                    r.lying_disk = self.lying_disks.contains(&id);
+                    self.replicas.insert(id, Some(r));
+                    self.applied.insert(id, Vec::new());
+                    self.note(format!("restart {id}"));
+                }
+            }
+        }
+    }
+
+    fn turn_all(&mut self) -> Result<(), String> {
+        for id in self.live() {
+            let turn = self.replicas.get_mut(&id).and_then(Option::as_mut).expect("live").turn().map_err(|e| format!("replica {id}: {e}"))?;
+            for m in turn.messages {
+                if self.in_flight.len() < IN_FLIGHT_MAX {
+                    self.in_flight.push(m);
+                }
+            }
+            for a in turn.applied {
+                self.committed.entry(a.index).or_insert_with(|| a.clone());
+                self.applied.get_mut(&id).expect("known").push(a);
+            }
+        }
+        Ok(())
+    }
+
+    /// Replicas agree on every index they both applied, and apply indexes in order.
+    pub fn check(&self) -> Result<(), String> {
+        for (id, applied) in &self.applied {
+            for w in applied.windows(2) {
+                if w[1].index <= w[0].index {
+                    return Err(format!("seed {}: replica {id} applied index {} after {}", self.seed, w[1].index, w[0].index));
+                }
+            }
+            for a in applied {
+                let c = &self.committed[&a.index];
+                if c != a {
+                    return Err(format!("seed {}: replicas diverge at index {}: {:?} vs {:?}", self.seed, a.index, c, a));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Heals everything, restarts crashed replicas, and runs until every replica applied
+    /// every committed entry; then checks nothing committed was lost or duplicated.
+    pub fn settle(&mut self) -> Result<(), String> {
+        self.cut.clear();
+        self.drop_rate = 0.0;
+        for id in self.ids.clone() {
+            if self.replicas[&id].is_none() {
+                let r = ReplicaCore::restart(id, self.storages[&id].clone()).map_err(|e| e.to_string())?;
+                self.replicas.insert(id, Some(r));
+                self.applied.insert(id, Vec::new());
+            }
+        }
+        // Make sure the last term commits something, so everything before it commits too.
+        for round in 0..20_000 {
+            while !self.in_flight.is_empty() {
+                self.deliver_one();
+                self.turn_all()?;
+            }
+            for id in self.live() {
+                self.replicas.get_mut(&id).and_then(Option::as_mut).expect("live").tick();
+            }
+            self.turn_all()?;
+            if round % 50 == 0 {
+                self.propose();
+            }
+            let max = self.committed.keys().next_back().copied().unwrap_or(0);
+            let done = self.applied.values().all(|a| a.last().map(|x| x.index) == Some(max));
+            if done && round > 100 {
+                break;
+            }
+        }
+        self.check()?;
+        let reference: Vec<&Applied> = self.committed.values().collect();
+        for (id, applied) in &self.applied {
+            let got: Vec<&Applied> = applied.iter().collect();
+            if got != reference {
+                return Err(format!("seed {}: replica {id} applied {} entries, {} are committed", self.seed, got.len(), reference.len()));
+            }
+        }
+        let unique: BTreeSet<&[u8]> = reference.iter().map(|a| a.data.as_ref()).collect();
+        if unique.len() != reference.len() {
+            return Err(format!("seed {}: an entry was committed twice", self.seed));
+        }
+        Ok(())
+    }
+}
