@@ -393,3 +393,27 @@ async fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebala
     let old_id = before.members.iter().find(|m| m.instance_id == "static-b").unwrap().member_id.clone();
     assert!(after.members.iter().all(|m| m.member_id != old_id), "the old member id was not replaced");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_group_carries_on_across_a_broker_restart() {
+    use backwaters_proto::grpc::v1 as pb;
+    let mut node = TestNode::start();
+    create_topic(&node, "carry", 2).await;
+    produce(&node, "carry", 2, 0..20).await;
+    let m = Member::start(consumer_config(&node.kafka, "g-carry", "range"), "carry");
+    wait_until("20 records", Duration::from_secs(30), || m.values().len() >= 20);
+    let mut admin = pb::admin_client::AdminClient::connect(node.grpc_url()).await.unwrap();
+    let before = admin.describe_group(pb::DescribeGroupRequest { group_id: "g-carry".into() }).await.unwrap().into_inner();
+
+    let t0 = Instant::now();
+    node.restart(); // SIGKILL: the coordinator replays the group from __consumer_offsets
+    eprintln!("broker restarted in {:?}", t0.elapsed());
+    let mut admin = pb::admin_client::AdminClient::connect(node.grpc_url()).await.unwrap();
+    let restored = admin.describe_group(pb::DescribeGroupRequest { group_id: "g-carry".into() }).await.unwrap().into_inner();
+    assert_eq!((restored.state.as_str(), restored.generation, restored.members.len()), ("Stable", before.generation, 1), "the membership was restored");
+    produce(&node, "carry", 2, 20..40).await;
+    let took = wait_until("records after the restart", Duration::from_secs(60), || seen_all(40, &[&|| m.values()]));
+    eprintln!("records flowed again {took:?} after the restarted broker took them");
+    let after = admin.describe_group(pb::DescribeGroupRequest { group_id: "g-carry".into() }).await.unwrap().into_inner();
+    assert_eq!(after.members[0].member_id, before.members[0].member_id, "the member kept its id: it heartbeated into the restored group");
+}
