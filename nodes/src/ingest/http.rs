@@ -72,6 +72,16 @@ fn too_busy() -> Response {
     error(StatusCode::TOO_MANY_REQUESTS, 42901, "too many requests at once; retry")
 }
 
+/// A topic named in the URL must be valid, and must exist unless the node auto-creates
+/// topics (as the REST Proxy answers 404 for a missing topic).
+fn unknown_topic(app: &App, topic: &str) -> Option<Response> {
+    if let Err(e) = backwaters_actors::topic::validate_topic_name(topic) {
+        return Some(error(StatusCode::NOT_FOUND, 40401, &e));
+    }
+    let node = &app.sink.node;
+    (node.topic(topic).is_none() && !node.settings().auto_create_topics).then(|| error(StatusCode::NOT_FOUND, 40401, &format!("topic {topic} does not exist and auto-create is off")))
+}
+
 fn json_bytes(v: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(v).expect("JSON values serialize"))
 }
@@ -96,8 +106,8 @@ async fn rest_proxy(State(app): State<Arc<App>>, Path(topic): Path<String>, head
     let Some(records) = doc.get("records").and_then(Value::as_array) else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, 42201, "the body needs a \"records\" array");
     };
-    if let Err(e) = backwaters_actors::topic::validate_topic_name(&topic) {
-        return error(StatusCode::NOT_FOUND, 40401, &e);
+    if let Some(r) = unknown_topic(&app, &topic) {
+        return r;
     }
     let now = app.sink.node.now_ms();
     let mut prepared = Vec::with_capacity(records.len());
@@ -134,8 +144,8 @@ async fn rest_proxy(State(app): State<Arc<App>>, Path(topic): Path<String>, head
 /// NDJSON bulk: each line one JSON record.
 async fn ndjson(State(app): State<Arc<App>>, Path(topic): Path<String>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Response {
     let Ok(_permit) = app.permits.try_acquire() else { return too_busy() };
-    if let Err(e) = backwaters_actors::topic::validate_topic_name(&topic) {
-        return error(StatusCode::NOT_FOUND, 40401, &e);
+    if let Some(r) = unknown_topic(&app, &topic) {
+        return r;
     }
     let now = app.sink.node.now_ms();
     let key_field = q.get("key");
