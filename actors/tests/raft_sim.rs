@@ -24,14 +24,18 @@ fn committed_entries_survive_random_faults() {
         Err(_) => (1..=std::env::var("BACKWATERS_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(40)).collect(),
     };
     let mut total = 0;
+    let runs = seeds.len();
     for seed in seeds {
         eprintln!("seed {seed}");
         let replicas = if seed % 4 == 0 { 5 } else { 3 };
         let committed = run(seed, replicas, 4_000);
-        assert!(committed > 5, "seed {seed}: only {committed} entries committed: the simulation made no progress");
+        // Settling always commits something; a seed whose faults left no leader for long
+        // commits little, but the run as a whole must.
+        assert!(committed >= 1, "seed {seed}: nothing committed even after healing");
         total += committed;
     }
     eprintln!("{total} entries committed and checked");
+    assert!(total >= 20 * runs, "only {total} entries committed over {runs} seeds: the simulation barely made progress");
 }
 
 /// The checker is not blind: replicas whose disks acknowledge without storing lose committed

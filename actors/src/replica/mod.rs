@@ -30,6 +30,15 @@ pub struct Turn {
     pub applied: Vec<Applied>,
 }
 
+/// How a replica's election timeout is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// Each timeout drawn at random (production: spreads elections apart).
+    Randomized,
+    /// Always this many ticks (deterministic simulation; must be >= ELECTION_TICKS).
+    Fixed(usize),
+}
+
 /// Raft timing in ticks (the caller decides how long a tick is).
 pub const ELECTION_TICKS: usize = 10;
 pub const HEARTBEAT_TICKS: usize = 2;
@@ -49,16 +58,25 @@ fn discard_logger() -> slog::Logger {
 
 impl ReplicaCore {
     /// A new member of a group of `voters` (all start empty with the same configuration).
-    pub fn new(id: u64, voters: &[u64]) -> Result<ReplicaCore, raft::Error> {
+    pub fn new(id: u64, voters: &[u64], timing: Timing) -> Result<ReplicaCore, raft::Error> {
         let storage = MemStorage::new_with_conf_state(ConfState::from((voters.to_vec(), vec![])));
-        Self::restart(id, storage)
+        Self::restart(id, storage, timing)
     }
 
     /// A member restarted from what its storage kept (a crash loses nothing persisted).
-    pub fn restart(id: u64, storage: MemStorage) -> Result<ReplicaCore, raft::Error> {
+    pub fn restart(id: u64, storage: MemStorage, timing: Timing) -> Result<ReplicaCore, raft::Error> {
+        let (min_election_tick, max_election_tick) = match timing {
+            // raft-rs draws each election timeout from [min, max) with its own thread RNG.
+            Timing::Randomized => (ELECTION_TICKS, 2 * ELECTION_TICKS),
+            // A range of one value: no hidden randomness (the simulation picks it per replica
+            // from its seed, so runs replay exactly).
+            Timing::Fixed(ticks) => (ticks, ticks + 1),
+        };
         let cfg = Config {
             id,
             election_tick: ELECTION_TICKS,
+            min_election_tick,
+            max_election_tick,
             heartbeat_tick: HEARTBEAT_TICKS,
             // The state machine is rebuilt by replaying the log from the start.
             applied: 0,

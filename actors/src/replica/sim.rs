@@ -4,7 +4,7 @@
 //! applied: replicas never disagree about an index, and after the network heals every
 //! committed entry is on every replica, in the same order, once.
 
-use super::{Applied, ReplicaCore};
+use super::{Applied, ReplicaCore, Timing, ELECTION_TICKS};
 use raft::prelude::Message;
 use raft::storage::MemStorage;
 use rand::rngs::StdRng;
@@ -32,6 +32,8 @@ pub struct SimCluster {
     pub log: Vec<String>,
     /// Replicas whose disk acknowledges without storing (to show the checker catches loss).
     pub lying_disks: BTreeSet<u64>,
+    /// Each replica's election timeout, drawn from the seed (raft-rs would use its own RNG).
+    timing: BTreeMap<u64, Timing>,
 }
 
 impl SimCluster {
@@ -51,9 +53,12 @@ impl SimCluster {
             proposals: 0,
             log: Vec::new(),
             lying_disks: BTreeSet::new(),
+            timing: BTreeMap::new(),
         };
         for id in &ids {
-            let r = ReplicaCore::new(*id, &ids).expect("valid config");
+            let t = Timing::Fixed(c.rng.gen_range(ELECTION_TICKS..2 * ELECTION_TICKS));
+            c.timing.insert(*id, t);
+            let r = ReplicaCore::new(*id, &ids, t).expect("valid config");
             c.storages.insert(*id, r.storage());
             c.replicas.insert(*id, Some(r));
             c.applied.insert(*id, Vec::new());
@@ -155,7 +160,7 @@ impl SimCluster {
             }
             _ => {
                 if self.replicas[&id].is_none() {
-                    let mut r = ReplicaCore::restart(id, self.storages[&id].clone()).expect("restart from storage");
+                    let mut r = ReplicaCore::restart(id, self.storages[&id].clone(), self.timing[&id]).expect("restart from storage");
                     r.lying_disk = self.lying_disks.contains(&id);
                     self.replicas.insert(id, Some(r));
                     self.applied.insert(id, Vec::new());
@@ -206,7 +211,7 @@ impl SimCluster {
         self.drop_rate = 0.0;
         for id in self.ids.clone() {
             if self.replicas[&id].is_none() {
-                let r = ReplicaCore::restart(id, self.storages[&id].clone()).map_err(|e| e.to_string())?;
+                let r = ReplicaCore::restart(id, self.storages[&id].clone(), self.timing[&id]).map_err(|e| e.to_string())?;
                 self.replicas.insert(id, Some(r));
                 self.applied.insert(id, Vec::new());
             }
