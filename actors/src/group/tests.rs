@@ -248,3 +248,160 @@ fn group_partition_matches_kafka() {
     // Java: "my-group".hashCode() == -1906497762; Utils.abs masks the sign bit; % 50 == 36.
     assert_eq!(super::partition_for("my-group", 50), 36);
 }
+
+mod model {
+    //! Random interleavings of four clients' requests and the passage of time: the state
+    //! machine's invariants hold after every step (they are asserted inside it), every waiting
+    //! request is answered at most once and with the group's current generation, and once the
+    //! clients behave, the group always becomes Stable with every member in one generation.
+    use super::super::state::*;
+    use bytes::Bytes;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Join(usize),
+        Sync(usize),
+        Heartbeat(usize),
+        Leave(usize),
+        Wait(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0usize..4).prop_map(Op::Join),
+            (0usize..4).prop_map(Op::Sync),
+            (0usize..4).prop_map(Op::Heartbeat),
+            (0usize..4).prop_map(Op::Leave),
+            (0i64..4_000).prop_map(Op::Wait),
+        ]
+    }
+
+    #[derive(Default, Clone)]
+    struct Client {
+        member_id: String,
+        generation: i32,
+        members_seen: Vec<String>,
+    }
+
+    struct World {
+        g: Group<u32>,
+        now: i64,
+        next_token: u32,
+        clients: Vec<Client>,
+        pending: BTreeMap<u32, usize>,
+        answered: BTreeSet<u32>,
+        fresh: u32,
+    }
+
+    impl World {
+        fn new() -> World {
+            let limits = GroupLimits { min_session_timeout_ms: 1_000, max_session_timeout_ms: 60_000, initial_rebalance_delay_ms: 500, max_size: 10 };
+            World { g: Group::new("g", limits, 0), now: 0, next_token: 0, clients: vec![Client::default(); 4], pending: BTreeMap::new(), answered: BTreeSet::new(), fresh: 0 }
+        }
+
+        fn token(&mut self, client: usize) -> u32 {
+            self.next_token += 1;
+            self.pending.insert(self.next_token, client);
+            self.next_token
+        }
+
+        fn deliver(&mut self, out: Vec<Output<u32>>) -> Result<(), TestCaseError> {
+            for o in out {
+                let (t, gen, err) = match &o {
+                    Output::Join(t, r) => (*t, r.generation, r.error),
+                    Output::Sync(t, r) => (*t, self.g.generation, r.error),
+                };
+                prop_assert!(self.answered.insert(t), "token {} answered twice", t);
+                let c = self.pending.remove(&t).expect("answer to an asked request");
+                if let Output::Join(_, r) = o {
+                    if r.error.is_none() {
+                        prop_assert_eq!(gen, self.g.generation, "a join answered with an old generation");
+                        self.clients[c] = Client { member_id: r.member_id.clone(), generation: r.generation, members_seen: r.members.iter().map(|m| m.0.clone()).collect() };
+                    } else if r.error == Some(GroupError::MemberIdRequired) {
+                        self.clients[c].member_id = r.member_id.clone();
+                    } else if r.error == Some(GroupError::UnknownMemberId) {
+                        self.clients[c] = Client::default();
+                    }
+                }
+                let _ = err;
+            }
+            Ok(())
+        }
+
+        fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
+            let mut out = Vec::new();
+            match *op {
+                Op::Join(c) => {
+                    self.fresh += 1;
+                    let req = JoinRequest {
+                        member_id: self.clients[c].member_id.clone(),
+                        fresh_member_id: format!("m{}", self.fresh),
+                        client_id: format!("c{c}"),
+                        session_timeout_ms: 5_000,
+                        rebalance_timeout_ms: 8_000,
+                        protocol_type: "consumer".into(),
+                        protocols: vec![("range".into(), Bytes::from(format!("sub{c}")))],
+                        require_known_member: true,
+                        ..Default::default()
+                    };
+                    let t = self.token(c);
+                    self.g.join(self.now, req, t, &mut out);
+                }
+                Op::Sync(c) => {
+                    let cl = self.clients[c].clone();
+                    let assignments = cl.members_seen.iter().map(|m| (m.clone(), Bytes::from(format!("for-{m}")))).collect();
+                    let t = self.token(c);
+                    self.g.sync(self.now, SyncRequest { member_id: cl.member_id, generation: cl.generation, assignments, ..Default::default() }, t, &mut out);
+                }
+                Op::Heartbeat(c) => {
+                    let cl = &self.clients[c];
+                    let _ = self.g.heartbeat(self.now, &cl.member_id, None, cl.generation);
+                }
+                Op::Leave(c) => {
+                    let id = self.clients[c].member_id.clone();
+                    let _ = self.g.leave(self.now, &[(id, None)], &mut out);
+                    self.clients[c] = Client::default();
+                }
+                Op::Wait(ms) => {
+                    self.now += ms;
+                    self.g.tick(self.now, &mut out);
+                }
+            }
+            self.deliver(out)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #[test]
+        fn random_clients_never_break_the_group(ops in prop::collection::vec(op(), 1..80)) {
+            let mut w = World::new();
+            for op in &ops {
+                w.apply(op)?;
+            }
+            // Now every client behaves: all join (twice for a member id), wait out the delay,
+            // the leader syncs, and everyone syncs.
+            for round in 0..6 {
+                for c in 0..4 {
+                    if w.pending.values().all(|p| *p != c) {
+                        w.apply(&Op::Join(c))?;
+                    }
+                }
+                w.apply(&Op::Wait(600 + round))?;
+            }
+            for _ in 0..4 {
+                for c in 0..4 {
+                    if w.pending.values().all(|p| *p != c) && !w.clients[c].member_id.is_empty() && w.clients[c].generation == w.g.generation {
+                        w.apply(&Op::Sync(c))?;
+                    }
+                }
+                w.apply(&Op::Wait(100))?;
+            }
+            prop_assert_eq!(w.g.phase, Phase::Stable, "not Stable after the clients behaved; ops {:?}", ops);
+            prop_assert!(w.g.members.len() == 4, "{} members", w.g.members.len());
+            prop_assert!(w.g.members.values().all(|m| !m.assignment.is_empty()), "a member without its assignment");
+        }
+    }
+}
