@@ -2,6 +2,8 @@
 //! coordinator crashes and node restarts, expire by the retention rule, and the
 //! `__consumer_offsets` partition is compacted without losing the latest commits.
 
+mod common;
+
 use backwaters_actors::group::state::GroupError;
 use backwaters_actors::group::{CommitOffset, CoordinatorMsg, GroupSettings, OFFSETS_TOPIC};
 use backwaters_actors::node::{Node, NodeSettings};
@@ -23,17 +25,8 @@ const RETENTION_MS: i64 = 3_600_000;
 const T: Duration = Duration::from_secs(10);
 
 fn settings(dir: &std::path::Path) -> NodeSettings {
-    NodeSettings {
-        node_id: 1,
-        cluster_name: "test".into(),
-        zone: "east".into(),
-        data_dir: dir.to_path_buf(),
-        auto_create_topics: false,
-        default_partitions: 1,
-        default_replication_factor: 1,
-        retention_check_ms: 100,
-        groups: GroupSettings { offsets_topic_partitions: 3, offsets_retention_ms: RETENTION_MS, ..Default::default() },
-    }
+    let groups = GroupSettings { offsets_topic_partitions: 3, offsets_retention_ms: RETENTION_MS, ..Default::default() };
+    NodeSettings { groups, ..common::settings(dir) }
 }
 
 /// A standalone commit (generation -1), as `assign()` consumers and admin tools make.

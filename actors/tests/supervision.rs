@@ -1,26 +1,15 @@
 //! A panicking partition actor is restarted from its on-disk state, and the node keeps
 //! serving its other partitions meanwhile.
 
-use backwaters_actors::node::{Node, NodeSettings};
+mod common;
+
+use backwaters_actors::node::Node;
 use backwaters_actors::partition::PartitionMsg;
 use backwaters_proto::kafka::batch::{encode_batch, parse_batch, NewRecord};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-fn settings(dir: &std::path::Path) -> NodeSettings {
-    NodeSettings {
-        node_id: 1,
-        cluster_name: "test".into(),
-        zone: "east".into(),
-        data_dir: dir.to_path_buf(),
-        auto_create_topics: false,
-        default_partitions: 1,
-        default_replication_factor: 1,
-        retention_check_ms: 100,
-        groups: Default::default(),
-    }
-}
+use common::settings;
 
 fn batch(n: usize, tag: &str) -> Vec<(backwaters_proto::kafka::batch::BatchHeader, Bytes)> {
     let recs: Vec<NewRecord> = (0..n).map(|i| NewRecord { value: Some(Bytes::from(format!("{tag}-{i}"))), timestamp_ms: now_ms(), ..Default::default() }).collect();

@@ -10,6 +10,7 @@
 //! records before it.
 
 pub mod state;
+pub mod types;
 #[cfg(test)]
 mod tests;
 
@@ -267,7 +268,7 @@ fn describe(g: &Group<Waiter>) -> GroupDescription {
                 instance_id: m.instance_id.clone(),
                 client_id: m.client_id.clone(),
                 client_host: m.client_host.clone(),
-                metadata: m.protocols.iter().find(|(n, _)| *n == p).map(|(_, b)| b.clone()).unwrap_or_default(),
+                metadata: m.metadata_for(&p),
                 assignment: m.assignment.clone(),
             })
             .collect(),

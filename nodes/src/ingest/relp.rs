@@ -72,15 +72,16 @@ async fn connection(sink: Arc<Sink>, stream: TcpStream, peer: SocketAddr, stop: 
     let max = sink.cfg.max_message_bytes;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut opened = false;
+    // One watcher for the whole connection (not one per read).
+    let mut stopping = stop.clone();
     let result = 'read: loop {
-        let mut stop2 = stop.clone();
         let n = tokio::select! {
             r = tokio::time::timeout(Duration::from_secs(600), rd.read_buf(&mut buf)) => match r {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => break Err(format!("read: {e}")),
                 Err(_) => break Err("idle for 10 minutes".into()),
             },
-            _ = stop2.changed() => break Ok(()),
+            _ = stopping.changed() => break Ok(()),
         };
         if n == 0 {
             break if buf.is_empty() { Ok(()) } else { Err("connection ended inside a frame".into()) };

@@ -165,17 +165,18 @@ async fn connection<S: AsyncRead + Unpin>(sink: Arc<Sink>, mut s: S, peer: Socke
     let max = sink.cfg.max_message_bytes;
     let mut buf = BytesMut::with_capacity(READ_BYTES);
     let mut result = Ok(());
+    // One watcher for the whole connection (not one per read).
+    let mut stopping = stop.clone();
     'read: loop {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_BYTES);
         }
-        let mut stop2 = stop.clone();
         let n = tokio::select! {
             r = s.read_buf(&mut buf) => match r {
                 Ok(n) => n,
                 Err(e) => { result = Err(format!("read: {e}")); break },
             },
-            _ = stop2.changed() => break,
+            _ = stopping.changed() => break,
         };
         let mut batch = Vec::new();
         loop {

@@ -1,7 +1,7 @@
 //! DeleteGroups (key 42): removes empty groups and their committed offsets
 //! (NON_EMPTY_GROUP while members remain, GROUP_ID_NOT_FOUND for unknown ones).
 
-use super::{ask_coordinator, KafkaCtx, GROUP_CALL};
+use super::{KafkaCtx, GROUP_CALL};
 use crate::kafka::errors;
 use backwaters_actors::group::CoordinatorMsg;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -15,7 +15,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DeleteGroupsRequest
     let mut results = Vec::with_capacity(req.groups_names.len());
     for id in &req.groups_names {
         let group = id.to_string();
-        let r = ask_coordinator(ctx, &group, GROUP_CALL, |port| CoordinatorMsg::Delete(group.clone(), port)).await.and_then(|r| r);
+        let r = ctx.node.ask_coordinator(&group, GROUP_CALL, |port| CoordinatorMsg::Delete(group.clone(), port)).await.and_then(|r| r);
         results.push(DeletableGroupResult::default().with_group_id(id.clone()).with_error_code(errors::group_code(r.err())));
     }
     Some(DeleteGroupsResponse::default().with_results(results))

@@ -29,8 +29,6 @@ pub mod produce;
 pub mod sync_group;
 
 use super::KafkaCtx;
-use backwaters_actors::group::state::GroupError;
-use backwaters_actors::group::CoordinatorMsg;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes, VersionRange};
@@ -138,11 +136,6 @@ pub fn topic_name(s: &str) -> TopicName {
 /// A client-given timeout, clamped to something sane.
 pub fn timeout_ms(ms: i32) -> Duration {
     Duration::from_millis(ms.clamp(1, 300_000) as u64)
-}
-
-/// Asks the coordinator of `group` (see `Node::ask_coordinator`).
-pub async fn ask_coordinator<R: Send + 'static>(ctx: &KafkaCtx, group: &str, timeout: Duration, build: impl FnOnce(ractor::RpcReplyPort<R>) -> CoordinatorMsg) -> Result<R, GroupError> {
-    ctx.node.ask_coordinator(group, timeout, build).await
 }
 
 /// How long a group request may take when nothing waits for other members.

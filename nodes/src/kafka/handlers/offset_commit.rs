@@ -3,7 +3,7 @@
 //! records are durable in `__consumer_offsets`. Unknown topics or partitions get
 //! UNKNOWN_TOPIC_OR_PARTITION; metadata over 4 KiB gets OFFSET_METADATA_TOO_LARGE.
 
-use super::{ask_coordinator, opt_str, KafkaCtx, GROUP_CALL};
+use super::{opt_str, KafkaCtx, GROUP_CALL};
 use crate::kafka::errors;
 use backwaters_actors::group::{CommitOffset, CoordinatorMsg};
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
@@ -30,7 +30,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: OffsetCommitRequest)
         })
         .collect();
     let instance_id = if v >= 7 { opt_str(&req.group_instance_id) } else { None };
-    let r = ask_coordinator(ctx, &group, GROUP_CALL, |reply| CoordinatorMsg::Commit {
+    let r = ctx.node.ask_coordinator(&group, GROUP_CALL, |reply| CoordinatorMsg::Commit {
         group: group.clone(),
         member_id: req.member_id.to_string(),
         instance_id,

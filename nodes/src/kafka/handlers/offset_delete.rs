@@ -1,7 +1,7 @@
 //! OffsetDelete (key 47): drops a group's committed offsets for partitions of topics the
 //! group no longer subscribes to (GROUP_SUBSCRIBED_TO_TOPIC otherwise).
 
-use super::{ask_coordinator, KafkaCtx, GROUP_CALL};
+use super::{KafkaCtx, GROUP_CALL};
 use crate::kafka::errors;
 use backwaters_actors::group::CoordinatorMsg;
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
@@ -14,7 +14,7 @@ pub const ADVERTISED: VersionRange = VERSIONS;
 pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: OffsetDeleteRequest) -> Option<OffsetDeleteResponse> {
     let group = req.group_id.to_string();
     let partitions: Vec<(String, i32)> = req.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.name.to_string(), p.partition_index))).collect();
-    let r = ask_coordinator(ctx, &group, GROUP_CALL, |reply| CoordinatorMsg::DeleteOffsets { group: group.clone(), partitions, reply }).await.and_then(|r| r);
+    let r = ctx.node.ask_coordinator(&group, GROUP_CALL, |reply| CoordinatorMsg::DeleteOffsets { group: group.clone(), partitions, reply }).await.and_then(|r| r);
     let mut codes = match r {
         Ok(rs) => rs.into_iter().map(|r| errors::group_code(r.err())).collect::<Vec<_>>().into_iter(),
         Err(e) => return Some(OffsetDeleteResponse::default().with_error_code(errors::group_error(&e))),

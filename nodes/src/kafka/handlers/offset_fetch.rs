@@ -2,7 +2,7 @@
 //! topics) all of them; v8+ asks for several groups at once. A partition without a commit
 //! gets offset -1 and no error, as in Kafka.
 
-use super::{ask_coordinator, str, topic_name, KafkaCtx, GROUP_CALL};
+use super::{str, topic_name, KafkaCtx, GROUP_CALL};
 use crate::kafka::errors;
 use backwaters_actors::group::state::GroupError;
 use backwaters_actors::group::CoordinatorMsg;
@@ -18,7 +18,7 @@ pub const ADVERTISED: VersionRange = VERSIONS;
 type Fetched = Result<Vec<(String, i32, Option<OffsetValue>)>, GroupError>;
 
 async fn fetch(ctx: &KafkaCtx, group: &str, partitions: Option<Vec<(String, i32)>>) -> Fetched {
-    ask_coordinator(ctx, group, GROUP_CALL, |reply| CoordinatorMsg::Fetch { group: group.to_string(), partitions, reply }).await.and_then(|r| r)
+    ctx.node.ask_coordinator(group, GROUP_CALL, |reply| CoordinatorMsg::Fetch { group: group.to_string(), partitions, reply }).await.and_then(|r| r)
 }
 
 /// Committed offsets grouped by topic, in request order where one was given.
@@ -43,7 +43,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: OffsetFetchRequest) 
         let mut groups = Vec::with_capacity(req.groups.len());
         for g in &req.groups {
             let asked = g.topics.as_ref().map(|ts| ts.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p))).collect());
-            groups.push(group_v8(&g.group_id, fetch(ctx, &g.group_id, asked).await, v));
+            groups.push(group_v8(&g.group_id, fetch(ctx, &g.group_id, asked).await));
         }
         return Some(OffsetFetchResponse::default().with_groups(groups));
     }
@@ -80,7 +80,7 @@ fn partition_v0(p: i32, o: Option<OffsetValue>, v: i16, code: i16) -> OffsetFetc
     }
 }
 
-fn group_v8(group: &GroupId, r: Fetched, _v: i16) -> OffsetFetchResponseGroup {
+fn group_v8(group: &GroupId, r: Fetched) -> OffsetFetchResponseGroup {
     let g = OffsetFetchResponseGroup::default().with_group_id(group.clone());
     match r {
         Err(e) => g.with_error_code(errors::group_error(&e)),

@@ -1,0 +1,18 @@
+//! Shared by the actors' integration tests.
+
+use backwaters_actors::node::NodeSettings;
+
+/// A single node of cluster "test" in `dir`, no auto-create, fast retention checks.
+pub fn settings(dir: &std::path::Path) -> NodeSettings {
+    NodeSettings {
+        node_id: 1,
+        cluster_name: "test".into(),
+        zone: "east".into(),
+        data_dir: dir.to_path_buf(),
+        auto_create_topics: false,
+        default_partitions: 1,
+        default_replication_factor: 1,
+        retention_check_ms: 100,
+        groups: Default::default(),
+    }
+}
