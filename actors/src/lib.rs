@@ -63,6 +63,8 @@ pub enum PartitionError {
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("partition is restarting or overloaded; retry")]
     Busy,
+    #[error("this node is not the partition's leader (leader: {leader:?}); refresh metadata and retry")]
+    NotLeader { leader: Option<i32> },
     #[error("request timed out before the write was durable")]
     Timeout,
     #[error("unknown topic or partition")]

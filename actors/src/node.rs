@@ -5,6 +5,7 @@ use crate::group::state::GroupError;
 use crate::group::{Coordinator, CoordinatorArgs, CoordinatorMsg, GroupListing, GroupSettings, OFFSETS_TOPIC};
 use crate::metrics::Metrics;
 use crate::partition::{PartitionActor, PartitionArgs, PartitionMsg, PartitionShared, PartitionStatus, ProduceAck};
+use crate::replica::{NoPeers, Timing, Transport};
 use crate::service::{RunFn, ServiceActor};
 use crate::supervisor::{ChildSpec, ChildStatus, RestartPolicy, Supervisor, SupervisorArgs, SupervisorMsg};
 use crate::topic::{validate_topic_name, TopicConfig, TopicRecord};
@@ -35,6 +36,8 @@ pub struct NodeSettings {
     pub default_replication_factor: i16,
     pub retention_check_ms: u64,
     pub groups: GroupSettings,
+    /// Length of one Raft tick (election after 10-20 ticks without a leader, heartbeats every 2).
+    pub raft_tick_ms: u64,
 }
 
 /// Failures of topic administration; the edges map each to their protocol's error.
@@ -93,6 +96,9 @@ struct Inner {
     cluster_id: String,
     instance: u64,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Partition replicas by Raft group id, for routing peers' Raft messages.
+    groups: RwLock<std::collections::HashMap<u64, Arc<PartitionShared>>>,
+    transport: Arc<dyn Transport>,
     /// Serializes catalog changes (create/delete/alter) so each is one consistent step.
     catalog: tokio::sync::Mutex<()>,
     root: ActorRef<SupervisorMsg>,
@@ -160,6 +166,8 @@ impl Node {
                 cluster_id,
                 instance,
                 topics: RwLock::new(BTreeMap::new()),
+                groups: RwLock::new(Default::default()),
+                transport: Arc::new(NoPeers),
                 catalog: tokio::sync::Mutex::new(()),
                 root,
                 partitions_sup,
@@ -173,6 +181,7 @@ impl Node {
         };
         node.load_catalog().await?;
         node.start_retention().await?;
+        node.start_ticker().await?;
         if node.topic(OFFSETS_TOPIC).is_some() {
             node.ensure_groups().await.map_err(|e| format!("starting group coordinators: {e}"))?;
         }
@@ -227,7 +236,10 @@ impl Node {
     }
 
     async fn start_partition(&self, topic: &str, partition: i32, uid: u64, config: Arc<RwLock<TopicConfig>>) -> Result<Arc<PartitionShared>, String> {
-        let shared = PartitionShared::new(topic.to_string(), partition, &self.inner.store, uid);
+        let node_id = self.inner.settings.node_id;
+        let shared = PartitionShared::new(topic.to_string(), partition, &self.inner.store, uid, vec![node_id]);
+        self.inner.groups.write().expect("lock").insert(uid, shared.clone());
+        let transport = self.inner.transport.clone();
         let flusher_name = self.inner.flusher_name.clone();
         let flusher: Arc<dyn Fn() -> Option<ActorRef<FlusherMsg>> + Send + Sync> = Arc::new(move || ractor::registry::where_is(flusher_name.clone()).map(ActorRef::from));
         let (s, clock, metrics) = (shared.clone(), self.inner.clock.clone(), self.inner.metrics.clone());
@@ -237,6 +249,10 @@ impl Node {
             flusher: flusher.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
+            node_id,
+            group: uid,
+            transport: transport.clone(),
+            timing: Timing::Randomized,
         });
         ractor::call!(self.inner.partitions_sup, SupervisorMsg::StartChild, spec)
             .map_err(|e| e.to_string())?
@@ -271,6 +287,45 @@ impl Node {
             })
         });
         self.start_service("2-retention", run, false).await
+    }
+
+    /// One ticker drives the Raft clocks of every partition (a timer per group would be a
+    /// task per group).
+    async fn start_ticker(&self) -> Result<(), String> {
+        let node = Arc::downgrade(&self.inner);
+        let period = Duration::from_millis(self.inner.settings.raft_tick_ms.max(1));
+        let run: RunFn = Arc::new(move |mut stop| {
+            let node = node.clone();
+            Box::pin(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.changed() => return Ok(()),
+                    }
+                    let Some(inner) = node.upgrade() else { return Ok(()) };
+                    let groups: Vec<Arc<PartitionShared>> = inner.groups.read().expect("lock").values().cloned().collect();
+                    for p in groups {
+                        if let Some(a) = p.actor() {
+                            let _ = a.cast(PartitionMsg::Tick);
+                        }
+                    }
+                }
+            })
+        });
+        self.start_service("2-raft-ticker", run, false).await
+    }
+
+    /// A Raft message from a peer node for group `group`.
+    pub fn deliver_raft(&self, group: u64, m: raft::prelude::Message) {
+        let target = self.inner.groups.read().expect("lock").get(&group).cloned();
+        match target.and_then(|p| p.actor()) {
+            Some(a) => {
+                let _ = a.cast(PartitionMsg::Raft(Box::new(m)));
+            }
+            None => tracing::debug!(group, "raft message for a replica that is not running"),
+        }
     }
 
     /// Starts a long-running service (a listener) under the node's supervision.
@@ -362,6 +417,7 @@ impl Node {
         };
         for uid in &topic.record.partition_uids {
             let _ = ractor::call!(self.inner.partitions_sup, SupervisorMsg::StopChild, self.partition_actor_name(*uid));
+            self.inner.groups.write().expect("lock").remove(uid);
         }
         self.inner.store.meta_remove(&format!("topic/{name}"))?;
         for uid in topic.record.partition_uids.clone() {

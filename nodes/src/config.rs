@@ -106,11 +106,14 @@ pub struct Limits {
     pub retention_check_ms: u64,
     /// Largest gRPC message accepted.
     pub grpc_max_message_bytes: usize,
+    /// Length of one Raft tick in ms: a leader heartbeats every 2 ticks, followers stand for
+    /// election after 10-20 ticks without one.
+    pub raft_tick_ms: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024 }
+        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100 }
     }
 }
 

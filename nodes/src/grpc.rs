@@ -44,7 +44,7 @@ fn partition_status(e: PartitionError) -> Status {
     match e {
         PartitionError::MessageTooLarge { .. } | PartitionError::InvalidRecord(_) | PartitionError::CorruptRecord(_) => Status::invalid_argument(msg),
         PartitionError::OffsetOutOfRange { .. } => Status::out_of_range(msg),
-        PartitionError::Busy => Status::unavailable(msg),
+        PartitionError::Busy | PartitionError::NotLeader { .. } => Status::unavailable(msg),
         PartitionError::Timeout => Status::deadline_exceeded(msg),
         PartitionError::UnknownTopicOrPartition => Status::not_found(msg),
         _ => Status::failed_precondition(msg),

@@ -51,6 +51,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         default_replication_factor: cluster.defaults.replication_factor,
         retention_check_ms: cluster.limits.retention_check_ms,
         groups: cluster.groups.settings(),
+        raft_tick_ms: cluster.limits.raft_tick_ms,
     };
     let node = Node::start(settings).await?;
     // Ingest first: once the Kafka port answers, every listener of the node is up.

@@ -7,7 +7,8 @@
 //! - `[uid:8][5][timestamp:8]` -> index where the running max timestamp reached it
 //! - `[uid:8][1][base_offset:8]` -> index of the entry holding that batch
 //! - `[uid:8][2][producer_id:8]` -> idempotent producer state (JSON)
-//! - `[uid:8][3]` -> partition state (JSON): log start offset, bytes held
+//! - `[uid:8][3]` -> partition state (JSON): log start offset, bytes held, snapshot point
+//! - `[uid:8][6]` -> Raft hard state (JSON); `[uid:8][7]` -> Raft voters (JSON)
 //!
 //! Payloads are cut into chunks of at most [`CHUNK_BYTES`]: sled 0.34 moves values larger than
 //! about 128 KiB into separate blob files, which its flush does not fsync. Kept under the
@@ -17,7 +18,7 @@
 //! negative once stored, so the sign bit is never set.
 
 /// Version of this layout, kept under `meta/format_version`.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 pub const ENTRY: u8 = 0;
 pub const OFFSET: u8 = 1;
@@ -27,6 +28,10 @@ pub const CHUNK: u8 = 4;
 /// Time index: `[uid:8][5][max timestamp so far:8]` -> index of the entry where the running
 /// maximum timestamp first reached that value (Kafka's time index, one key per new maximum).
 pub const TIME: u8 = 5;
+/// Raft hard state of the partition's group (JSON: term, vote, commit).
+pub const HARD_STATE: u8 = 6;
+/// Voters of the partition's Raft group (JSON list of node ids).
+pub const VOTERS: u8 = 7;
 
 /// Largest piece of a payload stored under one key (well under sled's blob threshold).
 pub const CHUNK_BYTES: usize = 64 * 1024;

@@ -13,6 +13,8 @@ pub enum EntryKind {
     Batch = 0,
     /// No records: a leader's first entry of a term (Raft) or a placeholder.
     Noop = 1,
+    /// An opaque command (the controller's log): no Kafka offsets.
+    Command = 2,
 }
 
 /// One entry of a partition log.
@@ -35,7 +37,7 @@ impl Entry {
     /// Offset one past the last record of this entry.
     pub fn next_offset(&self) -> i64 {
         match self.kind {
-            EntryKind::Noop => self.base_offset,
+            EntryKind::Noop | EntryKind::Command => self.base_offset,
             EntryKind::Batch => {
                 let delta = i32::from_be_bytes(self.payload[23..27].try_into().expect("batch header"));
                 self.base_offset + delta as i64 + 1
@@ -46,7 +48,7 @@ impl Entry {
     /// Max timestamp of the records in the batch (-1 for no-ops).
     pub fn max_timestamp(&self) -> i64 {
         match self.kind {
-            EntryKind::Noop => -1,
+            EntryKind::Noop | EntryKind::Command => -1,
             EntryKind::Batch => i64::from_be_bytes(self.payload[35..43].try_into().expect("batch header")),
         }
     }
@@ -87,6 +89,7 @@ impl Head {
         let kind = match v[17] {
             0 => EntryKind::Batch,
             1 => EntryKind::Noop,
+            2 => EntryKind::Command,
             _ => return Err(corrupt("unknown entry kind")),
         };
         Ok(Head {
@@ -117,6 +120,20 @@ pub struct PartitionMeta {
     pub log_start_offset: i64,
     /// Bytes of record batches held (payload bytes), for retention.bytes.
     pub bytes: u64,
+    /// Index and term of the last entry removed from the front (retention or an installed
+    /// snapshot): Raft must still know that entry's term to match logs. 0 when none.
+    #[serde(default)]
+    pub snap_index: u64,
+    #[serde(default)]
+    pub snap_term: u64,
+}
+
+/// Raft's hard state of the group this log belongs to, stored beside the entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub term: u64,
+    pub vote: u64,
+    pub commit: u64,
 }
 
 /// What a partition log held when it was opened.
@@ -131,6 +148,9 @@ pub struct Recovered {
     pub next_offset: i64,
     pub meta: PartitionMeta,
     pub producers: Vec<ProducerEntry>,
+    pub hard_state: HardState,
+    /// Voters of the Raft group, as last stored (empty: never set).
+    pub voters: Vec<u64>,
 }
 
 /// Handle on one partition's keys in the node's store. Cheap to clone.
@@ -164,6 +184,11 @@ impl PartitionLog {
         self.store.flush()
     }
 
+    /// The node-wide write sequence so far (a flush that starts now covers it).
+    pub fn written_seq(&self) -> u64 {
+        self.store.written_seq()
+    }
+
     pub fn uid(&self) -> u64 {
         self.uid
     }
@@ -195,8 +220,17 @@ impl PartitionLog {
             Some(e) => (e.index, e.term, e.next_offset()),
             None => (0, 0, meta.log_start_offset),
         };
+        let (last_index, last_term) = if last.is_none() && meta.snap_index > 0 { (meta.snap_index, meta.snap_term) } else { (last_index, last_term) };
         let first_index = first.map(|e| e.index).unwrap_or(last_index + 1);
-        Ok(Recovered { last_index, last_term, first_index, next_offset, meta, producers })
+        let hard_state = match self.tree().get(keys::prefix(self.uid, keys::HARD_STATE))? {
+            Some(v) => serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt { what: format!("partition {} hard state", self.uid), why: e.to_string() })?,
+            None => HardState::default(),
+        };
+        let voters = match self.tree().get(keys::prefix(self.uid, keys::VOTERS))? {
+            Some(v) => serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt { what: format!("partition {} voters", self.uid), why: e.to_string() })?,
+            None => Vec::new(),
+        };
+        Ok(Recovered { last_index, last_term, first_index, next_offset, meta, producers, hard_state, voters })
     }
 
     fn decode_kv(&self, kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Entry> {
@@ -230,6 +264,43 @@ impl PartitionLog {
             return Err(corrupt("batch shorter than its header".into()));
         }
         Ok(Entry { index, term: head.term, base_offset: head.base_offset, kind: head.kind, payload })
+    }
+
+    /// The term of entry `index` without reading its payload (None if not held).
+    pub fn term_of(&self, index: u64) -> Result<Option<u64>> {
+        match self.tree().get(keys::key(self.uid, ENTRY, index))? {
+            Some(v) => Ok(Some(Head::parse(index, &v)?.term)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores Raft's hard state (not flushed).
+    pub fn set_hard_state(&self, hs: &HardState) -> Result<u64> {
+        self.tree().insert(keys::prefix(self.uid, keys::HARD_STATE), serde_json::to_vec(hs).expect("hard state serializes"))?;
+        Ok(self.store.note_write())
+    }
+
+    /// Stores the voters of the Raft group (not flushed).
+    pub fn set_voters(&self, voters: &[u64]) -> Result<u64> {
+        self.tree().insert(keys::prefix(self.uid, keys::VOTERS), serde_json::to_vec(voters).expect("voters serialize"))?;
+        Ok(self.store.note_write())
+    }
+
+    /// Replaces the whole log by a snapshot point: every entry goes, `meta` (with the
+    /// snapshot's index, term and log start) and `producers` stay. One atomic batch.
+    pub fn install_snapshot(&self, meta: &PartitionMeta, producers: &[ProducerEntry]) -> Result<u64> {
+        let mut b = sled::Batch::default();
+        for kind in [ENTRY, OFFSET, PRODUCER, CHUNK, TIME] {
+            for kv in self.tree().scan_prefix(keys::prefix(self.uid, kind)) {
+                b.remove(kv?.0);
+            }
+        }
+        for p in producers {
+            b.insert(&keys::key(self.uid, PRODUCER, p.producer_id as u64), serde_json::to_vec(p).expect("producer state serializes"));
+        }
+        b.insert(&keys::prefix(self.uid, STATE), serde_json::to_vec(meta).expect("meta serializes"));
+        self.tree().apply_batch(b)?;
+        Ok(self.store.note_write())
     }
 
     pub fn last_entry(&self) -> Result<Option<Entry>> {
@@ -284,7 +355,7 @@ impl PartitionLog {
         let range = keys::key(self.uid, ENTRY, start_index)..=keys::key(self.uid, ENTRY, u64::MAX);
         for kv in self.tree().range(range) {
             let e = self.decode_kv(kv)?;
-            if e.kind == EntryKind::Noop {
+            if e.kind != EntryKind::Batch {
                 continue;
             }
             if e.base_offset >= below_offset {
@@ -360,6 +431,16 @@ impl PartitionLog {
     /// Removes entries with index >= `from_index` (a Raft follower's conflicting suffix).
     pub fn truncate_suffix(&self, from_index: u64, meta: &PartitionMeta) -> Result<u64> {
         self.remove_range(from_index, u64::MAX, meta, false)
+    }
+
+    /// Stores producer states alone (a follower rolling back a truncated suffix).
+    pub fn put_producers(&self, producers: &[ProducerEntry]) -> Result<u64> {
+        let mut b = sled::Batch::default();
+        for p in producers {
+            b.insert(&keys::key(self.uid, PRODUCER, p.producer_id as u64), serde_json::to_vec(p).expect("producer state serializes"));
+        }
+        self.tree().apply_batch(b)?;
+        Ok(self.store.note_write())
     }
 
     /// Removes the entries with index in `first..=last` and their offset keys, and stores

@@ -132,7 +132,7 @@ fn other_partitions_and_format_version_are_separate() {
     let (a, _) = PartitionLog::open(&store, 1).unwrap();
     let (b, _) = PartitionLog::open(&store, 2).unwrap();
     let e = Entry { index: 1, term: 1, base_offset: 0, kind: EntryKind::Batch, payload: batch(2, 0) };
-    a.append(&[e.clone()], &[], &PartitionMeta { log_start_offset: 0, bytes: e.payload.len() as u64 }).unwrap();
+    a.append(&[e.clone()], &[], &PartitionMeta { log_start_offset: 0, bytes: e.payload.len() as u64, ..Default::default() }).unwrap();
     assert_eq!(b.read(0, 1 << 20, i64::MAX).unwrap(), vec![]);
     assert_eq!(a.read(1, 1 << 20, i64::MAX).unwrap(), vec![e]);
     a.destroy().unwrap();

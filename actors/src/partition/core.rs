@@ -1,13 +1,16 @@
-//! The partition as a pure state machine: no sled, no clock, no sockets.
+//! The partition as a pure state machine: no sled, no Raft, no clock, no sockets.
 //!
-//! The actor shell feeds it produce requests (with the time as an argument) and durability
-//! notices; it answers with what to write and when a request may be acknowledged. Offsets only
-//! grow, the high watermark never passes the log end, and a retried idempotent batch maps to
-//! the offsets it got the first time.
+//! The partition's log is its Raft log. This core tracks what the log holds at its tail (the
+//! next Kafka offset, idempotent-producer state as of the last entry), the high watermark
+//! (the Kafka offset after the last committed entry) and the partition meta. The leader asks
+//! it to plan an append (sequence checks, base offsets); every replica feeds it the entries
+//! that enter its log (its own proposals and the leader's entries alike) and what Raft
+//! committed. So producer state is a function of the log, the same on every replica, and a
+//! retried batch after a failover maps to the offsets it got the first time.
 
 use crate::topic::TopicConfig;
 use crate::PartitionError;
-use backwaters_proto::kafka::batch::{with_base_offset, BatchHeader};
+use backwaters_proto::kafka::batch::{parse_batch, with_base_offset, BatchHeader};
 use backwaters_storage::log::PartitionMeta;
 use backwaters_storage::{Entry, EntryKind, ProducerEntry, Recovered};
 use bytes::Bytes;
@@ -21,21 +24,19 @@ pub const PRODUCER_EXPIRATION_MS: i64 = 24 * 3600 * 1000;
 /// the most a client may have in flight with idempotence on).
 pub const PRODUCER_BATCHES_KEPT: usize = 5;
 
-/// The result of preparing an append.
+/// The result of planning an append on the leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendPlan {
-    /// Write these entries (and producer states) and acknowledge once `next_offset` is durable.
-    Write { entries: Vec<Entry>, producers: Vec<ProducerEntry>, meta: PartitionMeta, base_offset: i64, next_offset: i64 },
+    /// Propose these batches (base offsets set) as consecutive entries; acknowledge once
+    /// `next_offset` is committed.
+    Write { batches: Vec<Bytes>, base_offset: i64, next_offset: i64 },
     /// A retry of a batch already in the log: acknowledge with its original offset once
-    /// `next_offset` is durable; nothing is written.
+    /// `next_offset` is committed; nothing is written.
     Duplicate { base_offset: i64, next_offset: i64 },
 }
 
 #[derive(Debug, Clone)]
 pub struct PartitionCore {
-    pub term: u64,
-    next_index: u64,
-    first_index: u64,
     next_offset: i64,
     high_watermark: i64,
     meta: PartitionMeta,
@@ -44,16 +45,14 @@ pub struct PartitionCore {
 }
 
 impl PartitionCore {
-    /// Rebuilds the state from what storage recovered. Everything recovered was flushed or is
-    /// a clean prefix of what was, so the whole recovered log counts as durable.
-    pub fn recover(rec: Recovered, config: TopicConfig) -> PartitionCore {
+    /// Rebuilds the state from what storage recovered; `high_watermark` is the offset after
+    /// the last entry the stored commit index covers.
+    pub fn recover(rec: Recovered, config: TopicConfig, high_watermark: i64) -> PartitionCore {
         let producers = rec.producers.into_iter().map(|p| (p.producer_id, p)).collect();
+        let next_offset = rec.next_offset.max(rec.meta.log_start_offset);
         let core = PartitionCore {
-            term: rec.last_term.max(1),
-            next_index: rec.last_index + 1,
-            first_index: rec.first_index,
-            next_offset: rec.next_offset.max(rec.meta.log_start_offset),
-            high_watermark: rec.next_offset.max(rec.meta.log_start_offset),
+            next_offset,
+            high_watermark: high_watermark.clamp(rec.meta.log_start_offset, next_offset),
             meta: rec.meta,
             producers,
             config,
@@ -63,9 +62,8 @@ impl PartitionCore {
     }
 
     fn check(&self) {
-        assert!(self.meta.log_start_offset <= self.high_watermark, "log start past high watermark");
-        assert!(self.high_watermark <= self.next_offset, "high watermark past log end");
-        assert!(self.first_index <= self.next_index, "first index past next index");
+        assert!(self.meta.log_start_offset <= self.high_watermark, "log start {} past high watermark {}", self.meta.log_start_offset, self.high_watermark);
+        assert!(self.high_watermark <= self.next_offset, "high watermark {} past log end {}", self.high_watermark, self.next_offset);
     }
 
     pub fn next_offset(&self) -> i64 {
@@ -84,13 +82,14 @@ impl PartitionCore {
     pub fn producer_count(&self) -> usize {
         self.producers.len()
     }
-    pub fn first_index(&self) -> u64 {
-        self.first_index
+    pub fn producers(&self) -> Vec<ProducerEntry> {
+        self.producers.values().cloned().collect()
     }
 
-    /// Checks batches from one produce request and plans their append.
-    /// `batches` are CRC-checked headers and bytes from the wire.
-    pub fn prepare_append(&mut self, batches: &[(BatchHeader, Bytes)], now_ms: i64) -> Result<AppendPlan, PartitionError> {
+    /// Checks batches from one produce request and plans their append at the log's tail.
+    /// `batches` are CRC-checked headers and bytes from the wire. Changes nothing: the
+    /// state moves when the proposed entries enter the log ([`PartitionCore::on_append`]).
+    pub fn prepare_append(&self, batches: &[(BatchHeader, Bytes)]) -> Result<AppendPlan, PartitionError> {
         assert!(!batches.is_empty(), "produce of no batch");
         for (h, b) in batches {
             if b.len() > self.config.max_message_bytes as usize {
@@ -104,52 +103,89 @@ impl PartitionCore {
             return Err(PartitionError::InvalidRecord("an idempotent produce carries exactly one batch per partition"));
         }
         let (first, _) = &batches[0];
-        let mut producer_update = None;
         if first.is_idempotent() {
-            match self.check_sequence(first)? {
-                SeqCheck::Duplicate { base_offset, next_offset } => {
-                    return Ok(AppendPlan::Duplicate { base_offset, next_offset });
-                }
-                SeqCheck::Accept => {}
+            if let SeqCheck::Duplicate { base_offset, next_offset } = self.check_sequence(first)? {
+                return Ok(AppendPlan::Duplicate { base_offset, next_offset });
             }
-            producer_update = Some(first);
         }
         let base_offset = self.next_offset;
-        let mut entries = Vec::with_capacity(batches.len());
-        let mut meta = self.meta;
-        let mut next_offset = self.next_offset;
-        let mut next_index = self.next_index;
+        let mut next_offset = base_offset;
+        let mut out = Vec::with_capacity(batches.len());
         for (h, b) in batches {
-            let entry = Entry { index: next_index, term: self.term, base_offset: next_offset, kind: EntryKind::Batch, payload: with_base_offset(b, next_offset) };
+            out.push(with_base_offset(b, next_offset));
             next_offset += h.last_offset_delta as i64 + 1;
-            next_index += 1;
-            meta.bytes += b.len() as u64;
-            entries.push(entry);
         }
-        let mut producers = Vec::new();
-        if let Some(h) = producer_update {
-            let p = self.producers.entry(h.producer_id).or_insert_with(|| ProducerEntry {
-                producer_id: h.producer_id,
-                epoch: h.producer_epoch,
-                batches: Vec::new(),
-                last_timestamp_ms: now_ms,
-            });
+        assert!(next_offset > base_offset, "offsets only grow");
+        Ok(AppendPlan::Write { batches: out, base_offset, next_offset })
+    }
+
+    /// Entries entered the log at its tail (after any truncation): moves the tail and the
+    /// producer states. Returns the producer states that changed (stored with the entries).
+    pub fn on_append(&mut self, entries: &[Entry], now_ms: i64) -> Vec<ProducerEntry> {
+        let mut changed: HashMap<i64, ProducerEntry> = HashMap::new();
+        for e in entries {
+            if e.kind != EntryKind::Batch {
+                assert_eq!(e.base_offset, self.next_offset, "a no-op sits at the tail");
+                continue;
+            }
+            assert_eq!(e.base_offset, self.next_offset, "entry {} starts at offset {}, the log ends at {}", e.index, e.base_offset, self.next_offset);
+            self.next_offset = e.next_offset();
+            self.meta.bytes += e.payload.len() as u64;
+            let Ok(h) = parse_batch(&e.payload) else { continue };
+            if !h.is_idempotent() {
+                continue;
+            }
+            let p = self.producers.entry(h.producer_id).or_insert_with(|| ProducerEntry { producer_id: h.producer_id, epoch: h.producer_epoch, batches: Vec::new(), last_timestamp_ms: now_ms });
             if p.epoch != h.producer_epoch {
                 p.epoch = h.producer_epoch;
                 p.batches.clear();
             }
-            p.batches.push((h.base_sequence, h.last_sequence(), base_offset));
+            p.batches.push((h.base_sequence, h.last_sequence(), e.base_offset));
             if p.batches.len() > PRODUCER_BATCHES_KEPT {
                 p.batches.remove(0);
             }
             p.last_timestamp_ms = now_ms;
-            producers.push(p.clone());
+            changed.insert(p.producer_id, p.clone());
         }
-        assert!(next_offset > self.next_offset, "offsets only grow");
+        self.check();
+        changed.into_values().collect()
+    }
+
+    /// The log lost its suffix from `from_offset` on (a follower's uncommitted entries that a
+    /// new leader replaced). Batches remembered from there on are forgotten; returns the
+    /// producer states that changed and the ids of producers left with nothing.
+    pub fn on_truncate(&mut self, from_offset: i64, bytes_removed: u64) -> (Vec<ProducerEntry>, Vec<i64>) {
+        assert!(from_offset >= self.high_watermark, "truncating committed data: from {from_offset}, high watermark {}", self.high_watermark);
+        self.next_offset = from_offset;
+        self.meta.bytes = self.meta.bytes.saturating_sub(bytes_removed);
+        let (mut changed, mut gone) = (Vec::new(), Vec::new());
+        for p in self.producers.values_mut() {
+            let before = p.batches.len();
+            p.batches.retain(|b| b.2 < from_offset);
+            if p.batches.len() != before {
+                if p.batches.is_empty() {
+                    gone.push(p.producer_id);
+                } else {
+                    changed.push(p.clone());
+                }
+            }
+        }
+        for id in &gone {
+            self.producers.remove(id);
+        }
+        self.check();
+        (changed, gone)
+    }
+
+    /// The log was replaced by a snapshot point: it continues at `next_offset`.
+    pub fn on_snapshot(&mut self, next_offset: i64) -> PartitionMeta {
         self.next_offset = next_offset;
-        self.next_index = next_index;
-        self.meta = meta;
-        Ok(AppendPlan::Write { entries, producers, meta, base_offset, next_offset })
+        self.high_watermark = next_offset;
+        self.meta.log_start_offset = next_offset;
+        self.meta.bytes = 0;
+        self.producers.clear();
+        self.check();
+        self.meta
     }
 
     fn check_sequence(&self, h: &BatchHeader) -> Result<SeqCheck, PartitionError> {
@@ -178,8 +214,8 @@ impl PartitionCore {
         Ok(SeqCheck::Accept)
     }
 
-    /// Everything before `next_offset` is durable: advance the high watermark.
-    pub fn on_durable(&mut self, next_offset: i64) -> bool {
+    /// Everything before `next_offset` is committed: advance the high watermark.
+    pub fn on_commit(&mut self, next_offset: i64) -> bool {
         let new_hw = next_offset.min(self.next_offset);
         let moved = new_hw > self.high_watermark;
         if moved {
@@ -202,10 +238,11 @@ impl PartitionCore {
         Ok(self.meta.log_start_offset)
     }
 
-    /// Accounts for entries removed from the front of the log.
-    pub fn on_prefix_removed(&mut self, up_to_index: u64, bytes: u64, next_offset_after: i64) -> PartitionMeta {
-        assert!(up_to_index < self.next_index, "removed past the log end");
-        self.first_index = up_to_index + 1;
+    /// Accounts for entries removed from the front of the log, up to entry `index` of `term`.
+    pub fn on_prefix_removed(&mut self, index: u64, term: u64, bytes: u64, next_offset_after: i64) -> PartitionMeta {
+        assert!(next_offset_after <= self.high_watermark, "removed past the high watermark");
+        self.meta.snap_index = index;
+        self.meta.snap_term = term;
         self.meta.bytes = self.meta.bytes.saturating_sub(bytes);
         self.meta.log_start_offset = self.meta.log_start_offset.max(next_offset_after);
         self.check();
@@ -269,40 +306,68 @@ mod tests {
     }
 
     fn core() -> PartitionCore {
-        PartitionCore::recover(Recovered { first_index: 1, ..Default::default() }, TopicConfig::default())
+        PartitionCore::recover(Recovered { first_index: 1, ..Default::default() }, TopicConfig::default(), 0)
+    }
+
+    /// Plans an append and, as the leader's log would, takes the entries in.
+    fn append(c: &mut PartitionCore, b: (BatchHeader, Bytes), now: i64) -> Result<AppendPlan, PartitionError> {
+        let plan = c.prepare_append(&[b])?;
+        if let AppendPlan::Write { batches, .. } = &plan {
+            let entries: Vec<Entry> = batches
+                .iter()
+                .map(|p| Entry { index: 0, term: 1, base_offset: i64::from_be_bytes(p[0..8].try_into().unwrap()), kind: EntryKind::Batch, payload: p.clone() })
+                .collect();
+            c.on_append(&entries, now);
+        }
+        Ok(plan)
     }
 
     #[test]
     fn retry_is_stored_once_and_gap_is_refused() {
         let mut c = core();
         let b0 = idem_batch(7, 0, 0, 3);
-        let AppendPlan::Write { base_offset, .. } = c.prepare_append(&[b0.clone()], 0).unwrap() else { panic!() };
+        let AppendPlan::Write { base_offset, .. } = append(&mut c, b0.clone(), 0).unwrap() else { panic!() };
         assert_eq!(base_offset, 0);
-        assert_eq!(c.prepare_append(&[b0], 0).unwrap(), AppendPlan::Duplicate { base_offset: 0, next_offset: 3 });
+        assert_eq!(append(&mut c, b0, 0).unwrap(), AppendPlan::Duplicate { base_offset: 0, next_offset: 3 });
         assert_eq!(c.next_offset(), 3);
         let gap = idem_batch(7, 0, 5, 1);
-        assert_eq!(c.prepare_append(&[gap], 0), Err(PartitionError::OutOfOrderSequence { expected: 3, got: 5 }));
+        assert_eq!(append(&mut c, gap, 0), Err(PartitionError::OutOfOrderSequence { expected: 3, got: 5 }));
         let next = idem_batch(7, 0, 3, 2);
-        assert!(matches!(c.prepare_append(&[next], 0).unwrap(), AppendPlan::Write { base_offset: 3, .. }));
+        assert!(matches!(append(&mut c, next, 0).unwrap(), AppendPlan::Write { base_offset: 3, .. }));
         let fenced = idem_batch(7, -1, 5, 1);
-        assert_eq!(c.prepare_append(&[fenced], 0), Err(PartitionError::InvalidProducerEpoch));
+        assert_eq!(append(&mut c, fenced, 0), Err(PartitionError::InvalidProducerEpoch));
+    }
+
+    #[test]
+    fn truncation_forgets_the_batches_it_removed() {
+        let mut c = core();
+        append(&mut c, idem_batch(7, 0, 0, 3), 0).unwrap();
+        append(&mut c, idem_batch(7, 0, 3, 2), 0).unwrap();
+        append(&mut c, idem_batch(8, 0, 0, 1), 0).unwrap();
+        c.on_commit(3);
+        let (changed, gone) = c.on_truncate(3, 0);
+        assert_eq!(gone, vec![8]);
+        assert_eq!(changed.len(), 1);
+        assert_eq!(c.next_offset(), 3);
+        // The retry of the removed batch is written again, at the new tail.
+        assert!(matches!(append(&mut c, idem_batch(7, 0, 3, 2), 0).unwrap(), AppendPlan::Write { base_offset: 3, .. }));
     }
 
     #[test]
     fn idle_producers_expire() {
         let mut c = core();
-        c.prepare_append(&[idem_batch(9, 0, 0, 1)], 1_000).unwrap();
+        append(&mut c, idem_batch(9, 0, 0, 1), 1_000).unwrap();
         assert!(c.expire_producers(1_000 + PRODUCER_EXPIRATION_MS).is_empty());
         assert_eq!(c.expire_producers(1_001 + PRODUCER_EXPIRATION_MS), vec![9]);
         // Forgotten: a new sequence from 0 is accepted again.
-        assert!(matches!(c.prepare_append(&[idem_batch(9, 0, 0, 1)], 2_000).unwrap(), AppendPlan::Write { .. }));
+        assert!(matches!(append(&mut c, idem_batch(9, 0, 0, 1), 2_000).unwrap(), AppendPlan::Write { .. }));
     }
 
     #[test]
     fn high_watermark_never_passes_log_end() {
         let mut c = core();
-        c.prepare_append(&[idem_batch(-1, -1, -1, 4)], 0).unwrap();
-        assert!(c.on_durable(100));
+        append(&mut c, idem_batch(-1, -1, -1, 4), 0).unwrap();
+        assert!(c.on_commit(100));
         assert_eq!(c.high_watermark(), 4);
         assert_eq!(c.set_log_start(5), Err(PartitionError::OffsetOutOfRange { offset: 5, start: 0, end: 4 }));
         assert_eq!(c.set_log_start(2), Ok(2));
@@ -312,6 +377,6 @@ mod tests {
     fn oversized_batch_is_refused() {
         let mut c = core();
         c.config.max_message_bytes = 10;
-        assert!(matches!(c.prepare_append(&[idem_batch(-1, -1, -1, 1)], 0), Err(PartitionError::MessageTooLarge { .. })));
+        assert!(matches!(c.prepare_append(&[idem_batch(-1, -1, -1, 1)]), Err(PartitionError::MessageTooLarge { .. })));
     }
 }

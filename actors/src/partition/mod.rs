@@ -1,21 +1,33 @@
-//! The partition actor: a shell that drives [`core::PartitionCore`] and performs its I/O.
+//! The partition actor: one replica of a partition. It owns the replica's Raft state machine
+//! (a raft-rs `RawNode` over the sled partition log, [`crate::replica::log_store`]) and the
+//! partition state machine ([`core::PartitionCore`]), and performs their I/O.
 //!
-//! Writes go through the actor (one writer per partition, so offsets are assigned in order);
-//! reads go straight to storage through [`PartitionShared`], bounded by the high watermark the
-//! actor publishes, so a slow consumer never holds up producers. A restarted actor rebuilds
-//! everything from disk in `pre_start`; `PartitionShared` outlives restarts.
+//! The Raft leader is the Kafka leader: only it accepts produces; it plans the append (offsets,
+//! idempotence), proposes the batches, and answers acks=all once they are committed (a
+//! majority has them flushed) and acks=1 once its own flush covers them. Every replica writes
+//! the entries that enter its log to sled and tells raft-rs they are persisted only after the
+//! node's flusher has flushed them (raft-rs's async-persist API: one fsync serves every
+//! partition of the node). Reads go straight to storage through [`PartitionShared`], bounded by
+//! the high watermark (the commit index mapped to offsets), so a slow consumer never holds up
+//! producers. A restarted actor rebuilds everything from disk in `pre_start`;
+//! `PartitionShared` outlives restarts.
 
 pub mod core;
 
 use crate::flusher::FlusherMsg;
 use crate::metrics::Metrics;
+use crate::replica::log_store::{LogStore, Payload, SnapshotData};
+use crate::replica::{node_of, raft_config, raft_id, Timing, Transport};
 use crate::topic::TopicConfig;
 use crate::{Clock, PartitionError};
 use backwaters_proto::kafka::batch::BatchHeader;
-use backwaters_storage::{Entry, PartitionLog, Store};
+use backwaters_storage::{Entry, EntryKind, PartitionLog, Store};
 use bytes::Bytes;
 use core::{AppendPlan, PartitionCore};
+use raft::prelude::{Message, RawNode};
+use raft::StateRole;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -37,13 +49,23 @@ pub struct PartitionShared {
     hw_tx: watch::Sender<i64>,
     log_start: AtomicI64,
     log_end: AtomicI64,
+    /// Node id of the current leader as this replica knows it (-1: none known).
+    leader: AtomicI64,
+    /// Node ids of the replicas, the preferred leader first.
+    pub replicas: Vec<i32>,
 }
 
 impl PartitionShared {
-    pub fn new(topic: String, partition: i32, store: &Store, uid: u64) -> Arc<PartitionShared> {
+    pub fn new(topic: String, partition: i32, store: &Store, uid: u64, replicas: Vec<i32>) -> Arc<PartitionShared> {
         let log = PartitionLog::handle(store, uid);
         let (hw_tx, _) = watch::channel(0);
-        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0) })
+        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), leader: AtomicI64::new(-1), replicas })
+    }
+
+    /// The leader's node id, if one is known.
+    pub fn leader(&self) -> Option<i32> {
+        let l = self.leader.load(Ordering::SeqCst);
+        (l >= 0).then_some(l as i32)
     }
 
     /// The running actor, if any (None while it restarts).
@@ -117,7 +139,7 @@ pub struct ProduceAck {
     pub log_start_offset: i64,
 }
 
-/// A point-in-time view of a partition.
+/// A point-in-time view of a partition replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionStatus {
     pub log_start_offset: i64,
@@ -125,12 +147,24 @@ pub struct PartitionStatus {
     pub log_end_offset: i64,
     pub bytes: u64,
     pub producers: usize,
+    pub leader: Option<i32>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub last_index: u64,
+    /// On the leader: each replica's node id and the last index it is known to hold.
+    pub progress: Vec<(i32, u64)>,
 }
 
 pub enum PartitionMsg {
     Produce { batches: Vec<(BatchHeader, Bytes)>, acks: i16, reply: RpcReplyPort<Result<ProduceAck, PartitionError>> },
-    /// Sent by the flusher: everything before `next_offset` is on disk.
-    Durable { next_offset: i64 },
+    /// Sent by the flusher: every ready up to `number` is on disk.
+    Persisted { number: u64 },
+    /// A Raft message from a peer replica.
+    Raft(Box<Message>),
+    /// One Raft tick (the node's ticker drives every partition).
+    Tick,
+    /// Hand leadership to the replica on `node`.
+    TransferLeader { node: i32 },
     FlushFailed(String),
     DeleteRecords { offset: i64, reply: RpcReplyPort<Result<i64, PartitionError>> },
     Retention,
@@ -149,16 +183,51 @@ pub struct PartitionArgs {
     pub flusher: Arc<dyn Fn() -> Option<ActorRef<FlusherMsg>> + Send + Sync>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// This node's id.
+    pub node_id: i32,
+    /// The Raft group's id on the wire (the partition's cluster-wide uid).
+    pub group: u64,
+    pub transport: Arc<dyn Transport>,
+    pub timing: Timing,
+}
+
+/// A produce waiting for its acknowledgement.
+struct Waiter {
+    next_offset: i64,
+    /// Term of the leadership that took it: a waiter never outlives it.
+    term: u64,
+    /// acks=1 waits for the local flush, acks=all for the commit.
+    local: bool,
+    started: Instant,
+    reply: RpcReplyPort<Result<ProduceAck, PartitionError>>,
+    ack: ProduceAck,
+}
+
+/// A ready handed to sled, waiting for the flush that makes it durable.
+struct Unflushed {
+    number: u64,
+    /// The log's Kafka tail once this ready's entries are in.
+    tail: i64,
+    /// Messages raft-rs may only send once this ready is persisted (votes, append answers).
+    messages: Vec<Message>,
 }
 
 pub struct PartitionState {
     core: PartitionCore,
+    raft: RawNode<LogStore>,
+    store: LogStore,
     shared: Arc<PartitionShared>,
-    /// Produce replies waiting until the high watermark reaches the first field.
-    pending: Vec<(i64, Instant, RpcReplyPort<Result<ProduceAck, PartitionError>>, ProduceAck)>,
+    waiters: Vec<Waiter>,
+    unflushed: VecDeque<Unflushed>,
+    /// Kafka offset up to which this replica's own log is flushed.
+    local_durable: i64,
+    node_id: i32,
+    group: u64,
+    transport: Arc<dyn Transport>,
     flusher: Arc<dyn Fn() -> Option<ActorRef<FlusherMsg>> + Send + Sync>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    me: ActorRef<PartitionMsg>,
 }
 
 impl Actor for PartitionActor {
@@ -168,16 +237,47 @@ impl Actor for PartitionActor {
 
     async fn pre_start(&self, me: ActorRef<PartitionMsg>, args: PartitionArgs) -> Result<PartitionState, ActorProcessingErr> {
         // A restart after a failure may find writes that were applied but not yet flushed:
-        // flush before counting them committed, so the high watermark only covers disk.
+        // flush before trusting them, so what Raft is told is persisted really is.
         let log = args.shared.log.clone();
         tokio::task::spawn_blocking(move || log.sync()).await??;
         let rec = args.shared.log.recover()?;
+        let voters: Vec<u64> = args.shared.replicas.iter().map(|n| raft_id(*n)).collect();
+        let store = LogStore::new(args.shared.log.clone(), &rec, &voters, Payload::Batches)?;
+        let commit = store.hard_state().commit;
+        let hw = offset_after(&args.shared.log, commit, &rec)?;
         let config = args.config.read().expect("lock").clone();
-        let core = PartitionCore::recover(rec, config);
+        let core = PartitionCore::recover(rec, config, hw);
+        // Everything committed is applied (the high watermark covers it): raft-rs need not
+        // hand it back.
+        let cfg = raft_config(raft_id(args.node_id), args.timing, commit);
+        let mut raft = RawNode::new(&cfg, store.clone(), &crate::replica::discard_logger())?;
+        // The preferred leader (first replica) stands at once: a new partition gets a leader
+        // without waiting for an election timeout, and leaders spread as placement spread them.
+        if args.shared.replicas.first() == Some(&args.node_id) {
+            raft.campaign()?;
+        }
         args.shared.publish(&core);
-        *args.shared.actor.write().expect("lock") = Some(me);
+        *args.shared.actor.write().expect("lock") = Some(me.clone());
         tracing::debug!(topic = %args.shared.topic, partition = args.shared.partition, hw = core.high_watermark(), "partition started");
-        Ok(PartitionState { core, shared: args.shared, pending: Vec::new(), flusher: args.flusher, clock: args.clock, metrics: args.metrics })
+        let local_durable = core.next_offset();
+        let mut st = PartitionState {
+            core,
+            raft,
+            store,
+            shared: args.shared,
+            waiters: Vec::new(),
+            unflushed: VecDeque::new(),
+            local_durable,
+            node_id: args.node_id,
+            group: args.group,
+            transport: args.transport,
+            flusher: args.flusher,
+            clock: args.clock,
+            metrics: args.metrics,
+            me,
+        };
+        st.turn()?;
+        Ok(st)
     }
 
     async fn post_stop(&self, _me: ActorRef<PartitionMsg>, st: &mut PartitionState) -> Result<(), ActorProcessingErr> {
@@ -185,14 +285,23 @@ impl Actor for PartitionActor {
         Ok(())
     }
 
-    async fn handle(&self, me: ActorRef<PartitionMsg>, msg: PartitionMsg, st: &mut PartitionState) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, _me: ActorRef<PartitionMsg>, msg: PartitionMsg, st: &mut PartitionState) -> Result<(), ActorProcessingErr> {
         match msg {
-            PartitionMsg::Produce { batches, acks, reply } => st.produce(&me, batches, acks, reply)?,
-            PartitionMsg::Durable { next_offset } => {
-                if st.core.on_durable(next_offset) {
-                    st.shared.publish(&st.core);
+            PartitionMsg::Produce { batches, acks, reply } => st.produce(batches, acks, reply)?,
+            PartitionMsg::Persisted { number } => st.on_persisted(number)?,
+            PartitionMsg::Raft(m) => {
+                if let Err(e) = st.raft.step(*m) {
+                    tracing::debug!(topic = %st.shared.topic, partition = st.shared.partition, error = %e, "raft message refused");
                 }
-                st.release();
+                st.turn()?;
+            }
+            PartitionMsg::Tick => {
+                st.raft.tick();
+                st.turn()?;
+            }
+            PartitionMsg::TransferLeader { node } => {
+                st.raft.transfer_leader(raft_id(node));
+                st.turn()?;
             }
             PartitionMsg::FlushFailed(e) => return Err(format!("flush failed: {e}").into()),
             PartitionMsg::DeleteRecords { offset, reply } => {
@@ -212,12 +321,24 @@ impl Actor for PartitionActor {
             PartitionMsg::Retention => st.remove_expired()?,
             PartitionMsg::SetConfig(c) => st.core.config = c,
             PartitionMsg::Status(reply) => {
+                let progress = if st.raft.raft.state == StateRole::Leader {
+                    let mut p: Vec<(i32, u64)> = st.raft.raft.prs().iter().map(|(id, pr)| (node_of(*id), pr.matched)).collect();
+                    p.sort();
+                    p
+                } else {
+                    Vec::new()
+                };
                 let _ = reply.send(PartitionStatus {
                     log_start_offset: st.core.log_start_offset(),
                     high_watermark: st.core.high_watermark(),
                     log_end_offset: st.core.next_offset(),
                     bytes: st.core.bytes(),
                     producers: st.core.producer_count(),
+                    leader: st.shared.leader(),
+                    term: st.raft.raft.term,
+                    commit_index: st.raft.raft.raft_log.committed,
+                    last_index: st.store.last_index(),
+                    progress,
                 });
             }
             PartitionMsg::InjectPanic => panic!("injected panic in partition {}-{}", st.shared.topic, st.shared.partition),
@@ -226,14 +347,33 @@ impl Actor for PartitionActor {
     }
 }
 
+/// The Kafka offset after the entry at `index` (what a commit index up to there covers).
+fn offset_after(log: &PartitionLog, index: u64, rec: &backwaters_storage::Recovered) -> Result<i64, ActorProcessingErr> {
+    if index == 0 || index <= rec.meta.snap_index {
+        return Ok(rec.meta.log_start_offset.max(if rec.first_index > rec.last_index { rec.next_offset } else { rec.meta.log_start_offset }));
+    }
+    match log.entry(index)? {
+        Some(e) => Ok(e.next_offset()),
+        None => Ok(rec.next_offset),
+    }
+}
+
 impl PartitionState {
-    fn produce(&mut self, me: &ActorRef<PartitionMsg>, batches: Vec<(BatchHeader, Bytes)>, acks: i16, reply: RpcReplyPort<Result<ProduceAck, PartitionError>>) -> Result<(), ActorProcessingErr> {
-        if self.pending.len() >= MAX_PENDING_PRODUCES {
+    fn is_leader(&self) -> bool {
+        self.raft.raft.state == StateRole::Leader
+    }
+
+    fn produce(&mut self, batches: Vec<(BatchHeader, Bytes)>, acks: i16, reply: RpcReplyPort<Result<ProduceAck, PartitionError>>) -> Result<(), ActorProcessingErr> {
+        if !self.is_leader() || self.raft.raft.lead_transferee.is_some() {
+            let _ = reply.send(Err(PartitionError::NotLeader { leader: self.shared.leader().filter(|l| *l != self.node_id) }));
+            return Ok(());
+        }
+        if self.waiters.len() >= MAX_PENDING_PRODUCES {
             let _ = reply.send(Err(PartitionError::Busy));
             return Ok(());
         }
         let started = Instant::now();
-        let plan = match self.core.prepare_append(&batches, self.clock.now_ms()) {
+        let plan = match self.core.prepare_append(&batches) {
             Ok(p) => p,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -245,44 +385,200 @@ impl PartitionState {
                 self.metrics.produce_duplicates.inc();
                 (base_offset, next_offset)
             }
-            AppendPlan::Write { entries, producers, meta, base_offset, next_offset } => {
-                // A failed write leaves the core ahead of the disk: fail the actor so it
-                // restarts from what is really stored.
-                let seq = self.shared.log.append(&entries, &producers, &meta)?;
-                self.metrics.produce_batches.add(entries.len() as u64);
-                self.metrics.produce_bytes.add(entries.iter().map(|e| e.payload.len() as u64).sum());
-                self.shared.log_end.store(next_offset, Ordering::SeqCst);
-                let flusher = (self.flusher)().ok_or("flusher is not running")?;
-                let me = me.clone();
-                flusher.cast(FlusherMsg::Register {
-                    seq,
-                    done: Box::new(move |r| {
-                        let _ = match r {
-                            Ok(()) => me.cast(PartitionMsg::Durable { next_offset }),
-                            Err(e) => me.cast(PartitionMsg::FlushFailed(e)),
-                        };
-                    }),
-                })?;
+            AppendPlan::Write { batches, base_offset, next_offset } => {
+                let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
+                for b in batches {
+                    // Refused only while leadership moves (checked above): the actor restarts
+                    // from disk and the client retries.
+                    self.raft.propose(vec![], b.to_vec())?;
+                }
+                self.metrics.produce_batches.add(1);
+                self.metrics.produce_bytes.add(bytes);
+                // The proposals enter the log (and the core) now, before any other request
+                // is planned against the tail.
+                self.turn()?;
                 (base_offset, next_offset)
             }
         };
         let ack = ProduceAck { base_offset, log_start_offset: self.core.log_start_offset() };
-        if acks == 0 || next_offset <= self.core.high_watermark() {
+        let local = acks == 1;
+        let done = if local { next_offset <= self.local_durable } else { next_offset <= self.core.high_watermark() };
+        if acks == 0 || done {
             let _ = reply.send(Ok(ack));
         } else {
-            self.pending.push((next_offset, started, reply, ack));
+            self.waiters.push(Waiter { next_offset, term: self.raft.raft.term, local, started, reply, ack });
         }
         Ok(())
     }
 
-    fn release(&mut self) {
-        let hw = self.core.high_watermark();
+    /// Runs raft-rs's ready loop until it has nothing more to hand out.
+    fn turn(&mut self) -> Result<(), ActorProcessingErr> {
+        while self.raft.has_ready() {
+            let mut rd = self.raft.ready();
+            if let Some(ss) = rd.ss() {
+                let leader = (ss.leader_id != raft::INVALID_ID).then(|| node_of(ss.leader_id) as i64).unwrap_or(-1);
+                let was = self.shared.leader.swap(leader, Ordering::SeqCst);
+                if was != leader {
+                    tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, leader, term = self.raft.raft.term, "partition leader changed");
+                }
+            }
+            // A leader sends its appends before it persists them (Raft thesis 10.2.1).
+            self.transport.send(self.group, rd.take_messages());
+            if !rd.snapshot().is_empty() {
+                self.install_snapshot(rd.snapshot().clone())?;
+            }
+            let committed = rd.take_committed_entries();
+            self.apply(&committed);
+            let mut wrote = false;
+            if !rd.entries().is_empty() {
+                self.append(rd.entries())?;
+                wrote = true;
+            }
+            if let Some(hs) = rd.hs() {
+                self.store.set_hard_state(hs)?;
+                wrote = true;
+            }
+            let number = rd.number();
+            let messages = rd.take_persisted_messages();
+            let must_sync = rd.must_sync() || wrote;
+            self.raft.advance_append_async(rd);
+            if let Some(last) = committed.last() {
+                self.raft.advance_apply_to(last.index);
+            }
+            self.unflushed.push_back(Unflushed { number, tail: self.core.next_offset(), messages });
+            if must_sync {
+                let seq = self.shared.log.written_seq();
+                let flusher = (self.flusher)().ok_or("flusher is not running")?;
+                let me = self.me.clone();
+                flusher.cast(FlusherMsg::Register {
+                    seq,
+                    done: Box::new(move |r| {
+                        let _ = match r {
+                            Ok(()) => me.cast(PartitionMsg::Persisted { number }),
+                            Err(e) => me.cast(PartitionMsg::FlushFailed(e)),
+                        };
+                    }),
+                })?;
+            } else {
+                self.on_persisted_inner(number);
+            }
+            self.check_leadership();
+        }
+        Ok(())
+    }
+
+    /// Readies up to `number` are on disk: send what waited for it, tell raft-rs, go on.
+    fn on_persisted(&mut self, number: u64) -> Result<(), ActorProcessingErr> {
+        self.on_persisted_inner(number);
+        self.turn()
+    }
+
+    fn on_persisted_inner(&mut self, number: u64) {
+        let mut any = false;
+        while self.unflushed.front().is_some_and(|u| u.number <= number) {
+            let u = self.unflushed.pop_front().expect("front");
+            self.transport.send(self.group, u.messages);
+            self.local_durable = u.tail;
+            any = true;
+        }
+        if any {
+            // Readies complete in order; a later flush covering an earlier one is fine.
+            self.raft.on_persist_ready(number);
+            self.release();
+        }
+    }
+
+    /// Entries committed: the high watermark moves to the offset after the last batch.
+    fn apply(&mut self, committed: &[raft::prelude::Entry]) {
+        let Some(last_batch) = committed.iter().rev().find(|e| !e.data.is_empty()) else { return };
+        let base = i64::from_be_bytes(last_batch.data[0..8].try_into().expect("batch entry"));
+        let delta = i32::from_be_bytes(last_batch.data[23..27].try_into().expect("batch entry"));
+        if self.core.on_commit(base + delta as i64 + 1) {
+            self.shared.publish(&self.core);
+        }
+        self.release();
+    }
+
+    /// Writes entries that enter the log (the leader's proposals or a leader's appends),
+    /// first removing a conflicting suffix.
+    fn append(&mut self, entries: &[raft::prelude::Entry]) -> Result<(), ActorProcessingErr> {
+        let first = entries[0].index;
+        if first <= self.store.last_index() {
+            // A new leader replaced our uncommitted suffix.
+            let removed = self.shared.log.entry(first)?.ok_or("truncated entry is missing")?;
+            let mut bytes = 0u64;
+            for i in first..=self.store.last_index() {
+                if let Some(e) = self.shared.log.entry(i)? {
+                    if e.kind == EntryKind::Batch {
+                        bytes += e.payload.len() as u64;
+                    }
+                }
+            }
+            let (changed, gone) = self.core.on_truncate(removed.base_offset, bytes);
+            self.shared.log.truncate_suffix(first, &self.core.meta())?;
+            self.shared.log.put_producers(&changed)?;
+            self.shared.log.remove_producers(&gone)?;
+            tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, from_index = first, from_offset = removed.base_offset, "uncommitted suffix replaced by the leader's");
+        }
+        let now = self.clock.now_ms();
+        let mut out = Vec::with_capacity(entries.len());
+        let mut producers = std::collections::HashMap::new();
+        for e in entries {
+            let le = self.store.to_log_entry(e, self.core.next_offset())?;
+            for p in self.core.on_append(std::slice::from_ref(&le), now) {
+                producers.insert(p.producer_id, p);
+            }
+            out.push(le);
+        }
+        let producers: Vec<_> = producers.into_values().collect();
+        self.shared.log.append(&out, &producers, &self.core.meta())?;
+        let last = out.last().expect("entries");
+        self.store.note_appended(first, last.index, last.term);
+        self.shared.log_end.store(self.core.next_offset(), Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, snap: raft::prelude::Snapshot) -> Result<(), ActorProcessingErr> {
+        let data: SnapshotData = serde_json::from_slice(&snap.data).map_err(|e| format!("snapshot data: {e}"))?;
+        let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+        let mut meta = self.core.on_snapshot(data.next_offset);
+        meta.snap_index = index;
+        meta.snap_term = term;
+        self.shared.log.install_snapshot(&meta, &[])?;
+        self.store.note_snapshot(index, term, data.next_offset);
+        self.local_durable = data.next_offset;
+        self.shared.publish(&self.core);
+        tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, index, next_offset = data.next_offset, "installed a snapshot from the leader");
+        Ok(())
+    }
+
+    /// Waiters never outlive the leadership that took them: their entries may be replaced.
+    fn check_leadership(&mut self) {
+        let term = self.raft.raft.term;
+        if self.is_leader() && self.waiters.iter().all(|w| w.term == term) {
+            return;
+        }
+        let leader = self.shared.leader().filter(|l| *l != self.node_id);
         let mut i = 0;
-        while i < self.pending.len() {
-            if self.pending[i].0 <= hw {
-                let (_, started, reply, ack) = self.pending.swap_remove(i);
-                self.metrics.produce_latency_us.record(started.elapsed().as_micros() as u64);
-                let _ = reply.send(Ok(ack));
+        while i < self.waiters.len() {
+            if !self.is_leader() || self.waiters[i].term != term {
+                let w = self.waiters.swap_remove(i);
+                let _ = w.reply.send(Err(PartitionError::NotLeader { leader }));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn release(&mut self) {
+        let (hw, local) = (self.core.high_watermark(), self.local_durable);
+        let mut i = 0;
+        while i < self.waiters.len() {
+            let w = &self.waiters[i];
+            if w.next_offset <= if w.local { local } else { hw } {
+                let w = self.waiters.swap_remove(i);
+                self.metrics.produce_latency_us.record(w.started.elapsed().as_micros() as u64);
+                let _ = w.reply.send(Ok(w.ack));
             } else {
                 i += 1;
             }
@@ -297,25 +593,34 @@ impl PartitionState {
         if !gone.is_empty() {
             self.shared.log.remove_producers(&gone)?;
         }
-        let mut last: Option<(u64, i64)> = None;
+        let mut last: Option<(u64, u64, i64)> = None;
         let mut bytes = 0u64;
         let mut n = 0;
-        let mut index = self.core.first_index();
-        while n < RETENTION_BATCH_MAX {
+        let mut index = self.store.first_index();
+        let applied = self.raft.raft.raft_log.applied;
+        while n < RETENTION_BATCH_MAX && index <= applied {
             let Some(e) = self.shared.log.entry(index)? else { break };
+            if e.kind != EntryKind::Batch {
+                // A leader's no-op holds nothing; it goes with the batches around it.
+                last = Some((e.index, e.term, e.next_offset()));
+                index += 1;
+                n += 1;
+                continue;
+            }
             let size = e.payload.len() as u64;
             let held = self.core.bytes().saturating_sub(bytes);
             if !self.core.retention_due(held, size, e.max_timestamp(), e.next_offset(), now) {
                 break;
             }
             bytes += size;
-            last = Some((e.index, e.next_offset()));
+            last = Some((e.index, e.term, e.next_offset()));
             index += 1;
             n += 1;
         }
-        if let Some((up_to, next)) = last {
-            let meta = self.core.on_prefix_removed(up_to, bytes, next);
+        if let Some((up_to, term, next)) = last {
+            let meta = self.core.on_prefix_removed(up_to, term, bytes, next);
             self.shared.log.remove_prefix(up_to, &meta)?;
+            self.store.note_prefix_removed(up_to, term, next);
             self.metrics.retention_removed_batches.add(n as u64);
             self.shared.publish(&self.core);
             tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, removed = n, log_start = meta.log_start_offset, "retention removed batches");

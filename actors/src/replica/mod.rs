@@ -6,8 +6,11 @@
 //! and its storage is the raft-rs `Storage` it is given, so the same core runs in the
 //! deterministic simulation ([`sim`]) and, next, in the partition actor over sled.
 //!
-//! Not wired into the broker yet: the partition actor still writes without replication.
+//! The partition actor ([`crate::partition`]) drives a `RawNode` over the sled log
+//! ([`log_store`]) with raft-rs's async-persist API; [`ReplicaCore`] is the same loop with
+//! synchronous in-memory persistence, for the simulation.
 
+pub mod log_store;
 pub mod sim;
 
 use bytes::Bytes;
@@ -52,8 +55,61 @@ pub struct ReplicaCore {
     pub lying_disk: bool,
 }
 
-fn discard_logger() -> slog::Logger {
+pub fn discard_logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
+}
+
+/// Raft ids must not be 0 (raft-rs's "none"); Kafka broker ids may be.
+pub fn raft_id(node: i32) -> u64 {
+    node as u64 + 1
+}
+
+/// The node id of a Raft id.
+pub fn node_of(raft_id: u64) -> i32 {
+    (raft_id - 1) as i32
+}
+
+/// Carries Raft messages to the replicas of other nodes. Best effort: Raft retries what is
+/// lost. The gRPC transport batches many groups' messages per destination node; tests use an
+/// in-memory one.
+pub trait Transport: Send + Sync {
+    /// Sends `messages` of Raft group `group` to their destinations (`Message::to`).
+    fn send(&self, group: u64, messages: Vec<Message>);
+}
+
+/// A transport with nowhere to go (a single-node cluster never sends).
+pub struct NoPeers;
+
+impl Transport for NoPeers {
+    fn send(&self, group: u64, messages: Vec<Message>) {
+        if !messages.is_empty() {
+            tracing::warn!(group, n = messages.len(), "raft messages with no peer transport dropped");
+        }
+    }
+}
+
+/// raft-rs configuration of a replica. `applied`: the index the state machine has applied.
+pub fn raft_config(id: u64, timing: Timing, applied: u64) -> Config {
+    let (min_election_tick, max_election_tick) = match timing {
+        // raft-rs draws each election timeout from [min, max) with its own thread RNG.
+        Timing::Randomized => (ELECTION_TICKS, 2 * ELECTION_TICKS),
+        // A range of one value: no hidden randomness (the simulation picks it per replica
+        // from its seed, so runs replay exactly).
+        Timing::Fixed(ticks) => (ticks, ticks + 1),
+    };
+    Config {
+        id,
+        election_tick: ELECTION_TICKS,
+        min_election_tick,
+        max_election_tick,
+        heartbeat_tick: HEARTBEAT_TICKS,
+        applied,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    }
 }
 
 impl ReplicaCore {
@@ -65,27 +121,8 @@ impl ReplicaCore {
 
     /// A member restarted from what its storage kept (a crash loses nothing persisted).
     pub fn restart(id: u64, storage: MemStorage, timing: Timing) -> Result<ReplicaCore, raft::Error> {
-        let (min_election_tick, max_election_tick) = match timing {
-            // raft-rs draws each election timeout from [min, max) with its own thread RNG.
-            Timing::Randomized => (ELECTION_TICKS, 2 * ELECTION_TICKS),
-            // A range of one value: no hidden randomness (the simulation picks it per replica
-            // from its seed, so runs replay exactly).
-            Timing::Fixed(ticks) => (ticks, ticks + 1),
-        };
-        let cfg = Config {
-            id,
-            election_tick: ELECTION_TICKS,
-            min_election_tick,
-            max_election_tick,
-            heartbeat_tick: HEARTBEAT_TICKS,
-            // The state machine is rebuilt by replaying the log from the start.
-            applied: 0,
-            max_size_per_msg: 1 << 20,
-            max_inflight_msgs: 256,
-            check_quorum: true,
-            pre_vote: true,
-            ..Default::default()
-        };
+        // The state machine is rebuilt by replaying the log from the start.
+        let cfg = raft_config(id, timing, 0);
         cfg.validate()?;
         let node = RawNode::new(&cfg, storage.clone(), &discard_logger())?;
         Ok(ReplicaCore { id, node, storage, lying_disk: false })

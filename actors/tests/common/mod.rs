@@ -14,5 +14,6 @@ pub fn settings(dir: &std::path::Path) -> NodeSettings {
         default_replication_factor: 1,
         retention_check_ms: 100,
         groups: Default::default(),
+        raft_tick_ms: 100,
     }
 }

@@ -16,7 +16,7 @@ pub fn partition_error(e: &PartitionError) -> i16 {
         PartitionError::TransactionsUnsupported => E::UnsupportedForMessageFormat,
         PartitionError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
         // Retriable: the client backs off and retries (idempotence dedupes the retry).
-        PartitionError::Busy => E::NotLeaderOrFollower,
+        PartitionError::Busy | PartitionError::NotLeader { .. } => E::NotLeaderOrFollower,
         PartitionError::Timeout => E::RequestTimedOut,
         PartitionError::UnknownTopicOrPartition => E::UnknownTopicOrPartition,
         PartitionError::Storage(_) => E::KafkaStorageError,
