@@ -32,6 +32,7 @@
 //! only when its state can no longer be trusted (a storage error, a failed flush), and then it
 //! restarts from what is on disk.
 
+pub mod controller;
 pub mod flusher;
 pub mod group;
 pub mod metrics;

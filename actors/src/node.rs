@@ -5,6 +5,7 @@ use crate::group::state::GroupError;
 use crate::group::{Coordinator, CoordinatorArgs, CoordinatorMsg, GroupListing, GroupSettings, OFFSETS_TOPIC};
 use crate::metrics::Metrics;
 use crate::partition::{PartitionActor, PartitionArgs, PartitionMsg, PartitionShared, PartitionStatus, ProduceAck};
+use crate::controller::{place, ControllerReply, ControllerRequest, Member, MetaRecord, METADATA_TOPIC, METADATA_UID, PRODUCER_ID_BLOCK};
 use crate::replica::{NoPeers, Timing, Transport};
 use crate::service::{RunFn, ServiceActor};
 use crate::supervisor::{ChildSpec, ChildStatus, RestartPolicy, Supervisor, SupervisorArgs, SupervisorMsg};
@@ -38,11 +39,36 @@ pub struct NodeSettings {
     pub groups: GroupSettings,
     /// Length of one Raft tick (election after 10-20 ticks without a leader, heartbeats every 2).
     pub raft_tick_ms: u64,
+    /// Every node of the cluster with its zone (empty: this node alone).
+    pub members: Vec<Member>,
+}
+
+impl NodeSettings {
+    /// The cluster's nodes, sorted by id (this node alone when none are configured).
+    pub fn members(&self) -> Vec<Member> {
+        let mut m = if self.members.is_empty() { vec![Member { id: self.node_id, zone: self.zone.clone() }] } else { self.members.clone() };
+        m.sort_by_key(|m| m.id);
+        m
+    }
+}
+
+/// How a node reaches the others: Raft messages, and requests forwarded to the controller.
+pub trait Peers: Transport {
+    fn forward(&self, node: i32, req: ControllerRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = ControllerReply> + Send>>;
+}
+
+/// A node alone.
+impl Peers for NoPeers {
+    fn forward(&self, node: i32, _req: ControllerRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = ControllerReply> + Send>> {
+        Box::pin(async move { Err(AdminError::Unavailable(format!("node {node} is not reachable: this node has no peers"))) })
+    }
 }
 
 /// Failures of topic administration; the edges map each to their protocol's error.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, Error, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AdminError {
+    #[error("the controller is not reachable or moving; retry: {0}")]
+    Unavailable(String),
     #[error("topic {0:?} already exists")]
     TopicExists(String),
     #[error("topic {0:?} does not exist")]
@@ -98,7 +124,18 @@ struct Inner {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Partition replicas by Raft group id, for routing peers' Raft messages.
     groups: RwLock<std::collections::HashMap<u64, Arc<PartitionShared>>>,
-    transport: Arc<dyn Transport>,
+    peers: Arc<dyn Peers>,
+    /// The metadata partition's local replica.
+    meta: tokio::sync::OnceCell<Arc<PartitionShared>>,
+    /// Metadata offset applied so far.
+    applied: tokio::sync::watch::Sender<i64>,
+    /// This node's producer ids: next, end (exclusive).
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// End of the highest producer-id block granted to any node.
+    producer_block_end: std::sync::Mutex<i64>,
+    /// Set once the metadata this node held at start is applied: blocks granted before
+    /// that may be partly used already and are never handed out again.
+    caught_up: std::sync::atomic::AtomicBool,
     /// Serializes catalog changes (create/delete/alter) so each is one consistent step.
     catalog: tokio::sync::Mutex<()>,
     root: ActorRef<SupervisorMsg>,
@@ -125,6 +162,11 @@ impl Node {
     }
 
     pub async fn start_with_clock(settings: NodeSettings, clock: Arc<dyn Clock>) -> Result<Node, String> {
+        Self::start_with(settings, clock, Arc::new(NoPeers)).await
+    }
+
+    /// Starts a node that reaches its peers through `peers`.
+    pub async fn start_with(settings: NodeSettings, clock: Arc<dyn Clock>, peers: Arc<dyn Peers>) -> Result<Node, String> {
         let dir = settings.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&dir))
             .await
@@ -167,7 +209,12 @@ impl Node {
                 instance,
                 topics: RwLock::new(BTreeMap::new()),
                 groups: RwLock::new(Default::default()),
-                transport: Arc::new(NoPeers),
+                peers,
+                meta: tokio::sync::OnceCell::new(),
+                applied: tokio::sync::watch::channel(-1).0,
+                producer_ids: tokio::sync::Mutex::new((0, 0)),
+                producer_block_end: std::sync::Mutex::new(0),
+                caught_up: std::sync::atomic::AtomicBool::new(false),
                 catalog: tokio::sync::Mutex::new(()),
                 root,
                 partitions_sup,
@@ -179,9 +226,9 @@ impl Node {
                 flusher_name,
             }),
         };
-        node.load_catalog().await?;
-        node.start_retention().await?;
         node.start_ticker().await?;
+        node.start_metadata().await?;
+        node.start_retention().await?;
         if node.topic(OFFSETS_TOPIC).is_some() {
             node.ensure_groups().await.map_err(|e| format!("starting group coordinators: {e}"))?;
         }
@@ -210,36 +257,52 @@ impl Node {
         format!("n{}.{}", self.inner.settings.node_id, self.inner.instance)
     }
 
-    async fn load_catalog(&self) -> Result<(), String> {
-        let rows = self.inner.store.meta_scan("topic/").map_err(|e| e.to_string())?;
-        for (key, value) in rows {
-            let record: TopicRecord = serde_json::from_slice(&value).map_err(|e| format!("catalog entry {key} is unreadable: {e}"))?;
-            let config = TopicConfig::from_overrides(&record.overrides).unwrap_or_else(|e| {
-                tracing::warn!(topic = %record.name, error = %e, "stored config no longer valid; using defaults");
-                TopicConfig::default()
-            });
-            let topic = self.build_topic(record, config).await?;
-            self.inner.topics.write().expect("lock").insert(topic.record.name.clone(), Arc::new(topic));
-        }
-        tracing::info!(topics = self.inner.topics.read().expect("lock").len(), "catalog loaded");
-        Ok(())
-    }
-
-    /// Starts the actors of a topic's partitions.
-    async fn build_topic(&self, record: TopicRecord, config: TopicConfig) -> Result<Topic, String> {
-        let config = Arc::new(RwLock::new(config));
+    /// Starts the actors of a topic's partitions that have a replica here.
+    async fn build_topic(&self, record: TopicRecord, config: Arc<RwLock<TopicConfig>>, old: Option<&Topic>) -> Result<Topic, String> {
         let mut partitions = Vec::with_capacity(record.partition_uids.len());
         for (i, uid) in record.partition_uids.iter().enumerate() {
-            partitions.push(self.start_partition(&record.name, i as i32, *uid, config.clone()).await?);
+            if let Some(p) = old.and_then(|t| t.partitions.get(i)) {
+                partitions.push(p.clone());
+                continue;
+            }
+            let replicas = record.replicas.get(i).cloned().unwrap_or_else(|| vec![self.inner.settings.node_id]);
+            partitions.push(self.start_partition(&record.name, i as i32, *uid, replicas, config.clone()).await?);
         }
         Ok(Topic { record, config, partitions })
     }
 
-    async fn start_partition(&self, topic: &str, partition: i32, uid: u64, config: Arc<RwLock<TopicConfig>>) -> Result<Arc<PartitionShared>, String> {
+    /// Starts the replica of partition `uid` if this node is one of `replicas`; otherwise
+    /// only notes where the partition is.
+    async fn start_partition(&self, topic: &str, partition: i32, uid: u64, replicas: Vec<i32>, config: Arc<RwLock<TopicConfig>>) -> Result<Arc<PartitionShared>, String> {
         let node_id = self.inner.settings.node_id;
-        let shared = PartitionShared::new(topic.to_string(), partition, &self.inner.store, uid, vec![node_id]);
+        let local = replicas.contains(&node_id);
+        let shared = PartitionShared::new(topic.to_string(), partition, &self.inner.store, uid, replicas);
+        if !local {
+            return Ok(shared);
+        }
         self.inner.groups.write().expect("lock").insert(uid, shared.clone());
-        let transport = self.inner.transport.clone();
+        let transport: Arc<dyn Transport> = self.inner.peers.clone();
+        let on_leader: Arc<dyn Fn(u64) + Send + Sync> = if uid == METADATA_UID {
+            Arc::new(|_| {})
+        } else {
+            let node = self.downgrade();
+            Arc::new(move |term| {
+                let node = node.clone();
+                tokio::spawn(async move {
+                    // Tell the cluster (Metadata answers from the metadata log). Retried while
+                    // the controller moves; a newer term makes it moot.
+                    for _ in 0..20 {
+                        let Some(n) = node.upgrade() else { return };
+                        match n.controller(ControllerRequest::Leader { uid, node: node_id, term }).await {
+                            Ok(()) => return,
+                            Err(e) => tracing::debug!(uid, term, error = %e, "leader record not written yet"),
+                        }
+                        drop(n);
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                });
+            })
+        };
         let flusher_name = self.inner.flusher_name.clone();
         let flusher: Arc<dyn Fn() -> Option<ActorRef<FlusherMsg>> + Send + Sync> = Arc::new(move || ractor::registry::where_is(flusher_name.clone()).map(ActorRef::from));
         let (s, clock, metrics) = (shared.clone(), self.inner.clock.clone(), self.inner.metrics.clone());
@@ -253,6 +316,7 @@ impl Node {
             group: uid,
             transport: transport.clone(),
             timing: Timing::Randomized,
+            on_leader: on_leader.clone(),
         });
         ractor::call!(self.inner.partitions_sup, SupervisorMsg::StartChild, spec)
             .map_err(|e| e.to_string())?
@@ -371,35 +435,24 @@ impl Node {
     pub async fn create_topic(&self, name: &str, partitions: i32, replication_factor: i16, overrides: BTreeMap<String, String>, validate_only: bool) -> Result<Arc<Topic>, AdminError> {
         validate_topic_name(name).map_err(AdminError::InvalidTopic)?;
         let partitions = if partitions == -1 { self.inner.settings.default_partitions } else { partitions };
-        let rf = if replication_factor == -1 { self.inner.settings.default_replication_factor } else { replication_factor };
+        let nodes = self.inner.settings.members().len();
+        let rf = if replication_factor == -1 { self.inner.settings.default_replication_factor.min(nodes as i16) } else { replication_factor };
         if partitions < 1 || partitions > MAX_PARTITIONS_PER_TOPIC {
             return Err(AdminError::InvalidPartitions(format!("{partitions}; use 1 to {MAX_PARTITIONS_PER_TOPIC}")));
         }
-        if rf != 1 {
-            return Err(AdminError::InvalidReplicationFactor(format!("{rf}; this single-node cluster has 1 broker, so use 1")));
+        if rf < 1 || rf as usize > nodes {
+            return Err(AdminError::InvalidReplicationFactor(format!("{rf}; this cluster has {nodes} node(s), so use 1 to {nodes}")));
         }
         let config = TopicConfig::from_overrides(&overrides).map_err(AdminError::InvalidConfig)?;
-        let _guard = self.inner.catalog.lock().await;
         if self.topic(name).is_some() {
             return Err(AdminError::TopicExists(name.to_string()));
         }
-        let mut record = TopicRecord { name: name.to_string(), id: uuid::Uuid::new_v4().to_string(), partition_uids: vec![], replication_factor: rf, overrides, internal: name.starts_with("__") };
         if validate_only {
+            let record = TopicRecord { name: name.to_string(), id: String::new(), partition_uids: vec![], replication_factor: rf, overrides, internal: name.starts_with("__"), replicas: vec![] };
             return Ok(Arc::new(Topic { record, config: Arc::new(RwLock::new(config)), partitions: vec![] }));
         }
-        for _ in 0..partitions {
-            record.partition_uids.push(self.inner.store.next_counter("partition_uid")?);
-        }
-        self.save_record(&record).await?;
-        let topic = Arc::new(self.build_topic(record, config).await.map_err(AdminError::Storage)?);
-        self.inner.topics.write().expect("lock").insert(name.to_string(), topic.clone());
-        tracing::info!(topic = name, partitions, "topic created");
-        Ok(topic)
-    }
-
-    async fn save_record(&self, record: &TopicRecord) -> Result<(), AdminError> {
-        self.inner.store.meta_put(&format!("topic/{}", record.name), &serde_json::to_vec(record).expect("record serializes"))?;
-        self.flush().await
+        self.controller(ControllerRequest::CreateTopic { name: name.to_string(), partitions, replication_factor: rf, overrides }).await?;
+        self.topic(name).ok_or_else(|| AdminError::UnknownTopic(name.to_string()))
     }
 
     /// Flushes the store (admin changes answer only once durable).
@@ -411,84 +464,269 @@ impl Node {
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
         refuse_internal(name)?;
-        let _guard = self.inner.catalog.lock().await;
-        let Some(topic) = self.inner.topics.write().expect("lock").remove(name) else {
-            return Err(AdminError::UnknownTopic(name.to_string()));
-        };
-        for uid in &topic.record.partition_uids {
-            let _ = ractor::call!(self.inner.partitions_sup, SupervisorMsg::StopChild, self.partition_actor_name(*uid));
-            self.inner.groups.write().expect("lock").remove(uid);
-        }
-        self.inner.store.meta_remove(&format!("topic/{name}"))?;
-        for uid in topic.record.partition_uids.clone() {
-            let log = PartitionLog::handle(&self.inner.store, uid);
-            tokio::task::spawn_blocking(move || log.destroy()).await.map_err(|e| AdminError::Storage(e.to_string()))??;
-        }
-        self.flush().await?;
-        tracing::info!(topic = name, "topic deleted");
-        Ok(())
+        self.controller(ControllerRequest::DeleteTopic { name: name.to_string() }).await
     }
 
     /// Grows a topic to `total` partitions.
     pub async fn create_partitions(&self, name: &str, total: i32, validate_only: bool) -> Result<(), AdminError> {
         refuse_internal(name)?;
-        let _guard = self.inner.catalog.lock().await;
         let topic = self.topic(name).ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
-        let have = topic.partitions.len() as i32;
-        if total <= have {
-            return Err(AdminError::InvalidPartitions(format!("topic {name} has {have} partitions; the new count {total} must be larger")));
-        }
-        if total > MAX_PARTITIONS_PER_TOPIC {
-            return Err(AdminError::InvalidPartitions(format!("{total} is above the limit {MAX_PARTITIONS_PER_TOPIC}")));
-        }
+        check_growth(&topic, total)?;
         if validate_only {
             return Ok(());
         }
-        let mut record = topic.record.clone();
-        let mut partitions = topic.partitions.clone();
-        for p in have..total {
-            let uid = self.inner.store.next_counter("partition_uid")?;
-            record.partition_uids.push(uid);
-            partitions.push(self.start_partition(name, p, uid, topic.config.clone()).await.map_err(AdminError::Storage)?);
-        }
-        self.save_record(&record).await?;
-        let new = Arc::new(Topic { record, config: topic.config.clone(), partitions });
-        self.inner.topics.write().expect("lock").insert(name.to_string(), new);
-        Ok(())
+        self.controller(ControllerRequest::CreatePartitions { name: name.to_string(), total }).await
     }
 
     /// Replaces a topic's config overrides (AlterConfigs) or applies changes to them
     /// (IncrementalAlterConfigs).
     pub async fn alter_config(&self, name: &str, ops: Vec<ConfigOp>, replace: bool, validate_only: bool) -> Result<(), AdminError> {
-        let _guard = self.inner.catalog.lock().await;
         let topic = self.topic(name).ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
-        let mut overrides = if replace { BTreeMap::new() } else { topic.record.overrides.clone() };
-        for op in ops {
-            match op {
-                ConfigOp::Set(k, v) => {
-                    overrides.insert(k, v);
-                }
-                ConfigOp::Delete(k) => {
-                    overrides.remove(&k);
-                }
-            }
-        }
-        let config = TopicConfig::from_overrides(&overrides).map_err(AdminError::InvalidConfig)?;
+        altered(&topic.record.overrides, &ControllerRequest::alter(name, &ops, replace))?;
         if validate_only {
             return Ok(());
         }
-        let mut record = topic.record.clone();
-        record.overrides = overrides;
-        self.save_record(&record).await?;
-        *topic.config.write().expect("lock") = config.clone();
-        for p in &topic.partitions {
-            if let Some(a) = p.actor() {
-                let _ = a.cast(PartitionMsg::SetConfig(config.clone()));
+        self.controller(ControllerRequest::alter(name, &ops, replace)).await
+    }
+
+    // ---- the controller ----------------------------------------------------------------------
+
+    /// Starts the metadata partition's replica and the task that applies its records.
+    async fn start_metadata(&self) -> Result<(), String> {
+        let voters: Vec<i32> = self.inner.settings.members().iter().map(|m| m.id).collect();
+        let config = Arc::new(RwLock::new(TopicConfig::from_overrides(&BTreeMap::from([("retention.ms".to_string(), "-1".to_string())])).expect("valid")));
+        let shared = self.start_partition(METADATA_TOPIC, 0, METADATA_UID, voters, config).await?;
+        let _ = self.inner.meta.set(shared.clone());
+        let node = self.downgrade();
+        let meta = shared.clone();
+        let run: RunFn = Arc::new(move |mut stop| {
+            let (node, shared) = (node.clone(), meta.clone());
+            Box::pin(async move {
+                let mut hw = shared.subscribe();
+                loop {
+                    let Some(n) = node.upgrade() else { return Ok(()) };
+                    n.apply_committed(&shared).await?;
+                    drop(n);
+                    tokio::select! {
+                        r = hw.changed() => if r.is_err() { return Ok(()) },
+                        _ = stop.changed() => return Ok(()),
+                    }
+                }
+            })
+        });
+        self.start_service("5-metadata", run, false).await?;
+        // The catalog is what the committed metadata says: wait (bounded) until this node has
+        // applied what its replica held when it started, so a restarted node answers at once.
+        let target = shared.high_watermark();
+        let mut rx = self.inner.applied.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|a| *a + 1 >= target)).await;
+        self.inner.caught_up.store(true, Ordering::SeqCst);
+        tracing::info!(topics = self.inner.topics.read().expect("lock").len(), "catalog loaded");
+        Ok(())
+    }
+
+    /// Applies the metadata records committed since the last call.
+    async fn apply_committed(&self, shared: &PartitionShared) -> Result<(), String> {
+        loop {
+            let next = *self.inner.applied.borrow() + 1;
+            if next >= shared.high_watermark() {
+                return Ok(());
+            }
+            let entries = shared.read(next.max(shared.log_start_offset()), 1 << 20).map_err(|e| e.to_string())?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            for e in entries {
+                for r in backwaters_proto::kafka::batch::decode_records(&e.payload)? {
+                    if r.offset < next {
+                        continue;
+                    }
+                    match r.value.as_deref().map(serde_json::from_slice::<MetaRecord>) {
+                        Some(Ok(rec)) => self.apply(rec).await,
+                        Some(Err(err)) => tracing::warn!(offset = r.offset, error = %err, "metadata record not understood; skipped"),
+                        None => {}
+                    }
+                    self.inner.applied.send_replace(r.offset);
+                }
             }
         }
-        let new = Arc::new(Topic { record, config: topic.config.clone(), partitions: topic.partitions.clone() });
-        self.inner.topics.write().expect("lock").insert(name.to_string(), new);
+    }
+
+    async fn apply(&self, rec: MetaRecord) {
+        match rec {
+            MetaRecord::Topic { record } => {
+                let name = record.name.clone();
+                let old = self.topic(&name);
+                let config = match &old {
+                    Some(t) => t.config.clone(),
+                    None => Arc::new(RwLock::new(TopicConfig::default())),
+                };
+                let parsed = TopicConfig::from_overrides(&record.overrides).unwrap_or_else(|e| {
+                    tracing::warn!(topic = %name, error = %e, "stored config no longer valid; using defaults");
+                    TopicConfig::default()
+                });
+                *config.write().expect("lock") = parsed.clone();
+                match self.build_topic(record, config, old.as_deref()).await {
+                    Ok(topic) => {
+                        for p in &topic.partitions {
+                            if let Some(a) = p.actor() {
+                                let _ = a.cast(PartitionMsg::SetConfig(parsed.clone()));
+                            }
+                        }
+                        if old.is_none() {
+                            tracing::info!(topic = %name, partitions = topic.partitions.len(), "topic created");
+                        }
+                        self.inner.topics.write().expect("lock").insert(name, Arc::new(topic));
+                    }
+                    Err(e) => tracing::error!(topic = %name, error = %e, "cannot start the topic's replicas"),
+                }
+            }
+            MetaRecord::DeleteTopic { name } => {
+                let Some(topic) = self.inner.topics.write().expect("lock").remove(&name) else { return };
+                for (uid, p) in topic.record.partition_uids.iter().zip(&topic.partitions) {
+                    if p.actor().is_some() || self.inner.groups.read().expect("lock").contains_key(uid) {
+                        let _ = ractor::call!(self.inner.partitions_sup, SupervisorMsg::StopChild, self.partition_actor_name(*uid));
+                        self.inner.groups.write().expect("lock").remove(uid);
+                        let log = PartitionLog::handle(&self.inner.store, *uid);
+                        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.destroy()).await {
+                            tracing::error!(topic = %name, error = %e, "cannot remove a deleted partition's data");
+                        }
+                    }
+                }
+                let _ = self.flush().await;
+                tracing::info!(topic = %name, "topic deleted");
+            }
+            MetaRecord::Leader { uid, node, term } => {
+                for t in self.topics() {
+                    if let Some(i) = t.record.partition_uids.iter().position(|u| *u == uid) {
+                        t.partitions[i].note_leader(node, term);
+                    }
+                }
+            }
+            MetaRecord::ProducerIds { node, first, count } => {
+                {
+                    let mut end = self.inner.producer_block_end.lock().expect("lock");
+                    *end = (*end).max(first + count);
+                }
+                if node == self.inner.settings.node_id && self.inner.caught_up.load(Ordering::SeqCst) {
+                    *self.inner.producer_ids.lock().await = (first, first + count);
+                }
+            }
+        }
+    }
+
+    /// Carries out `req` at the controller (here, or forwarded to it) and waits until this
+    /// node has applied the result.
+    pub async fn controller(&self, req: ControllerRequest) -> Result<(), AdminError> {
+        let meta = self.inner.meta.get().ok_or_else(|| AdminError::Unavailable("metadata is not loaded yet".into()))?.clone();
+        let offset = match meta.leader() {
+            Some(l) if l == self.inner.settings.node_id => self.execute(req).await?,
+            Some(l) => self.inner.peers.forward(l, req).await?,
+            None => return Err(AdminError::Unavailable("no controller is elected yet".into())),
+        };
+        let mut rx = self.inner.applied.subscribe();
+        tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|a| *a >= offset))
+            .await
+            .map_err(|_| AdminError::Unavailable(format!("metadata offset {offset} not applied here within 30 s")))?
+            .map_err(|_| AdminError::Unavailable("node stopping".into()))?;
         Ok(())
+    }
+
+    /// The controller's side: checks `req` against the applied metadata, writes its records
+    /// and returns the offset of the last one. Called here or by a peer's forwarded request.
+    pub async fn execute(&self, req: ControllerRequest) -> ControllerReply {
+        let meta = self.inner.meta.get().ok_or_else(|| AdminError::Unavailable("metadata is not loaded yet".into()))?.clone();
+        if meta.leader() != Some(self.inner.settings.node_id) {
+            return Err(AdminError::Unavailable(format!("node {} is not the controller", self.inner.settings.node_id)));
+        }
+        // One change at a time, each decided on everything committed before it.
+        let _guard = self.inner.catalog.lock().await;
+        let mut rx = self.inner.applied.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|a| *a + 1 >= meta.high_watermark()))
+            .await
+            .map_err(|_| AdminError::Unavailable("the controller is still catching up".into()))?
+            .map_err(|_| AdminError::Unavailable("node stopping".into()))?;
+        let records = self.plan(req)?;
+        if records.is_empty() {
+            return Ok(*self.inner.applied.borrow());
+        }
+        let recs: Vec<backwaters_proto::kafka::batch::NewRecord> = records
+            .iter()
+            .map(|r| backwaters_proto::kafka::batch::NewRecord { value: Some(Bytes::from(serde_json::to_vec(r).expect("record serializes"))), timestamp_ms: self.now_ms(), ..Default::default() })
+            .collect();
+        let batch = backwaters_proto::kafka::batch::encode_batch(&recs).map_err(|e| AdminError::Storage(e.to_string()))?;
+        let header = backwaters_proto::kafka::batch::parse_batch(&batch).map_err(|e| AdminError::Storage(e.to_string()))?;
+        let ack = self
+            .produce(&meta, vec![(header, batch)], -1, Duration::from_secs(10))
+            .await
+            .map_err(|e| AdminError::Unavailable(format!("writing metadata: {e}")))?;
+        let last = ack.base_offset + records.len() as i64 - 1;
+        let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|a| *a >= last)).await;
+        Ok(last)
+    }
+
+    /// The records a request turns into, checked against the applied metadata.
+    fn plan(&self, req: ControllerRequest) -> Result<Vec<MetaRecord>, AdminError> {
+        let next_uid = || self.topics().iter().flat_map(|t| t.record.partition_uids.clone()).max().unwrap_or(METADATA_UID) + 1;
+        let members = self.inner.settings.members();
+        Ok(match req {
+            ControllerRequest::CreateTopic { name, partitions, replication_factor, overrides } => {
+                if self.topic(&name).is_some() {
+                    return Err(AdminError::TopicExists(name));
+                }
+                if replication_factor < 1 || replication_factor as usize > members.len() {
+                    return Err(AdminError::InvalidReplicationFactor(format!("{replication_factor}; this cluster has {} node(s)", members.len())));
+                }
+                let first = next_uid();
+                let start = (crate::group::partition_for(&name, i32::MAX) as usize) % members.len();
+                let record = TopicRecord {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    partition_uids: (0..partitions as u64).map(|i| first + i).collect(),
+                    replication_factor,
+                    internal: name.starts_with("__"),
+                    replicas: place(&members, 0..partitions, replication_factor as usize, start),
+                    overrides,
+                    name,
+                };
+                vec![MetaRecord::Topic { record }]
+            }
+            ControllerRequest::DeleteTopic { name } => {
+                if self.topic(&name).is_none() {
+                    return Err(AdminError::UnknownTopic(name));
+                }
+                vec![MetaRecord::DeleteTopic { name }]
+            }
+            ControllerRequest::CreatePartitions { name, total } => {
+                let topic = self.topic(&name).ok_or_else(|| AdminError::UnknownTopic(name.clone()))?;
+                check_growth(&topic, total)?;
+                let have = topic.partitions.len() as i32;
+                let mut record = topic.record.clone();
+                let first = next_uid();
+                let start = (crate::group::partition_for(&name, i32::MAX) as usize) % members.len();
+                let rf = record.replication_factor as usize;
+                while record.replicas.len() < have as usize {
+                    record.replicas.push(vec![self.inner.settings.node_id]);
+                }
+                record.partition_uids.extend((0..(total - have) as u64).map(|i| first + i));
+                record.replicas.extend(place(&members, have..total, rf.min(members.len()), start));
+                vec![MetaRecord::Topic { record }]
+            }
+            ControllerRequest::AlterConfig { ref name, .. } => {
+                let topic = self.topic(name).ok_or_else(|| AdminError::UnknownTopic(name.clone()))?;
+                let mut record = topic.record.clone();
+                record.overrides = altered(&record.overrides, &req)?;
+                vec![MetaRecord::Topic { record }]
+            }
+            ControllerRequest::ProducerIds { node } => {
+                let first = self.max_producer_block_end().max(1);
+                vec![MetaRecord::ProducerIds { node, first, count: PRODUCER_ID_BLOCK }]
+            }
+            ControllerRequest::Leader { uid, node, term } => vec![MetaRecord::Leader { uid, node, term }],
+        })
+    }
+
+    fn max_producer_block_end(&self) -> i64 {
+        *self.inner.producer_block_end.lock().expect("lock")
     }
 
     /// Appends batches to a partition and waits until the write is durable (unless acks=0).
@@ -516,11 +754,22 @@ impl Node {
         ractor::call_t!(actor, PartitionMsg::Status, 5_000).ok()
     }
 
-    /// A new idempotent producer id (never reused: the counter is flushed before it is handed out).
+    /// A new idempotent producer id, from a block the controller gave this node (ids are
+    /// never reused: blocks are recorded in the metadata log before they are used; a block
+    /// left half-used by a restart is skipped).
     pub async fn init_producer_id(&self) -> Result<(i64, i16), AdminError> {
-        let id = self.inner.store.next_counter("producer_id")? as i64;
-        self.flush().await?;
-        Ok((id, 0))
+        for _ in 0..2 {
+            {
+                let mut ids = self.inner.producer_ids.lock().await;
+                if ids.0 < ids.1 {
+                    let id = ids.0;
+                    ids.0 += 1;
+                    return Ok((id, 0));
+                }
+            }
+            self.controller(ControllerRequest::ProducerIds { node: self.inner.settings.node_id }).await?;
+        }
+        Err(AdminError::Unavailable("no producer id block was granted".into()))
     }
 
     // ---- group coordination -------------------------------------------------------------
@@ -571,6 +820,16 @@ impl Node {
         format!("{}/g{partition}", self.prefix())
     }
 
+    /// The node leading the metadata log (the controller), if one is known.
+    pub fn controller_id(&self) -> Option<i32> {
+        self.inner.meta.get().and_then(|m| m.leader())
+    }
+
+    /// The node leading `group`'s `__consumer_offsets` partition (its coordinator).
+    pub fn group_leader(&self, group: &str) -> Option<i32> {
+        self.partition(OFFSETS_TOPIC, self.group_partition(group))?.leader()
+    }
+
     /// The `__consumer_offsets` partition that holds `group`.
     pub fn group_partition(&self, group: &str) -> i32 {
         let n = self.topic(OFFSETS_TOPIC).map(|t| t.partitions.len() as i32).unwrap_or(self.inner.settings.groups.offsets_topic_partitions);
@@ -582,6 +841,9 @@ impl Node {
     pub async fn coordinator(&self, group: &str) -> Result<ActorRef<CoordinatorMsg>, GroupError> {
         crate::group::validate_group_id(group)?;
         self.ensure_groups().await?;
+        if self.group_leader(group) != Some(self.inner.settings.node_id) {
+            return Err(GroupError::NotCoordinator);
+        }
         let name = self.coordinator_name(self.group_partition(group));
         // None while the actor restarts (it replays its partition first): clients retry.
         ractor::registry::where_is(name).map(ActorRef::from).ok_or(GroupError::CoordinatorLoadInProgress)
@@ -652,6 +914,36 @@ impl WeakNode {
     pub fn upgrade(&self) -> Option<Node> {
         self.0.upgrade().map(|inner| Node { inner })
     }
+}
+
+/// Checks that `total` grows `topic`.
+fn check_growth(topic: &Topic, total: i32) -> Result<(), AdminError> {
+    let have = topic.partitions.len() as i32;
+    if total <= have {
+        return Err(AdminError::InvalidPartitions(format!("topic {} has {have} partitions; the new count {total} must be larger", topic.record.name)));
+    }
+    if total > MAX_PARTITIONS_PER_TOPIC {
+        return Err(AdminError::InvalidPartitions(format!("{total} is above the limit {MAX_PARTITIONS_PER_TOPIC}")));
+    }
+    Ok(())
+}
+
+/// The overrides after an AlterConfig request, checked.
+fn altered(overrides: &BTreeMap<String, String>, req: &ControllerRequest) -> Result<BTreeMap<String, String>, AdminError> {
+    let ControllerRequest::AlterConfig { ops, replace, .. } = req else { return Ok(overrides.clone()) };
+    let mut out = if *replace { BTreeMap::new() } else { overrides.clone() };
+    for (k, v) in ops {
+        match v {
+            Some(v) => {
+                out.insert(k.clone(), v.clone());
+            }
+            None => {
+                out.remove(k);
+            }
+        }
+    }
+    TopicConfig::from_overrides(&out).map_err(AdminError::InvalidConfig)?;
+    Ok(out)
 }
 
 /// `__consumer_offsets` belongs to the group coordinators: its partition count decides where

@@ -162,11 +162,14 @@ pub struct TopicRecord {
     pub name: String,
     /// Kafka topic id (UUID, as text).
     pub id: String,
-    /// Node-unique storage id of each partition, by partition number.
+    /// Cluster-wide id of each partition (its storage key prefix and Raft group id).
     pub partition_uids: Vec<u64>,
     pub replication_factor: i16,
     pub overrides: BTreeMap<String, String>,
     pub internal: bool,
+    /// Node ids of each partition's replicas, the preferred leader first.
+    #[serde(default)]
+    pub replicas: Vec<Vec<i32>>,
 }
 
 #[cfg(test)]

@@ -128,6 +128,9 @@ pub struct NodeConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertised_kafka: Option<String>,
     pub grpc: String,
+    /// Address the other nodes use for this node's gRPC (defaults to `grpc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_grpc: Option<String>,
     /// Prometheus metrics and health over HTTP (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,

@@ -9,6 +9,7 @@ use backwaters_proto::kafka::partitioner::partition_for_key;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -36,6 +37,7 @@ fn admin_status(e: AdminError) -> Status {
         AdminError::UnknownTopic(_) => Status::not_found(msg),
         AdminError::InvalidTopic(_) | AdminError::InvalidPartitions(_) | AdminError::InvalidReplicationFactor(_) | AdminError::InvalidConfig(_) => Status::invalid_argument(msg),
         AdminError::Storage(_) => Status::internal(msg),
+        AdminError::Unavailable(_) => Status::unavailable(msg),
     }
 }
 
@@ -267,7 +269,8 @@ fn summary(t: &backwaters_actors::node::Topic) -> pb::TopicSummary {
 }
 
 /// Serves the gRPC API on `listener` until `stop` turns true.
-pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), mut stop: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), cluster: String, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    let internal = crate::peers::InternalApi { node: Arc::new(std::sync::OnceLock::from(node.clone())), cluster };
     let listener = tokio::net::TcpListener::from_std(listener.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let api = Api { node, round_robin: Default::default(), kafka_addr: addrs.0, grpc_addr: addrs.1 };
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -285,6 +288,7 @@ pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_byte
         .add_service(produce_server::ProduceServer::new(api.clone()).max_decoding_message_size(max_message_bytes))
         .add_service(consume_server::ConsumeServer::new(api.clone()).max_decoding_message_size(max_message_bytes))
         .add_service(admin_server::AdminServer::new(api).max_decoding_message_size(max_message_bytes))
+        .add_service(backwaters_proto::grpc::v1::internal_server::InternalServer::new(internal).max_decoding_message_size(max_message_bytes).max_encoding_message_size(max_message_bytes))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
             let _ = stop.changed().await;
         })

@@ -23,6 +23,7 @@ mod grpc_groups;
 mod http;
 mod ingest;
 mod kafka;
+mod peers;
 mod server;
 mod shell;
 
@@ -50,7 +51,8 @@ enum Cmd {
     },
     /// Start a local cluster with defaults and print how to connect.
     Up {
-        /// Number of nodes. This build runs single-node clusters (1).
+        /// Number of nodes, spread over the zones east, central and west (3 gives one per
+        /// zone; each a separate process). 1 runs a single node in this process.
         #[arg(long, default_value_t = 1)]
         nodes: usize,
         /// Folder for the nodes' data (one subfolder per node); running `up` again on it
@@ -139,6 +141,90 @@ fn main() {
     }
 }
 
+/// `up --nodes N` (N > 1): writes the cluster config into the data dir, starts one
+/// `backwaters node` process per node, prints the bootstrap list, and stops them all on Ctrl-C.
+async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, metrics: &str, write_config: Option<PathBuf>, partitions: i32) -> Result<(), String> {
+    let (khost, kport) = config::split_host_port(kafka)?;
+    let (ghost, gport) = config::split_host_port(grpc)?;
+    let (mhost, mport) = config::split_host_port(metrics)?;
+    let zones = ["east", "central", "west"];
+    let nodes: Vec<NodeConfig> = (0..n)
+        .map(|i| {
+            let name = format!("{}-{}", zones[i % 3], i / 3 + 1);
+            NodeConfig {
+                id: i as i32 + 1,
+                zone: zones[i % 3].into(),
+                kafka: format!("{khost}:{}", kport + i as i32),
+                advertised_kafka: None,
+                grpc: format!("{ghost}:{}", gport + i as i32),
+                advertised_grpc: None,
+                metrics: Some(format!("{mhost}:{}", mport + i as i32)),
+                data_dir: data_dir.join(name),
+                ingest: vec![],
+            }
+        })
+        .collect();
+    let cluster = ClusterConfig {
+        cluster_name: "backwaters-local".into(),
+        defaults: Defaults { partitions, replication_factor: n.min(3) as i16, ..Defaults::default() },
+        limits: Limits::default(),
+        groups: Default::default(),
+        nodes,
+    };
+    cluster.validate()?;
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let path = write_config.unwrap_or_else(|| data_dir.join("cluster.toml"));
+    std::fs::write(&path, toml::to_string_pretty(&cluster).map_err(|e| e.to_string())?).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut children = Vec::new();
+    for node in &cluster.nodes {
+        let log = std::fs::File::create(data_dir.join(format!("node-{}.log", node.id))).map_err(|e| e.to_string())?;
+        let child = tokio::process::Command::new(&exe)
+            .args(["node", "--config"])
+            .arg(&path)
+            .args(["--node", &node.id.to_string()])
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start node {}: {e}", node.id))?;
+        children.push((node.id, child));
+    }
+    let bootstrap: Vec<String> = cluster.nodes.iter().map(|n| n.kafka.clone()).collect();
+    println!("Backwaters is up: {n} nodes over {} zones, data and logs in {}", n.min(3), data_dir.display());
+    for node in &cluster.nodes {
+        println!("  node {} ({}): Kafka {}  gRPC {}  metrics http://{}/metrics", node.id, node.zone, node.kafka, node.grpc, node.metrics.as_deref().unwrap_or(""));
+    }
+    println!("  Kafka bootstrap: {}", bootstrap.join(","));
+    println!("  cluster config:  {}", path.display());
+    println!("Try:");
+    println!("  backwaters shell --bootstrap {} -c 'cluster status'", cluster.nodes[0].grpc);
+    println!("  echo hello | kcat -P -b {} -t logs", bootstrap.join(","));
+    println!("Ctrl-C stops every node.");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("stopping {n} nodes...");
+    for (_, c) in &children {
+        if let Some(pid) = c.id() {
+            // SIGTERM: each node stops cleanly (flushes) on its own.
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+    }
+    for (id, mut c) in children {
+        match tokio::time::timeout(std::time::Duration::from_secs(30), c.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("node {id} did not stop in 30 s; killing it");
+                let _ = c.kill().await;
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
         Cmd::Node { config, node } => {
@@ -149,10 +235,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Up { nodes, data_dir, kafka, grpc, metrics, write_config, partitions, syslog, relp, http, hec_token } => {
             init_logging();
-            if nodes != 1 {
-                return Err(format!("--nodes {nodes}: this build runs single-node clusters; use --nodes 1 (three-zone clusters need replication, not built yet)"));
-            }
             let data_dir = std::path::absolute(&data_dir).map_err(|e| e.to_string())?;
+            if nodes == 0 || nodes > 99 {
+                return Err(format!("--nodes {nodes}: use 1 to 99"));
+            }
+            if nodes > 1 {
+                return up_many(nodes, &data_dir, &kafka, &grpc, &metrics, write_config, partitions).await;
+            }
             let cluster = ClusterConfig {
                 cluster_name: "backwaters-local".into(),
                 defaults: Defaults { partitions, ..Defaults::default() },
@@ -164,6 +253,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     kafka,
                     advertised_kafka: None,
                     grpc,
+                    advertised_grpc: None,
                     metrics: Some(metrics),
                     data_dir: data_dir.join("east-1"),
                     ingest: default_ingest(&syslog, &relp, &http, &hec_token),

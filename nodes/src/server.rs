@@ -3,6 +3,7 @@
 
 use crate::config::{split_host_port, ClusterConfig, NodeConfig};
 use crate::kafka::{BrokerInfo, KafkaCtx};
+use backwaters_actors::controller::Member;
 use backwaters_actors::node::{Node, NodeSettings};
 use backwaters_actors::service::RunFn;
 use std::net::TcpListener;
@@ -27,12 +28,6 @@ pub struct Running {
 /// Starts node `id` of `cluster`.
 pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> {
     let nc: &NodeConfig = cluster.node(id)?;
-    if cluster.nodes.len() > 1 {
-        return Err(format!(
-            "the config lists {} nodes, but this build runs single-node clusters only (replication across zones is not built yet); keep one [[nodes]] entry",
-            cluster.nodes.len()
-        ));
-    }
     let kafka_l = bind("Kafka", &nc.kafka)?;
     let grpc_l = bind("gRPC", &nc.grpc)?;
     let metrics_l = nc.metrics.as_deref().map(|a| bind("metrics", a)).transpose()?;
@@ -52,13 +47,26 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         retention_check_ms: cluster.limits.retention_check_ms,
         groups: cluster.groups.settings(),
         raft_tick_ms: cluster.limits.raft_tick_ms,
+        members: cluster.nodes.iter().map(|n| Member { id: n.id, zone: n.zone.clone() }).collect(),
     };
-    let node = Node::start(settings).await?;
+    let others: Vec<(i32, String)> = cluster.nodes.iter().filter(|n| n.id != nc.id).map(|n| (n.id, n.advertised_grpc.clone().unwrap_or_else(|| n.grpc.clone()))).collect();
+    let peers = crate::peers::GrpcPeers::start(&cluster.cluster_name, nc.id, &others, cluster.limits.grpc_max_message_bytes)?;
+    let node = Node::start_with(settings, Arc::new(backwaters_actors::SystemClock), peers).await?;
     // Ingest first: once the Kafka port answers, every listener of the node is up.
     let ingest_addrs = crate::ingest::start(&node, &nc.ingest).await?;
     let ingest = nc.ingest.iter().zip(ingest_addrs).map(|(c, a)| (c.kind.name().to_string(), a, c.topic.clone())).collect();
 
-    let ctx = Arc::new(KafkaCtx { node: node.clone(), broker: BrokerInfo { node_id: nc.id, host, port, rack: Some(nc.zone.clone()) }, max_frame_bytes: cluster.limits.max_frame_bytes });
+    let mut brokers = Vec::new();
+    for n in &cluster.nodes {
+        let (host, port) = split_host_port(n.advertised_kafka.as_deref().unwrap_or(&n.kafka))?;
+        brokers.push(BrokerInfo { node_id: n.id, host, port, rack: Some(n.zone.clone()) });
+    }
+    let me = BrokerInfo { node_id: nc.id, host, port, rack: Some(nc.zone.clone()) };
+    // This node as it is bound (a port of 0 in the config is only known now).
+    if let Some(b) = brokers.iter_mut().find(|b| b.node_id == nc.id) {
+        *b = me.clone();
+    }
+    let ctx = Arc::new(KafkaCtx { node: node.clone(), broker: me, brokers, max_frame_bytes: cluster.limits.max_frame_bytes });
     let max_conn = cluster.limits.max_connections;
     let kafka_l = Arc::new(kafka_l);
     let run: RunFn = Arc::new(move |stop| {
@@ -70,9 +78,10 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
     let grpc_l = Arc::new(grpc_l);
     let (n, max_msg) = (node.clone(), cluster.limits.grpc_max_message_bytes);
     let addrs = (advertised.clone(), grpc_addr.clone());
+    let cluster_name = cluster.cluster_name.clone();
     let run: RunFn = Arc::new(move |stop| {
-        let (n, l, addrs) = (n.clone(), grpc_l.clone(), addrs.clone());
-        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, stop).await })
+        let (n, l, addrs, cluster_name) = (n.clone(), grpc_l.clone(), addrs.clone(), cluster_name.clone());
+        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, cluster_name, stop).await })
     });
     node.start_service("grpc", run, true).await?;
 

@@ -51,6 +51,7 @@ pub struct PartitionShared {
     log_end: AtomicI64,
     /// Node id of the current leader as this replica knows it (-1: none known).
     leader: AtomicI64,
+    leader_term: std::sync::Mutex<u64>,
     /// Node ids of the replicas, the preferred leader first.
     pub replicas: Vec<i32>,
 }
@@ -59,7 +60,20 @@ impl PartitionShared {
     pub fn new(topic: String, partition: i32, store: &Store, uid: u64, replicas: Vec<i32>) -> Arc<PartitionShared> {
         let log = PartitionLog::handle(store, uid);
         let (hw_tx, _) = watch::channel(0);
-        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), leader: AtomicI64::new(-1), replicas })
+        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), leader: AtomicI64::new(-1), leader_term: std::sync::Mutex::new(0), replicas })
+    }
+
+    /// A metadata record says `node` leads in `term` (for partitions without a local
+    /// replica; a local replica knows from Raft).
+    pub fn note_leader(&self, node: i32, term: u64) {
+        if self.actor().is_some() {
+            return;
+        }
+        let mut known = self.leader_term.lock().expect("lock");
+        if term >= *known {
+            *known = term;
+            self.leader.store(node as i64, Ordering::SeqCst);
+        }
     }
 
     /// The leader's node id, if one is known.
@@ -189,6 +203,8 @@ pub struct PartitionArgs {
     pub group: u64,
     pub transport: Arc<dyn Transport>,
     pub timing: Timing,
+    /// Called with the term when this replica becomes the leader.
+    pub on_leader: Arc<dyn Fn(u64) + Send + Sync>,
 }
 
 /// A produce waiting for its acknowledgement.
@@ -224,6 +240,7 @@ pub struct PartitionState {
     node_id: i32,
     group: u64,
     transport: Arc<dyn Transport>,
+    on_leader: Arc<dyn Fn(u64) + Send + Sync>,
     flusher: Arc<dyn Fn() -> Option<ActorRef<FlusherMsg>> + Send + Sync>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -271,6 +288,7 @@ impl Actor for PartitionActor {
             node_id: args.node_id,
             group: args.group,
             transport: args.transport,
+            on_leader: args.on_leader,
             flusher: args.flusher,
             clock: args.clock,
             metrics: args.metrics,
@@ -420,6 +438,9 @@ impl PartitionState {
                 let was = self.shared.leader.swap(leader, Ordering::SeqCst);
                 if was != leader {
                     tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, leader, term = self.raft.raft.term, "partition leader changed");
+                    if leader == self.node_id as i64 {
+                        (self.on_leader)(self.raft.raft.term);
+                    }
                 }
             }
             // A leader sends its appends before it persists them (Raft thesis 10.2.1).

@@ -77,6 +77,17 @@ pub trait Transport: Send + Sync {
     fn send(&self, group: u64, messages: Vec<Message>);
 }
 
+/// A Raft message as bytes on the wire (raft-rs's protobuf encoding).
+pub fn encode_message(m: &Message) -> Vec<u8> {
+    protobuf::Message::write_to_bytes(m).expect("raft message encodes")
+}
+
+/// Parses a Raft message from a peer. Only ever called on traffic from a peer that named our
+/// cluster (rust-protobuf 2 has RUSTSEC-2024-0437: unbounded recursion on hostile input).
+pub fn decode_message(b: &[u8]) -> Result<Message, String> {
+    protobuf::Message::parse_from_bytes(b).map_err(|e| format!("bad raft message: {e}"))
+}
+
 /// A transport with nowhere to go (a single-node cluster never sends).
 pub struct NoPeers;
 

@@ -47,7 +47,10 @@ pub struct BrokerInfo {
 /// Everything a handler may use.
 pub struct KafkaCtx {
     pub node: Node,
+    /// This broker.
     pub broker: BrokerInfo,
+    /// Every broker of the cluster (this one included).
+    pub brokers: Vec<BrokerInfo>,
     pub max_frame_bytes: usize,
 }
 

@@ -17,13 +17,13 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DescribeClusterRequ
     if req.endpoint_type != 0 && req.endpoint_type != ENDPOINT_BROKERS {
         return Some(DescribeClusterResponse::default().with_error_code(ResponseError::UnsupportedEndpointType.code()).with_cluster_id(str(ctx.node.cluster_id())));
     }
-    let broker = DescribeClusterBroker::default().with_broker_id(BrokerId(b.node_id)).with_host(str(&b.host)).with_port(b.port).with_rack(b.rack.as_deref().map(str));
+    let brokers = ctx.brokers.iter().map(|b| DescribeClusterBroker::default().with_broker_id(BrokerId(b.node_id)).with_host(str(&b.host)).with_port(b.port).with_rack(b.rack.as_deref().map(str))).collect();
     Some(
         DescribeClusterResponse::default()
             .with_endpoint_type(ENDPOINT_BROKERS)
             .with_cluster_id(str(ctx.node.cluster_id()))
-            .with_controller_id(BrokerId(b.node_id))
-            .with_brokers(vec![broker])
+            .with_controller_id(BrokerId(ctx.node.controller_id().unwrap_or(b.node_id)))
+            .with_brokers(brokers)
             .with_cluster_authorized_operations(AUTHORIZED_OPS_OMITTED),
     )
 }

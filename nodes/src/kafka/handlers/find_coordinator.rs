@@ -15,23 +15,26 @@ pub const ADVERTISED: VersionRange = VERSIONS;
 const NO_TXN: &str = "transactions are not available on this broker yet";
 
 /// Key type 0 is a group, 1 a transactional id (2 a share group, not served).
-async fn find(ctx: &KafkaCtx, key: &str, key_type: i8) -> Result<(), (i16, String)> {
+/// The coordinator of a group is the broker that leads the group's `__consumer_offsets`
+/// partition.
+async fn find<'a>(ctx: &'a KafkaCtx, key: &str, key_type: i8) -> Result<&'a crate::kafka::BrokerInfo, (i16, String)> {
     if key_type != 0 {
         return Err((ResponseError::CoordinatorNotAvailable.code(), NO_TXN.to_string()));
     }
     backwaters_actors::group::validate_group_id(key).map_err(|e| (errors::group_error(&e), format!("group id {key:?}: {e}")))?;
-    ctx.node.ensure_groups().await.map_err(|e| (errors::group_error(&e), e.to_string()))
+    ctx.node.ensure_groups().await.map_err(|e| (errors::group_error(&e), e.to_string()))?;
+    let leader = ctx.node.group_leader(key).ok_or_else(|| (ResponseError::CoordinatorNotAvailable.code(), "the group's partition has no leader yet; retry".to_string()))?;
+    ctx.brokers.iter().find(|b| b.node_id == leader).ok_or_else(|| (ResponseError::CoordinatorNotAvailable.code(), format!("coordinator node {leader} is not in the cluster config")))
 }
 
 pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FindCoordinatorRequest) -> Option<FindCoordinatorResponse> {
     let v = h.request_api_version;
-    let b = &ctx.broker;
     if v >= 4 {
         let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
         for k in &req.coordinator_keys {
             let c = Coordinator::default().with_key(k.clone());
             coordinators.push(match find(ctx, k, req.key_type).await {
-                Ok(()) => c.with_node_id(BrokerId(b.node_id)).with_host(str(&b.host)).with_port(b.port),
+                Ok(b) => c.with_node_id(BrokerId(b.node_id)).with_host(str(&b.host)).with_port(b.port),
                 Err((code, msg)) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code).with_error_message(Some(str(&msg))),
             });
         }
@@ -40,7 +43,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FindCoordinatorReque
     let key_type = if v >= 1 { req.key_type } else { 0 };
     let resp = FindCoordinatorResponse::default();
     Some(match find(ctx, &req.key, key_type).await {
-        Ok(()) => resp.with_node_id(BrokerId(b.node_id)).with_host(str(&b.host)).with_port(b.port).with_error_message((v >= 1).then(|| str("NONE"))),
+        Ok(b) => resp.with_node_id(BrokerId(b.node_id)).with_host(str(&b.host)).with_port(b.port).with_error_message((v >= 1).then(|| str("NONE"))),
         Err((code, msg)) => {
             let resp = resp.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code);
             if v >= 1 { resp.with_error_message(Some(str(&msg))) } else { resp }

@@ -16,12 +16,11 @@ pub const ADVERTISED: VersionRange = VERSIONS;
 
 pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> Option<MetadataResponse> {
     let v = h.request_api_version;
-    let b = &ctx.broker;
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(b.node_id))
-        .with_host(str(&b.host))
-        .with_port(b.port)
-        .with_rack(b.rack.as_deref().map(str));
+    let brokers = ctx
+        .brokers
+        .iter()
+        .map(|b| MetadataResponseBroker::default().with_node_id(BrokerId(b.node_id)).with_host(str(&b.host)).with_port(b.port).with_rack(b.rack.as_deref().map(str)))
+        .collect();
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let requested: Option<Vec<String>> = match req.topics {
         None => None,
@@ -47,25 +46,31 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
     }
     Some(
         MetadataResponse::default()
-            .with_brokers(vec![broker])
+            .with_brokers(brokers)
             .with_cluster_id(Some(str(ctx.node.cluster_id())))
-            .with_controller_id(BrokerId(b.node_id))
+            .with_controller_id(BrokerId(ctx.node.controller_id().unwrap_or(-1)))
             .with_topics(topics)
             .with_cluster_authorized_operations(AUTHORIZED_OPS_OMITTED),
     )
 }
 
-fn topic_entry(ctx: &KafkaCtx, t: &Arc<Topic>) -> MetadataResponseTopic {
-    let me = BrokerId(ctx.broker.node_id);
-    let partitions = (0..t.partitions.len() as i32)
+fn topic_entry(_ctx: &KafkaCtx, t: &Arc<Topic>) -> MetadataResponseTopic {
+    let partitions = t
+        .partitions
+        .iter()
         .map(|p| {
+            let replicas: Vec<BrokerId> = p.replicas.iter().map(|r| BrokerId(*r)).collect();
+            let (code, leader) = match p.leader() {
+                Some(l) => (errors::NONE, l),
+                None => (ResponseError::LeaderNotAvailable.code(), -1),
+            };
             MetadataResponsePartition::default()
-                .with_error_code(errors::NONE)
-                .with_partition_index(p)
-                .with_leader_id(me)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![me])
-                .with_isr_nodes(vec![me])
+                .with_error_code(code)
+                .with_partition_index(p.partition)
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(-1)
+                .with_isr_nodes(replicas.clone())
+                .with_replica_nodes(replicas)
         })
         .collect();
     MetadataResponseTopic::default()
