@@ -198,19 +198,23 @@ impl admin_server::Admin for Api {
     async fn describe_topic(&self, req: Request<pb::DescribeTopicRequest>) -> Result<Response<pb::DescribeTopicResponse>, Status> {
         let name = req.into_inner().name;
         let t = self.node.topic(&name).ok_or_else(|| admin_status(AdminError::UnknownTopic(name)))?;
-        let me = self.node.settings().node_id;
-        let partitions = t
-            .partitions
-            .iter()
-            .map(|p| pb::PartitionInfo {
+        let members = self.node.settings().members();
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let local = p.actor().is_some();
+            let checksum = if local { replica_checksum(p).map_err(partition_status)? } else { 0 };
+            partitions.push(pb::PartitionInfo {
                 partition: p.partition,
-                leader: me,
-                replicas: vec![me],
+                leader: p.leader().unwrap_or(-1),
+                replicas: p.replicas.clone(),
                 log_start_offset: p.log_start_offset(),
                 high_watermark: p.high_watermark(),
                 log_end_offset: p.log_end_offset(),
-            })
-            .collect();
+                local,
+                checksum,
+                replica_zones: p.replicas.iter().map(|r| members.iter().find(|m| m.id == *r).map(|m| m.zone.clone()).unwrap_or_default()).collect(),
+            });
+        }
         let configs = t.config().entries(&t.record.overrides).into_iter().map(|e| pb::TopicConfig { name: e.name.to_string(), value: e.value }).collect();
         Ok(Response::new(pb::DescribeTopicResponse { topic: Some(summary(&t)), partitions, configs }))
     }
@@ -262,6 +266,22 @@ impl admin_server::Admin for Api {
     async fn delete_group(&self, req: Request<pb::DeleteGroupRequest>) -> Result<Response<pb::DeleteGroupResponse>, Status> {
         crate::grpc_groups::delete(&self.node, &req.into_inner().group_id).await.map(Response::new)
     }
+}
+
+/// CRC32C over a local replica's committed batches (see `PartitionInfo.checksum`).
+fn replica_checksum(p: &backwaters_actors::partition::PartitionShared) -> Result<u32, PartitionError> {
+    let hw = p.high_watermark();
+    let mut offset = p.log_start_offset();
+    let mut crc = 0u32;
+    while offset < hw {
+        let entries = p.read(offset, 4 << 20)?;
+        let Some(last) = entries.last() else { break };
+        offset = last.next_offset();
+        for e in &entries {
+            crc = crc32c::crc32c_append(crc, &e.payload);
+        }
+    }
+    Ok(crc)
 }
 
 fn summary(t: &backwaters_actors::node::Topic) -> pb::TopicSummary {

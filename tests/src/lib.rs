@@ -49,6 +49,8 @@ pub struct TestNode {
     child: Option<Child>,
     /// "node is serving" lines in the log before the current launch.
     serving_before: usize,
+    /// This node's id in the config.
+    pub id: i32,
 }
 
 impl TestNode {
@@ -65,7 +67,7 @@ impl TestNode {
     pub fn start_full(extra_toml: &str, node_toml: &str) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("cluster.toml");
-        let mut n = TestNode { dir, kafka: String::new(), grpc: String::new(), metrics: String::new(), config, child: None, serving_before: 0 };
+        let mut n = TestNode { dir, kafka: String::new(), grpc: String::new(), metrics: String::new(), config, child: None, serving_before: 0, id: 1 };
         // A free port can be taken by another test between probing and binding: retry with
         // fresh ports when that happens.
         for _ in 0..5 {
@@ -84,6 +86,54 @@ impl TestNode {
             }
         }
         panic!("no free ports after 5 tries; log:\n{}", n.log());
+    }
+
+    /// Starts a cluster of `n` node processes spread over the zones east, central and west
+    /// (node ids 1..=n); `extra_toml` goes into the config's top level.
+    pub fn start_cluster(n: usize, extra_toml: &str) -> Vec<TestNode> {
+        let zones = ["east", "central", "west"];
+        let mut ports = Vec::new();
+        while ports.len() < 3 * n {
+            let p = free_port();
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let mut nodes: Vec<TestNode> = (0..n)
+            .map(|i| {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let config = dir.path().join("cluster.toml");
+                let a = |k: usize| format!("127.0.0.1:{}", ports[3 * i + k]);
+                TestNode { dir, kafka: a(0), grpc: a(1), metrics: a(2), config, child: None, serving_before: 0, id: i as i32 + 1 }
+            })
+            .collect();
+        let mut text = format!("cluster_name = \"test\"\n{extra_toml}\n");
+        for (i, node) in nodes.iter().enumerate() {
+            text += &format!(
+                "[[nodes]]\nid = {}\nzone = \"{}\"\nkafka = \"{}\"\ngrpc = \"{}\"\nmetrics = \"{}\"\ndata_dir = \"{}\"\n",
+                node.id,
+                zones[i % 3],
+                node.kafka,
+                node.grpc,
+                node.metrics,
+                node.dir.path().join("data").display()
+            );
+        }
+        for node in &mut nodes {
+            std::fs::write(&node.config, &text).expect("write config");
+            node.launch();
+        }
+        for node in &mut nodes {
+            if let Err(log) = node.wait_ready() {
+                panic!("node {} exited early; log:\n{log}", node.id);
+            }
+        }
+        nodes
+    }
+
+    /// Starts the process again after [`TestNode::kill`].
+    pub fn start_again(&mut self) {
+        self.spawn();
     }
 
     /// Starts the process; false when it could not bind its ports (the caller picks others).
@@ -116,7 +166,7 @@ impl TestNode {
         let child = Command::new(binary())
             .args(["node", "--config"])
             .arg(&self.config)
-            .args(["--node", "1"])
+            .args(["--node", &self.id.to_string()])
             .env("RUST_LOG", format!("{},backwaters::server=info", std::env::var("BACKWATERS_TEST_LOG").unwrap_or_else(|_| "info".into())))
             .stdout(Stdio::null())
             .stderr(log)
