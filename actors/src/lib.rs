@@ -11,8 +11,11 @@
 //! - [`flusher`]: group commit: one store flush acknowledges many partitions' writes.
 //! - [`group`]: consumer-group coordinators (one actor per `__consumer_offsets` partition)
 //!   around a pure group state machine ([`group::state`]).
-//! - [`replica`]: a partition replica as a raft-rs group member (pure ready loop) and a
-//!   seeded simulation of a group under faults; not wired into the broker yet (issue 3).
+//! - [`replica`]: Raft plumbing: raft-rs `Storage` over the sled partition log
+//!   ([`replica::log_store`]), the transport trait, and a seeded simulation of a group under
+//!   faults. The partition actor drives a `RawNode` with it.
+//! - [`controller`]: cluster metadata as a Raft-replicated log (`__cluster_metadata`), its
+//!   records, requests, and zone-aware placement.
 //! - [`service`]: an actor that runs a long-lived task (a listener), restarted on failure.
 //! - [`topic`]: topic names, configs and the catalog record.
 //! - [`metrics`]: counters and histograms rendered for Prometheus.
