@@ -15,5 +15,6 @@ pub fn settings(dir: &std::path::Path) -> NodeSettings {
         retention_check_ms: 100,
         groups: Default::default(),
         raft_tick_ms: 100,
+        members: vec![],
     }
 }
