@@ -410,8 +410,11 @@ impl PartitionState {
                     // from disk and the client retries.
                     self.raft.propose(vec![], b.to_vec())?;
                 }
-                self.metrics.produce_batches.add(1);
-                self.metrics.produce_bytes.add(bytes);
+                // Client traffic only: the metadata log's own writes are not produce.
+                if self.group != crate::controller::METADATA_UID {
+                    self.metrics.produce_batches.add(1);
+                    self.metrics.produce_bytes.add(bytes);
+                }
                 // The proposals enter the log (and the core) now, before any other request
                 // is planned against the tail.
                 self.turn()?;
