@@ -144,17 +144,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Atomically increments a u64 counter in metadata and returns the new value.
-    pub fn next_counter(&self, key: &str) -> Result<u64> {
-        let v = self.inner.meta.update_and_fetch(key, |old| {
-            let n = old.map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]))).unwrap_or(0);
-            Some((n + 1).to_be_bytes().to_vec())
-        })?;
-        self.note_write();
-        let b = v.expect("update_and_fetch returned a value");
-        Ok(u64::from_be_bytes(b.as_ref().try_into().expect("8 bytes")))
-    }
-
     /// Number of sled blob files (values stored outside the fsynced log); kept at zero by
     /// the chunk and segment sizes. Exposed so tests can check it.
     pub fn blob_files(&self, dir: &Path) -> usize {

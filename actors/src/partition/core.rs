@@ -82,9 +82,6 @@ impl PartitionCore {
     pub fn producer_count(&self) -> usize {
         self.producers.len()
     }
-    pub fn producers(&self) -> Vec<ProducerEntry> {
-        self.producers.values().cloned().collect()
-    }
 
     /// Checks batches from one produce request and plans their append at the log's tail.
     /// `batches` are CRC-checked headers and bytes from the wire. Changes nothing: the

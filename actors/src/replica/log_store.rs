@@ -74,10 +74,6 @@ impl LogStore {
         Ok(LogStore { log, payload, cache: Arc::new(RwLock::new(cache)) })
     }
 
-    pub fn voters(&self) -> Vec<u64> {
-        self.cache.read().expect("lock").voters.clone()
-    }
-
     pub fn hard_state(&self) -> HardState {
         self.cache.read().expect("lock").hs.clone()
     }
