@@ -6,7 +6,7 @@ use backwaters_tests::TestNode;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use backwaters_proto::kafka::batch::{encode_batch, NewRecord};
 use std::io::{Read, Write};
 use std::net::TcpStream;

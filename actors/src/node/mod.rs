@@ -144,8 +144,11 @@ struct Inner {
     partitions_sup: ActorRef<SupervisorMsg>,
     listeners_sup: ActorRef<SupervisorMsg>,
     groups_sup: ActorRef<SupervisorMsg>,
-    /// Set once `__consumer_offsets` exists and its coordinators run.
+    /// Set once `__consumer_offsets` exists.
     groups_ready: tokio::sync::OnceCell<()>,
+    /// `__consumer_offsets` partitions whose coordinator runs here, with the leader term it
+    /// loaded at.
+    coordinators: tokio::sync::Mutex<BTreeMap<i32, u64>>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     flusher_name: String,
@@ -223,6 +226,7 @@ impl Node {
                 listeners_sup,
                 groups_sup,
                 groups_ready: tokio::sync::OnceCell::new(),
+                coordinators: tokio::sync::Mutex::new(BTreeMap::new()),
                 metrics,
                 clock,
                 flusher_name,
@@ -284,11 +288,23 @@ impl Node {
         }
         self.inner.groups.write().expect("lock").insert(uid, shared.clone());
         let transport: Arc<dyn Transport> = self.inner.peers.clone();
-        let on_leader: Arc<dyn Fn(u64) + Send + Sync> = if uid == METADATA_UID {
-            Arc::new(|_| {})
+        let on_leader: Arc<dyn Fn(bool, u64) + Send + Sync> = if uid == METADATA_UID {
+            Arc::new(|_, _| {})
         } else {
             let node = self.downgrade();
-            Arc::new(move |term| {
+            let offsets = (topic == OFFSETS_TOPIC).then(|| shared.clone());
+            Arc::new(move |leads, term| {
+                if let Some(shared) = offsets.clone() {
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        if let Some(n) = node.upgrade() {
+                            n.refresh_coordinator(shared).await;
+                        }
+                    });
+                }
+                if !leads {
+                    return;
+                }
                 let node = node.clone();
                 tokio::spawn(async move {
                     // Tell the cluster (Metadata answers from the metadata log). Retried while
@@ -561,22 +577,66 @@ impl Node {
                 }
             }
         };
-        for shared in &topic.partitions {
-            let (node, s, settings, clock, metrics) = (self.downgrade(), shared.clone(), self.inner.settings.groups, self.inner.clock.clone(), self.inner.metrics.clone());
-            let spec = ChildSpec::new(self.coordinator_name(shared.partition), Coordinator, move || CoordinatorArgs {
-                node: node.clone(),
-                metrics: metrics.clone(),
-                shared: s.clone(),
-                settings,
-                clock: clock.clone(),
-            });
-            ractor::call!(self.inner.groups_sup, SupervisorMsg::StartChild, spec).map_err(|_| GroupError::CoordinatorNotAvailable)?.map_err(|e| {
-                tracing::error!(error = %e, "cannot start a group coordinator");
-                GroupError::CoordinatorNotAvailable
-            })?;
+        // Coordinators follow leadership (see `refresh_coordinator`); this covers partitions
+        // whose leader was elected before the topic was known here.
+        for shared in topic.partitions.iter().filter(|s| s.actor().is_some()) {
+            let (node, shared) = (self.clone(), shared.clone());
+            tokio::spawn(async move { node.refresh_coordinator(shared).await });
         }
-        tracing::info!(partitions = topic.partitions.len(), "group coordinators started");
         Ok(())
+    }
+
+    /// Keeps the coordinator of `__consumer_offsets` partition `shared` in step with the
+    /// local replica's leadership: running while it leads, stopped otherwise. A coordinator's
+    /// state is only as fresh as the log it replayed, so every new term loads afresh, and only
+    /// once the log this leader inherited is committed (its first entry of the term commits
+    /// everything before it): a coordinator that had run as a follower, or that loaded before
+    /// the commit, would answer from offsets and generations that are not the group's.
+    pub(crate) async fn refresh_coordinator(&self, shared: Arc<PartitionShared>) {
+        let me = self.inner.settings.node_id;
+        let leads = |s: &PartitionShared| s.leader() == Some(me) && s.actor().is_some();
+        let term = shared.leader_term();
+        if leads(&shared) {
+            let inherited = shared.log_end_offset();
+            let mut hw = shared.subscribe();
+            while *hw.borrow_and_update() < inherited {
+                if !leads(&shared) || shared.leader_term() != term {
+                    return; // the change that ended this term refreshes again
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(100), hw.changed()).await;
+            }
+        }
+        let mut running = self.inner.coordinators.lock().await;
+        if shared.leader_term() != term {
+            return;
+        }
+        let p = shared.partition;
+        let leads = leads(&shared);
+        if leads && running.get(&p) == Some(&term) {
+            return;
+        }
+        if running.remove(&p).is_some() {
+            let _ = ractor::call_t!(self.inner.groups_sup, SupervisorMsg::StopChild, 15_000, self.coordinator_name(p));
+        }
+        if !leads {
+            return;
+        }
+        let (node, s, settings, clock, metrics) = (self.downgrade(), shared.clone(), self.inner.settings.groups, self.inner.clock.clone(), self.inner.metrics.clone());
+        let spec = ChildSpec::new(self.coordinator_name(p), Coordinator, move || CoordinatorArgs {
+            node: node.clone(),
+            metrics: metrics.clone(),
+            shared: s.clone(),
+            settings,
+            clock: clock.clone(),
+        });
+        match ractor::call!(self.inner.groups_sup, SupervisorMsg::StartChild, spec) {
+            Ok(Ok(())) => {
+                tracing::info!(partition = p, term, "group coordinator loaded as leader");
+                running.insert(p, term);
+            }
+            Ok(Err(e)) => tracing::error!(partition = p, error = %e, "cannot start a group coordinator"),
+            Err(e) => tracing::error!(partition = p, error = %e, "cannot start a group coordinator"),
+        }
     }
 
     fn coordinator_name(&self, partition: i32) -> String {
@@ -623,15 +683,15 @@ impl Node {
         }
     }
 
-    /// Every group this node coordinates.
+    /// Every group this node coordinates (as in Kafka, a client lists every broker's).
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>, GroupError> {
         if self.topic(OFFSETS_TOPIC).is_none() {
             return Ok(vec![]);
         }
         self.ensure_groups().await?;
-        let n = self.topic(OFFSETS_TOPIC).map(|t| t.partitions.len() as i32).unwrap_or(0);
+        let running: Vec<i32> = self.inner.coordinators.lock().await.keys().copied().collect();
         let mut all = Vec::new();
-        for p in 0..n {
+        for p in running {
             let actor: ActorRef<CoordinatorMsg> = ractor::registry::where_is(self.coordinator_name(p)).map(ActorRef::from).ok_or(GroupError::CoordinatorLoadInProgress)?;
             all.extend(ractor::call_t!(actor, CoordinatorMsg::List, 10_000).map_err(|_| GroupError::CoordinatorNotAvailable)?);
         }

@@ -82,6 +82,11 @@ impl PartitionShared {
         (l >= 0).then_some(l as i32)
     }
 
+    /// The term of the leader [`Self::leader`] names.
+    pub fn leader_term(&self) -> u64 {
+        *self.leader_term.lock().expect("lock")
+    }
+
     /// The running actor, if any (None while it restarts).
     pub fn actor(&self) -> Option<ActorRef<PartitionMsg>> {
         self.actor.read().expect("lock").clone()
@@ -203,8 +208,8 @@ pub struct PartitionArgs {
     pub group: u64,
     pub transport: Arc<dyn Transport>,
     pub timing: Timing,
-    /// Called with the term when this replica becomes the leader.
-    pub on_leader: Arc<dyn Fn(u64) + Send + Sync>,
+    /// Called whenever the leader this replica knows changes: (this replica leads, term).
+    pub on_leader: Arc<dyn Fn(bool, u64) + Send + Sync>,
 }
 
 /// A produce waiting for its acknowledgement.
@@ -240,7 +245,7 @@ pub struct PartitionState {
     node_id: i32,
     group: u64,
     transport: Arc<dyn Transport>,
-    on_leader: Arc<dyn Fn(u64) + Send + Sync>,
+    on_leader: Arc<dyn Fn(bool, u64) + Send + Sync>,
     flusher: Arc<dyn Fn() -> Option<ActorRef<FlusherMsg>> + Send + Sync>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -441,9 +446,8 @@ impl PartitionState {
                 let was = self.shared.leader.swap(leader, Ordering::SeqCst);
                 if was != leader {
                     tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, leader, term = self.raft.raft.term, "partition leader changed");
-                    if leader == self.node_id as i64 {
-                        (self.on_leader)(self.raft.raft.term);
-                    }
+                    *self.shared.leader_term.lock().expect("lock") = self.raft.raft.term;
+                    (self.on_leader)(leader == self.node_id as i64, self.raft.raft.term);
                 }
             }
             // A leader sends its appends before it persists them (Raft thesis 10.2.1).
