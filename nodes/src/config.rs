@@ -86,13 +86,23 @@ impl Groups {
 #[serde(deny_unknown_fields, default)]
 pub struct Defaults {
     pub partitions: i32,
-    pub replication_factor: i16,
+    /// Unset: 3, or the number of nodes when there are fewer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<i16>,
     pub auto_create_topics: bool,
+}
+
+impl Defaults {
+    /// Replication factor of topics created without one: as set, else 3 (one replica per
+    /// zone), or every node of a smaller cluster.
+    pub fn replication_factor(&self, nodes: usize) -> i16 {
+        self.replication_factor.unwrap_or_else(|| nodes.min(3) as i16)
+    }
 }
 
 impl Default for Defaults {
     fn default() -> Self {
-        Defaults { partitions: 1, replication_factor: 1, auto_create_topics: true }
+        Defaults { partitions: 1, replication_factor: None, auto_create_topics: true }
     }
 }
 
@@ -174,8 +184,10 @@ impl ClusterConfig {
         if self.defaults.partitions < 1 {
             return Err(format!("defaults.partitions: {} must be at least 1", self.defaults.partitions));
         }
-        if self.defaults.replication_factor < 1 || self.defaults.replication_factor as usize > self.nodes.len() {
-            return Err(format!("defaults.replication_factor: {} must be between 1 and the number of nodes ({})", self.defaults.replication_factor, self.nodes.len()));
+        if let Some(rf) = self.defaults.replication_factor {
+            if rf < 1 || rf as usize > self.nodes.len() {
+                return Err(format!("defaults.replication_factor: {rf} must be between 1 and the number of nodes ({})", self.nodes.len()));
+            }
         }
         if self.limits.max_frame_bytes < 1024 || self.limits.max_frame_bytes > i32::MAX as usize {
             return Err(format!("limits.max_frame_bytes: {} must be between 1024 and {}", self.limits.max_frame_bytes, i32::MAX));

@@ -166,7 +166,7 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
         .collect();
     let cluster = ClusterConfig {
         cluster_name: "backwaters-local".into(),
-        defaults: Defaults { partitions, replication_factor: n.min(3) as i16, ..Defaults::default() },
+        defaults: Defaults { partitions, replication_factor: Some(n.min(3) as i16), ..Defaults::default() },
         limits: Limits::default(),
         groups: Default::default(),
         nodes,

@@ -43,7 +43,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         data_dir: nc.data_dir.clone(),
         auto_create_topics: cluster.defaults.auto_create_topics,
         default_partitions: cluster.defaults.partitions,
-        default_replication_factor: cluster.defaults.replication_factor,
+        default_replication_factor: cluster.defaults.replication_factor(cluster.nodes.len()),
         retention_check_ms: cluster.limits.retention_check_ms,
         groups: cluster.groups.settings(),
         raft_tick_ms: cluster.limits.raft_tick_ms,

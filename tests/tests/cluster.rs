@@ -2,7 +2,9 @@
 //! acks=all producer keeps writing while the leader of a partition is SIGKILLed; production
 //! goes on after failover, the node comes back and catches up, every acknowledged record is
 //! read back exactly once, and every replica of every partition holds the same log
-//! (checksums through the admin gRPC API).
+//! (checksums through the admin gRPC API). Six nodes over three zones lose the whole East zone:
+//! every partition stays writable and readable, and a consumer group resumes at its commits
+//! (wherever its coordinator moved).
 
 use backwaters_proto::grpc::v1::{admin_client::AdminClient, CreateTopicRequest, DescribeTopicRequest};
 use backwaters_tests::TestNode;
@@ -18,28 +20,34 @@ const TOPIC: &str = "events";
 const PARTITIONS: i32 = 3;
 
 async fn describe(grpc: &str) -> Vec<backwaters_proto::grpc::v1::PartitionInfo> {
+    describe_topic(grpc, TOPIC).await
+}
+
+async fn describe_topic(grpc: &str, topic: &str) -> Vec<backwaters_proto::grpc::v1::PartitionInfo> {
     let mut c = AdminClient::connect(format!("http://{grpc}")).await.expect("connect admin");
-    c.describe_topic(DescribeTopicRequest { name: TOPIC.into() }).await.expect("describe").into_inner().partitions
+    c.describe_topic(DescribeTopicRequest { name: topic.into() }).await.expect("describe").into_inner().partitions
+}
+
+/// Creates `topic` through the node at `grpc` (forwarded to the controller), retrying while
+/// the cluster has no controller yet.
+async fn create_topic(grpc: &str, topic: &str, partitions: i32) {
+    let mut admin = AdminClient::connect(format!("http://{grpc}")).await.expect("connect");
+    for _ in 0..100 {
+        match admin.create_topic(CreateTopicRequest { name: topic.into(), partitions, replication_factor: 3, configs: vec![] }).await {
+            Ok(_) => return,
+            Err(e) if e.code() == tonic::Code::Unavailable => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => panic!("create topic: {e}"),
+        }
+    }
+    panic!("topic {topic} not created within 20 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_kill_loses_nothing_and_replicas_converge() {
     let mut nodes = TestNode::start_cluster(3, "");
     let bootstrap = nodes.iter().map(|n| n.kafka.clone()).collect::<Vec<_>>().join(",");
-    let mut admin = AdminClient::connect(format!("http://{}", nodes[1].grpc)).await.expect("connect");
     // Created through a node that may not be the controller: forwarded.
-    let mut created = false;
-    for _ in 0..100 {
-        match admin.create_topic(CreateTopicRequest { name: TOPIC.into(), partitions: PARTITIONS, replication_factor: 3, configs: vec![] }).await {
-            Ok(_) => {
-                created = true;
-                break;
-            }
-            Err(e) if e.code() == tonic::Code::Unavailable => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(e) => panic!("create topic: {e}"),
-        }
-    }
-    assert!(created, "topic not created within 20 s");
+    create_topic(&nodes[1].grpc, TOPIC, PARTITIONS).await;
     // Replicas of each partition sit in three zones.
     for p in describe(&nodes[0].grpc).await {
         let mut zones = p.replica_zones.clone();
@@ -74,7 +82,7 @@ async fn leader_kill_loses_nothing_and_replicas_converge() {
             match r {
                 Ok(d) => {
                     acked.lock().unwrap().push((d.partition, d.offset, value));
-                    Ok(Instant::now())
+                    Ok((d.partition, Instant::now()))
                 }
                 Err((e, _)) => Err(format!("{value}: {e}")),
             }
@@ -98,8 +106,8 @@ async fn leader_kill_loses_nothing_and_replicas_converge() {
     let mut errors = Vec::new();
     for s in sends {
         match s.await.unwrap() {
-            Ok(t) => {
-                if let Some(k) = kill_at {
+            Ok((partition, t)) => {
+                if let (Some(k), 0) = (kill_at, partition) {
                     let d = t.saturating_duration_since(k);
                     first_ack_after_kill = Some(first_ack_after_kill.map_or(d, |f: Duration| f.min(d)));
                 }
@@ -108,7 +116,7 @@ async fn leader_kill_loses_nothing_and_replicas_converge() {
         }
     }
     assert!(errors.is_empty(), "{} sends failed, first: {:?}", errors.len(), errors.first());
-    eprintln!("all {total} acknowledged; first ack after the kill {:?}", first_ack_after_kill);
+    eprintln!("all {total} acknowledged; first ack on partition 0 after its leader's SIGKILL: {:?}", first_ack_after_kill);
 
     // The killed node comes back and catches up.
     let idx = killed.expect("a node was killed");
@@ -172,4 +180,146 @@ async fn leader_kill_loses_nothing_and_replicas_converge() {
         assert!(Instant::now() < deadline, "replicas did not converge: {views:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Kafka's group-to-partition hash (Java's String.hashCode, sign bit cleared).
+fn java_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(u as i32)) & 0x7fff_ffff
+}
+
+/// Sends `values` to `partition` with acks=all; every one must be acknowledged.
+async fn produce_all(producer: &FutureProducer, topic: &str, partition: i32, values: Vec<String>) {
+    let sends: Vec<_> = values
+        .into_iter()
+        .map(|v| {
+            let p = producer.clone();
+            let topic = topic.to_string();
+            tokio::spawn(async move { p.send(FutureRecord::<(), _>::to(&topic).partition(partition).payload(&v), Duration::from_secs(60)).await.map_err(|(e, _)| format!("{v}: {e}")) })
+        })
+        .collect();
+    for s in sends {
+        s.await.unwrap().expect("acknowledged");
+    }
+}
+
+/// Reads records with a group member of `group` until `want` arrived (or a deadline), commits
+/// them, and returns the values.
+fn read_as_group(bootstrap: &str, group: &str, topic: &str, want: usize) -> Vec<String> {
+    use rdkafka::consumer::CommitMode;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.len() < want && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            got.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
+        }
+    }
+    // Anything more would be read twice: wait a moment for strays.
+    let quiet = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < quiet {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            got.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
+        }
+    }
+    let mut last = None;
+    for _ in 0..50 {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => return got,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("group {group} could not commit after reading {} records: {last:?}", got.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn losing_the_east_zone_keeps_every_partition_writable() {
+    const ZONAL: &str = "zonal";
+    const PARTS: i32 = 6;
+    let mut nodes = TestNode::start_cluster(6, "");
+    let bootstrap = nodes.iter().map(|n| n.kafka.clone()).collect::<Vec<_>>().join(",");
+    create_topic(&nodes[2].grpc, ZONAL, PARTS).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "60000")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .create()
+        .expect("producer");
+    for p in 0..PARTS {
+        produce_all(&producer, ZONAL, p, (0..50).map(|i| format!("before-{p}-{i}")).collect()).await;
+    }
+    // A group whose coordinator is in the East zone reads and commits everything so far (a
+    // first group creates __consumer_offsets; the second is named to land on an East leader).
+    let b = bootstrap.clone();
+    tokio::task::spawn_blocking(move || read_as_group(&b, "zonal-warmup", ZONAL, 300)).await.unwrap();
+    let offsets = describe_topic(&nodes[1].grpc, "__consumer_offsets").await;
+    let group = (0..1000)
+        .map(|k| format!("zonal-readers-{k}"))
+        .find(|g| {
+            let p = java_hash(g) % offsets.len() as i32;
+            offsets.iter().any(|i| i.partition == p && (i.leader == 1 || i.leader == 4))
+        })
+        .expect("some group lands on an East coordinator");
+    eprintln!("group {group} has its coordinator in the East zone");
+    let (b, g) = (bootstrap.clone(), group.clone());
+    let first = tokio::task::spawn_blocking(move || read_as_group(&b, &g, ZONAL, 300)).await.unwrap();
+    assert_eq!(first.len(), 300, "the group read {} of 300 before the zone loss", first.len());
+
+    // The East zone (nodes 1 and 4: zones go east, central, west, east, ...) goes away.
+    let east: Vec<i32> = vec![1, 4];
+    for n in nodes.iter_mut().filter(|n| east.contains(&n.id)) {
+        n.kill();
+    }
+    let killed_at = Instant::now();
+    let survivor = nodes[1].grpc.clone();
+    // Every partition is writable (acks=all) and elects a leader outside the East zone.
+    for p in 0..PARTS {
+        produce_all(&producer, ZONAL, p, (0..50).map(|i| format!("after-{p}-{i}")).collect()).await;
+    }
+    eprintln!("every partition acknowledged acks=all writes {:?} after the East zone died", killed_at.elapsed());
+    for p in describe_topic(&survivor, ZONAL).await {
+        assert!(!east.contains(&p.leader), "partition {} still led by East node {}", p.partition, p.leader);
+    }
+    // The group resumes at its commits: exactly the new records, none of the old.
+    let (b, g) = (bootstrap.clone(), group.clone());
+    let second = tokio::task::spawn_blocking(move || read_as_group(&b, &g, ZONAL, 300)).await;
+    if second.is_err() {
+        for n in nodes.iter().filter(|n| !east.contains(&n.id)) {
+            let log = n.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- node {} log, last lines:\n{}", n.id, tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+    }
+    let second = second.unwrap();
+    let mut second_sorted = second.clone();
+    second_sorted.sort();
+    second_sorted.dedup();
+    assert_eq!(second_sorted.len(), second.len(), "records read twice after the zone loss");
+    assert!(second.iter().all(|v| v.starts_with("after-")), "the group re-read records it had committed: {:?}", second.iter().find(|v| v.starts_with("before-")));
+    assert_eq!(second.len(), 300, "the group read {} of the 300 new records", second.len());
+    // And everything is readable from the start.
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("group.id", "zonal-audit").create().expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTS {
+        tpl.add_partition_offset(ZONAL, p, rdkafka::Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut all = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while all.len() < 600 && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            all.insert(String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
+        }
+    }
+    assert_eq!(all.len(), 600, "read back {} of 600 records with the East zone down", all.len());
 }

@@ -567,7 +567,9 @@ impl Node {
                     ("retention.ms".to_string(), "-1".to_string()),
                     ("max.message.bytes".to_string(), (16 << 20).to_string()),
                 ]);
-                match self.create_topic(OFFSETS_TOPIC, self.inner.settings.groups.offsets_topic_partitions, -1, overrides, false).await {
+                // Like Kafka's offsets.topic.replication.factor: 3 whatever the topic default.
+                let rf = self.inner.settings.members().len().min(3) as i16;
+                match self.create_topic(OFFSETS_TOPIC, self.inner.settings.groups.offsets_topic_partitions, rf, overrides, false).await {
                     Ok(t) => t,
                     Err(AdminError::TopicExists(_)) => self.topic(OFFSETS_TOPIC).ok_or(GroupError::CoordinatorNotAvailable)?,
                     Err(e) => {
