@@ -15,6 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Forwarded record batches pass through without a copy.
+        .bytes(".backwaters.v1.ProduceCall")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -51,18 +51,19 @@ enum Cmd {
     },
     /// Start a local cluster with defaults and print how to connect.
     Up {
-        /// Number of nodes, spread over the zones east, central and west (3 gives one per
-        /// zone; each a separate process). 1 runs a single node in this process.
-        #[arg(long, default_value_t = 1)]
+        /// Number of nodes, spread over the zones east, central and west (3: one per zone;
+        /// each a separate process, Kafka and gRPC ports counting up from --kafka and --grpc).
+        /// 1 runs a single node in this process.
+        #[arg(long, default_value_t = 3)]
         nodes: usize,
         /// Folder for the nodes' data (one subfolder per node); running `up` again on it
         /// brings the same cluster back.
         #[arg(long, default_value = "backwaters-data")]
         data_dir: PathBuf,
-        /// Kafka listen address.
+        /// Kafka listen address (of the first node).
         #[arg(long, default_value = "127.0.0.1:9092")]
         kafka: String,
-        /// gRPC listen address.
+        /// gRPC listen address (of the first node).
         #[arg(long, default_value = "127.0.0.1:50051")]
         grpc: String,
         /// Prometheus metrics address.
@@ -74,7 +75,8 @@ enum Cmd {
         /// Partitions of auto-created topics.
         #[arg(long, default_value_t = 1)]
         partitions: i32,
-        /// Syslog over UDP and TCP (RFC 5424/3164, into the topic logs.syslog); "off" disables.
+        /// Syslog over UDP and TCP (RFC 5424/3164, into the topic logs.syslog; on the first
+        /// node, writes reach each partition's leader wherever it is); "off" disables.
         #[arg(long, default_value = "127.0.0.1:5514")]
         syslog: String,
         /// RELP (rsyslog's omrelp; each line acknowledged once durable); "off" disables.
@@ -143,7 +145,7 @@ fn main() {
 
 /// `up --nodes N` (N > 1): writes the cluster config into the data dir, starts one
 /// `backwaters node` process per node, prints the bootstrap list, and stops them all on Ctrl-C.
-async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, metrics: &str, write_config: Option<PathBuf>, partitions: i32) -> Result<(), String> {
+async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, metrics: &str, write_config: Option<PathBuf>, partitions: i32, ingest: Vec<ingest::config::IngestConfig>) -> Result<(), String> {
     let (khost, kport) = config::split_host_port(kafka)?;
     let (ghost, gport) = config::split_host_port(grpc)?;
     let (mhost, mport) = config::split_host_port(metrics)?;
@@ -160,7 +162,8 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
                 advertised_grpc: None,
                 metrics: Some(format!("{mhost}:{}", mport + i as i32)),
                 data_dir: data_dir.join(name),
-                ingest: vec![],
+                // Ingest listeners on the first node (east-1).
+                ingest: if i == 0 { ingest.clone() } else { vec![] },
             }
         })
         .collect();
@@ -196,6 +199,9 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
         println!("  node {} ({}): Kafka {}  gRPC {}  metrics http://{}/metrics", node.id, node.zone, node.kafka, node.grpc, node.metrics.as_deref().unwrap_or(""));
     }
     println!("  Kafka bootstrap: {}", bootstrap.join(","));
+    for i in &cluster.nodes[0].ingest {
+        println!("  {:<16} {} -> {} (on node 1)", format!("{}:", i.kind.name()), i.listen, i.topic);
+    }
     println!("  cluster config:  {}", path.display());
     println!("Try:");
     println!("  backwaters shell --bootstrap {} -c 'cluster status'", cluster.nodes[0].grpc);
@@ -240,7 +246,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                 return Err(format!("--nodes {nodes}: use 1 to 99"));
             }
             if nodes > 1 {
-                return up_many(nodes, &data_dir, &kafka, &grpc, &metrics, write_config, partitions).await;
+                let ingest = default_ingest(&syslog, &relp, &http, &hec_token);
+                return up_many(nodes, &data_dir, &kafka, &grpc, &metrics, write_config, partitions, ingest).await;
             }
             let cluster = ClusterConfig {
                 cluster_name: "backwaters-local".into(),

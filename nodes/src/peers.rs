@@ -1,12 +1,14 @@
-//! Node-to-node traffic over gRPC (`backwaters.v1.Internal`): Raft messages and requests
-//! forwarded to the controller.
+//! Node-to-node traffic over gRPC (`backwaters.v1.Internal`): Raft messages, requests
+//! forwarded to the controller, and writes passed on to partition leaders.
 //!
 //! Raft messages are queued per destination node (a bounded queue: when a peer is slow or
 //! gone, what does not fit is dropped and Raft resends) and one task per peer sends whatever
 //! is queued as one RPC: under load many groups' messages share each call.
 
 use backwaters_actors::controller::{ControllerReply, ControllerRequest};
-use backwaters_actors::node::{AdminError, Node, Peers};
+use backwaters_actors::node::{AdminError, ForwardedProduce, Node, Peers};
+use backwaters_actors::partition::ProduceAck;
+use backwaters_actors::PartitionError;
 use backwaters_actors::replica::{decode_message, encode_message, node_of, Transport};
 use backwaters_proto::grpc::v1::{self as pb, internal_client::InternalClient, internal_server};
 use std::collections::HashMap;
@@ -105,6 +107,29 @@ impl Transport for GrpcPeers {
 }
 
 impl Peers for GrpcPeers {
+    fn produce(&self, node: i32, req: ForwardedProduce) -> Pin<Box<dyn std::future::Future<Output = Result<ProduceAck, PartitionError>> + Send>> {
+        let ch = self.channels.get(&node).cloned();
+        let (cluster, max) = (self.cluster.clone(), self.max_message_bytes);
+        Box::pin(async move {
+            let ch = ch.ok_or(PartitionError::NotLeader { leader: None })?;
+            let mut client = InternalClient::new(ch).max_encoding_message_size(max).max_decoding_message_size(max);
+            let call = pb::ProduceCall {
+                cluster_name: cluster,
+                topic: req.topic,
+                partition: req.partition,
+                batches: req.batches,
+                acks: req.acks as i32,
+                timeout_ms: req.timeout.as_millis().min(u32::MAX as u128) as u32,
+            };
+            // The leader answers within the timeout; a dead one is a moving leadership.
+            let r = client.produce(call).await.map_err(|e| {
+                tracing::debug!(node, error = %e.message(), "cannot pass a write on");
+                PartitionError::NotLeader { leader: None }
+            })?;
+            produce_result(r.into_inner())
+        })
+    }
+
     fn forward(&self, node: i32, req: ControllerRequest) -> Pin<Box<dyn std::future::Future<Output = ControllerReply> + Send>> {
         let ch = self.channels.get(&node).cloned();
         let (cluster, max, me) = (self.cluster.clone(), self.max_message_bytes, self.me);
@@ -116,6 +141,31 @@ impl Peers for GrpcPeers {
             serde_json::from_slice::<ControllerReply>(&r.into_inner().result).map_err(|e| AdminError::Unavailable(format!("controller answer unreadable: {e}")))?
         })
     }
+}
+
+fn produce_result(r: pb::ProduceResult) -> Result<ProduceAck, PartitionError> {
+    match r.error_code {
+        0 => Ok(ProduceAck { base_offset: r.base_offset, log_start_offset: r.log_start_offset }),
+        1 => Err(PartitionError::NotLeader { leader: (r.leader >= 0).then_some(r.leader) }),
+        2 => Err(PartitionError::Busy),
+        3 => Err(PartitionError::Timeout),
+        4 => Err(PartitionError::UnknownTopicOrPartition),
+        _ => Err(PartitionError::CorruptRecord(r.error)),
+    }
+}
+
+fn produce_reply(r: Result<ProduceAck, PartitionError>) -> pb::ProduceResult {
+    let (error_code, leader) = match &r {
+        Ok(_) => (0, -1),
+        Err(PartitionError::NotLeader { leader }) => (1, leader.unwrap_or(-1)),
+        // Storage trouble on the leader is worth a retry (elsewhere, once leadership moves).
+        Err(PartitionError::Busy | PartitionError::Storage(_)) => (2, -1),
+        Err(PartitionError::Timeout) => (3, -1),
+        Err(PartitionError::UnknownTopicOrPartition) => (4, -1),
+        Err(_) => (5, -1),
+    };
+    let (base_offset, log_start_offset) = r.as_ref().map(|a| (a.base_offset, a.log_start_offset)).unwrap_or((-1, -1));
+    pb::ProduceResult { error_code, error: r.err().map(|e| e.to_string()).unwrap_or_default(), base_offset, log_start_offset, leader }
 }
 
 /// The server side of `Internal`.
@@ -154,5 +204,18 @@ impl internal_server::Internal for InternalApi {
         let request: ControllerRequest = serde_json::from_slice(&c.request).map_err(|e| Status::invalid_argument(format!("controller request: {e}")))?;
         let result = node.execute(request).await;
         Ok(Response::new(pb::ControllerResult { result: serde_json::to_vec(&result).expect("result serializes").into() }))
+    }
+
+    async fn produce(&self, req: Request<pb::ProduceCall>) -> Result<Response<pb::ProduceResult>, Status> {
+        let c = req.into_inner();
+        let node = self.check(&c.cluster_name)?;
+        let acks = i16::try_from(c.acks).map_err(|_| Status::invalid_argument(format!("acks {}", c.acks)))?;
+        let req = ForwardedProduce { topic: c.topic, partition: c.partition, batches: c.batches, acks, timeout: Duration::from_millis(c.timeout_ms.clamp(1, 300_000) as u64) };
+        // Only the leader writes: a node that lost leadership since says so, never passes on again.
+        let r = match node.partition(&req.topic, req.partition) {
+            None => Err(PartitionError::UnknownTopicOrPartition),
+            Some(shared) => node.produce_local(&shared, req).await,
+        };
+        Ok(Response::new(produce_reply(r)))
     }
 }

@@ -54,15 +54,32 @@ impl NodeSettings {
     }
 }
 
-/// How a node reaches the others: Raft messages, and requests forwarded to the controller.
+/// A write passed on to a partition's leader: topic, partition, whole record batches, acks.
+#[derive(Debug, Clone)]
+pub struct ForwardedProduce {
+    pub topic: String,
+    pub partition: i32,
+    pub batches: Vec<Bytes>,
+    pub acks: i16,
+    pub timeout: Duration,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// How a node reaches the others: Raft messages, requests forwarded to the controller, and
+/// writes passed on to partition leaders.
 pub trait Peers: Transport {
-    fn forward(&self, node: i32, req: ControllerRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = ControllerReply> + Send>>;
+    fn forward(&self, node: i32, req: ControllerRequest) -> BoxFuture<ControllerReply>;
+    fn produce(&self, node: i32, req: ForwardedProduce) -> BoxFuture<Result<ProduceAck, PartitionError>>;
 }
 
 /// A node alone.
 impl Peers for NoPeers {
-    fn forward(&self, node: i32, _req: ControllerRequest) -> std::pin::Pin<Box<dyn std::future::Future<Output = ControllerReply> + Send>> {
+    fn forward(&self, node: i32, _req: ControllerRequest) -> BoxFuture<ControllerReply> {
         Box::pin(async move { Err(AdminError::Unavailable(format!("node {node} is not reachable: this node has no peers"))) })
+    }
+    fn produce(&self, _node: i32, _req: ForwardedProduce) -> BoxFuture<Result<ProduceAck, PartitionError>> {
+        Box::pin(async move { Err(PartitionError::NotLeader { leader: None }) })
     }
 }
 
@@ -517,6 +534,44 @@ impl Node {
             // The actor died with the request: it restarts from disk; the client retries.
             Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(PartitionError::Busy),
         }
+    }
+
+    /// Writes to a partition wherever its leader is: here, or passed on to the leading node
+    /// (for writers that are not Kafka clients and cannot follow leaders themselves, such as
+    /// ingest listeners). Only batches this node built or checked should come here.
+    pub async fn produce_anywhere(&self, req: ForwardedProduce) -> Result<ProduceAck, PartitionError> {
+        // While leadership is unknown or moving (a topic just created, a failover), retry
+        // within the write's time: nothing was written on these answers.
+        let deadline = tokio::time::Instant::now() + req.timeout;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let shared = self.partition(&req.topic, req.partition).ok_or(PartitionError::UnknownTopicOrPartition)?;
+            let r = match shared.leader() {
+                Some(l) if l == self.inner.settings.node_id => self.produce_local(&shared, req.clone()).await,
+                Some(l) => self.inner.peers.produce(l, req.clone()).await,
+                None => Err(PartitionError::NotLeader { leader: None }),
+            };
+            match r {
+                Err(PartitionError::NotLeader { .. }) if tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Writes a forwarded produce to the local replica (its leader, or NOT_LEADER).
+    pub async fn produce_local(&self, shared: &PartitionShared, req: ForwardedProduce) -> Result<ProduceAck, PartitionError> {
+        if !shared.replicas.contains(&self.inner.settings.node_id) {
+            return Err(PartitionError::NotLeader { leader: shared.leader() });
+        }
+        let mut batches = Vec::with_capacity(req.batches.len());
+        for b in req.batches {
+            let header = backwaters_proto::kafka::batch::parse_batch(&b).map_err(|e| PartitionError::CorruptRecord(e.to_string()))?;
+            batches.push((header, b));
+        }
+        self.produce(shared, batches, req.acks, req.timeout).await
     }
 
     pub async fn delete_records(&self, shared: &PartitionShared, offset: i64, timeout: Duration) -> Result<i64, PartitionError> {

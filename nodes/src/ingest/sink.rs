@@ -5,7 +5,7 @@
 
 use super::config::{IngestConfig, KeyBy};
 use backwaters_actors::metrics::IngestCounters;
-use backwaters_actors::node::Node;
+use backwaters_actors::node::{ForwardedProduce, Node};
 use backwaters_actors::PartitionError;
 use backwaters_proto::kafka::batch::{encode_batch_with, parse_batch, NewRecord};
 use backwaters_proto::kafka::partitioner::partition_for_key;
@@ -118,7 +118,6 @@ impl Sink {
         }
         let mut jobs = Vec::new();
         for ((topic, p), idx) in groups {
-            let shared = self.node.partition(&topic, p).ok_or_else(|| WriteError::Retriable(format!("{topic}-{p} is not available")))?;
             let mut batches = Vec::new();
             let mut chunk: Vec<NewRecord> = Vec::new();
             let mut bytes = 0;
@@ -134,8 +133,10 @@ impl Sink {
             }
             batches.push(batch(&chunk, self.cfg.compression)?);
             let node = self.node.clone();
+            // Wherever the partition's leader is (this node, or passed on to it).
+            let req = ForwardedProduce { topic, partition: p, batches: batches.into_iter().map(|(_, b)| b).collect(), acks: -1, timeout: WRITE_TIMEOUT };
             jobs.push(async move {
-                let ack = node.produce(&shared, batches, -1, WRITE_TIMEOUT).await;
+                let ack = node.produce_anywhere(req).await;
                 (idx, ack)
             });
         }
