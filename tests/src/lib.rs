@@ -91,6 +91,12 @@ impl TestNode {
     /// Starts a cluster of `n` node processes spread over the zones east, central and west
     /// (node ids 1..=n); `extra_toml` goes into the config's top level.
     pub fn start_cluster(n: usize, extra_toml: &str) -> Vec<TestNode> {
+        Self::start_cluster_full(n, extra_toml, "")
+    }
+
+    /// As [`TestNode::start_cluster`]; `first_node_toml` goes inside node 1's entry (e.g.
+    /// `[[nodes.ingest]]` tables).
+    pub fn start_cluster_full(n: usize, extra_toml: &str, first_node_toml: &str) -> Vec<TestNode> {
         let zones = ["east", "central", "west"];
         let mut ports = Vec::new();
         while ports.len() < 3 * n {
@@ -118,6 +124,10 @@ impl TestNode {
                 node.metrics,
                 node.dir.path().join("data").display()
             );
+            if node.id == 1 {
+                text += first_node_toml;
+                text += "\n";
+            }
         }
         for node in &mut nodes {
             std::fs::write(&node.config, &text).expect("write config");

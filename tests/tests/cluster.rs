@@ -323,3 +323,50 @@ async fn losing_the_east_zone_keeps_every_partition_writable() {
     }
     assert_eq!(all.len(), 600, "read back {} of 600 records with the East zone down", all.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn syslog_on_one_node_reaches_leaders_on_others() {
+    use std::io::Write;
+    const LOGS: &str = "logs.cluster";
+    let port = backwaters_tests::free_port();
+    let ingest = format!("[[nodes.ingest]]\nkind = \"syslog-tcp\"\nlisten = \"127.0.0.1:{port}\"\ntopic = \"{LOGS}\"\n");
+    let nodes = TestNode::start_cluster_full(3, "", &ingest);
+    let bootstrap = nodes.iter().map(|n| n.kafka.clone()).collect::<Vec<_>>().join(",");
+    // Three partitions: their preferred leaders are the three nodes.
+    create_topic(&nodes[0].grpc, LOGS, 3).await;
+    let mut leaders: BTreeMap<i32, i32> = BTreeMap::new();
+    for _ in 0..100 {
+        leaders = describe_topic(&nodes[0].grpc, LOGS).await.iter().map(|p| (p.partition, p.leader)).collect();
+        if leaders.values().all(|l| *l > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("leaders {leaders:?}; the listener is on node 1");
+    let total = 300;
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the syslog listener");
+    for chunk in 0..20 {
+        let mut lines = String::new();
+        for i in 0..total / 20 {
+            // Keyed by host (the listener's default): nine hosts spread over the partitions.
+            let n = chunk * (total / 20) + i;
+            lines += &format!("<13>1 2026-11-28T10:00:00Z host{} app - - - line {n}\n", n % 9);
+        }
+        sock.write_all(lines.as_bytes()).expect("send");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(sock);
+    let b = bootstrap.clone();
+    let got = tokio::task::spawn_blocking(move || backwaters_tests::read_topic(&b, LOGS, total, Duration::from_secs(60))).await.unwrap();
+    let mut per_partition: BTreeMap<i32, usize> = BTreeMap::new();
+    let mut lines = std::collections::BTreeSet::new();
+    for (p, _, v) in &got {
+        *per_partition.entry(*p).or_default() += 1;
+        let n = v.split("line ").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default().to_string();
+        lines.insert(n);
+    }
+    eprintln!("records per partition {per_partition:?}");
+    assert_eq!(got.len(), total, "read {} of {total} syslog lines", got.len());
+    assert_eq!(lines.len(), total, "lines lost or duplicated");
+    assert!(per_partition.keys().any(|p| leaders.get(p) != Some(&1)), "no line reached a partition led by another node: {per_partition:?}, leaders {leaders:?}");
+}
