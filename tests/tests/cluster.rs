@@ -2,7 +2,8 @@
 //! acks=all producer keeps writing while the leader of a partition is SIGKILLed; production
 //! goes on after failover, the node comes back and catches up, every acknowledged record is
 //! read back exactly once, and every replica of every partition holds the same log
-//! (checksums through the admin gRPC API). Six nodes over three zones lose the whole East zone:
+//! (checksums through the admin gRPC API), and leadership returns to the preferred replicas.
+//! Six nodes over three zones lose the whole East zone:
 //! every partition stays writable and readable, and a consumer group resumes at its commits
 //! (wherever its coordinator moved).
 
@@ -178,6 +179,21 @@ async fn leader_kill_loses_nothing_and_replicas_converge() {
             break;
         }
         assert!(Instant::now() < deadline, "replicas did not converge: {views:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Leadership goes back to the preferred replicas (placement spread those over the nodes),
+    // including the partition the killed node led.
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(60);
+    loop {
+        let parts = describe(&nodes[0].grpc).await;
+        if parts.iter().all(|p| Some(&p.leader) == p.replicas.first()) {
+            eprintln!("leaders back on their preferred replicas {:?} after convergence", back.elapsed());
+            break;
+        }
+        let now: Vec<(i32, i32, Option<&i32>)> = parts.iter().map(|p| (p.partition, p.leader, p.replicas.first())).collect();
+        assert!(Instant::now() < deadline, "leaders did not return to the preferred replicas: (partition, leader, preferred) {now:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

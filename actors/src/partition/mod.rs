@@ -37,6 +37,10 @@ use tokio::sync::watch;
 /// retriable error (each connection also caps its own in-flight requests).
 pub const MAX_PENDING_PRODUCES: usize = 10_000;
 
+/// Ticks between checks whether leadership should go back to the preferred replica (3 s at
+/// the default 100 ms tick).
+const REBALANCE_TICKS: u64 = 30;
+
 /// Entries removed per retention pass, so a big backlog does not stall the partition.
 const RETENTION_BATCH_MAX: usize = 1_000;
 
@@ -242,6 +246,10 @@ pub struct PartitionState {
     unflushed: VecDeque<Unflushed>,
     /// Kafka offset up to which this replica's own log is flushed.
     local_durable: i64,
+    /// Ticks since start (paces the preferred-leader check).
+    ticks: u64,
+    /// Consecutive checks that found the preferred replica caught up.
+    preferred_ready: u32,
     node_id: i32,
     group: u64,
     transport: Arc<dyn Transport>,
@@ -290,6 +298,8 @@ impl Actor for PartitionActor {
             waiters: Vec::new(),
             unflushed: VecDeque::new(),
             local_durable,
+            ticks: 0,
+            preferred_ready: 0,
             node_id: args.node_id,
             group: args.group,
             transport: args.transport,
@@ -320,6 +330,10 @@ impl Actor for PartitionActor {
             }
             PartitionMsg::Tick => {
                 st.raft.tick();
+                st.ticks += 1;
+                if st.ticks % REBALANCE_TICKS == 0 {
+                    st.return_leadership();
+                }
                 st.turn()?;
             }
             PartitionMsg::TransferLeader { node } => {
@@ -435,6 +449,32 @@ impl PartitionState {
             self.waiters.push(Waiter { next_offset, term: self.raft.raft.term, local, started, reply, ack });
         }
         Ok(())
+    }
+
+    /// Hands leadership back to the preferred replica (the first; placement spread those over
+    /// the nodes) once it has been caught up for two checks in a row: after a node returns,
+    /// leaders rebalance instead of piling up on the nodes that stayed (Kafka's
+    /// auto.leader.rebalance). The metadata log's leader stays where it is.
+    fn return_leadership(&mut self) {
+        let preferred = match self.shared.replicas.first() {
+            Some(p) if *p != self.node_id && self.raft.raft.state == StateRole::Leader && self.shared.topic != crate::controller::METADATA_TOPIC => *p,
+            _ => {
+                self.preferred_ready = 0;
+                return;
+            }
+        };
+        let last = self.raft.raft.raft_log.last_index();
+        let caught_up = self.raft.raft.prs().get(raft_id(preferred)).is_some_and(|pr| pr.recent_active && pr.matched >= last && pr.state == raft::ProgressState::Replicate);
+        if !caught_up {
+            self.preferred_ready = 0;
+            return;
+        }
+        self.preferred_ready += 1;
+        if self.preferred_ready >= 2 {
+            tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, to = preferred, "handing leadership back to the preferred replica");
+            self.raft.transfer_leader(raft_id(preferred));
+            self.preferred_ready = 0;
+        }
     }
 
     /// Runs raft-rs's ready loop until it has nothing more to hand out.
