@@ -3,7 +3,7 @@
 
 use backwaters_actors::node::{AdminError, ConfigOp, Node};
 use backwaters_actors::PartitionError;
-use backwaters_proto::grpc::v1::{self as pb, admin_server, consume_server, produce_server};
+use backwaters_proto::grpc::v1::{self as pb, admin_client, admin_server, consume_server, produce_server};
 use backwaters_proto::kafka::batch::{decode_records, encode_batch, parse_batch, NewRecord};
 use backwaters_proto::kafka::partitioner::partition_for_key;
 use bytes::Bytes;
@@ -28,6 +28,8 @@ pub struct Api {
     /// Advertised addresses, reported by ClusterStatus.
     kafka_addr: String,
     grpc_addr: String,
+    /// The cluster's other nodes as configured (ClusterStatus asks each).
+    others: Arc<Vec<pb::NodeStatus>>,
 }
 
 fn admin_status(e: AdminError) -> Status {
@@ -232,7 +234,7 @@ impl admin_server::Admin for Api {
         Ok(Response::new(pb::CreatePartitionsResponse {}))
     }
 
-    async fn cluster_status(&self, _req: Request<pb::ClusterStatusRequest>) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+    async fn cluster_status(&self, req: Request<pb::ClusterStatusRequest>) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         let s = self.node.settings();
         let actors = self
             .node
@@ -241,13 +243,33 @@ impl admin_server::Admin for Api {
             .into_iter()
             .map(|(sup, c)| pb::ActorStatus { name: c.name, supervisor: sup, state: if c.running { "running".into() } else { "restarting".into() }, restarts: c.restarts })
             .collect();
-        let node = pb::NodeStatus { node_id: s.node_id, zone: s.zone.clone(), kafka_address: self.kafka_addr.clone(), grpc_address: self.grpc_addr.clone(), alive: true, actors };
+        let me = pb::NodeStatus { node_id: s.node_id, zone: s.zone.clone(), kafka_address: self.kafka_addr.clone(), grpc_address: self.grpc_addr.clone(), alive: true, actors };
+        let mut nodes = vec![me];
+        if !req.into_inner().local_only {
+            // Each other node reports itself; one that does not answer within a second is
+            // reported as not alive.
+            let asks = self.others.iter().cloned().map(|mut n| async move {
+                let ask = async {
+                    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", n.grpc_address)).ok()?.connect_timeout(Duration::from_secs(1)).connect().await.ok()?;
+                    admin_client::AdminClient::new(ch).cluster_status(pb::ClusterStatusRequest { local_only: true }).await.ok()
+                };
+                match tokio::time::timeout(Duration::from_secs(2), ask).await {
+                    Ok(Some(r)) => r.into_inner().nodes.into_iter().find(|x| x.node_id == n.node_id).unwrap_or(n),
+                    _ => {
+                        n.alive = false;
+                        n
+                    }
+                }
+            });
+            nodes.extend(futures::future::join_all(asks).await);
+            nodes.sort_by_key(|n| n.node_id);
+        }
         Ok(Response::new(pb::ClusterStatusResponse {
             cluster_name: s.cluster_name.clone(),
             cluster_id: self.node.cluster_id().to_string(),
-            controller_id: s.node_id,
+            controller_id: self.node.controller_id().unwrap_or(-1),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            nodes: vec![node],
+            nodes,
         }))
     }
 
@@ -289,10 +311,10 @@ fn summary(t: &backwaters_actors::node::Topic) -> pb::TopicSummary {
 }
 
 /// Serves the gRPC API on `listener` until `stop` turns true.
-pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), cluster: String, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), others: Arc<Vec<pb::NodeStatus>>, cluster: String, mut stop: watch::Receiver<bool>) -> Result<(), String> {
     let internal = crate::peers::InternalApi { node: Arc::new(std::sync::OnceLock::from(node.clone())), cluster };
     let listener = tokio::net::TcpListener::from_std(listener.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let api = Api { node, round_robin: Default::default(), kafka_addr: addrs.0, grpc_addr: addrs.1 };
+    let api = Api { node, round_robin: Default::default(), kafka_addr: addrs.0, grpc_addr: addrs.1, others };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<produce_server::ProduceServer<Api>>().await;
     health_reporter.set_serving::<consume_server::ConsumeServer<Api>>().await;

@@ -79,9 +79,24 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
     let (n, max_msg) = (node.clone(), cluster.limits.grpc_max_message_bytes);
     let addrs = (advertised.clone(), grpc_addr.clone());
     let cluster_name = cluster.cluster_name.clone();
+    let others: Arc<Vec<backwaters_proto::grpc::v1::NodeStatus>> = Arc::new(
+        cluster
+            .nodes
+            .iter()
+            .filter(|n| n.id != nc.id)
+            .map(|n| backwaters_proto::grpc::v1::NodeStatus {
+                node_id: n.id,
+                zone: n.zone.clone(),
+                kafka_address: n.advertised_kafka.clone().unwrap_or_else(|| n.kafka.clone()),
+                grpc_address: n.advertised_grpc.clone().unwrap_or_else(|| n.grpc.clone()),
+                alive: false,
+                actors: vec![],
+            })
+            .collect(),
+    );
     let run: RunFn = Arc::new(move |stop| {
-        let (n, l, addrs, cluster_name) = (n.clone(), grpc_l.clone(), addrs.clone(), cluster_name.clone());
-        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, cluster_name, stop).await })
+        let (n, l, addrs, others, cluster_name) = (n.clone(), grpc_l.clone(), addrs.clone(), others.clone(), cluster_name.clone());
+        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, others, cluster_name, stop).await })
     });
     node.start_service("grpc", run, true).await?;
 

@@ -119,9 +119,27 @@ async fn leader_kill_loses_nothing_and_replicas_converge() {
     assert!(errors.is_empty(), "{} sends failed, first: {:?}", errors.len(), errors.first());
     eprintln!("all {total} acknowledged; first ack on partition 0 after its leader's SIGKILL: {:?}", first_ack_after_kill);
 
-    // The killed node comes back and catches up.
+    // Any node reports the whole cluster: the killed node is not alive, the others are, and
+    // they agree on the controller.
     let idx = killed.expect("a node was killed");
+    let status = |grpc: String| async move {
+        let mut c = AdminClient::connect(format!("http://{grpc}")).await.expect("connect");
+        c.cluster_status(backwaters_proto::grpc::v1::ClusterStatusRequest { local_only: false }).await.expect("status").into_inner()
+    };
+    let survivor = nodes[(idx + 1) % 3].grpc.clone();
+    let s = status(survivor.clone()).await;
+    let alive: Vec<(i32, bool)> = s.nodes.iter().map(|n| (n.node_id, n.alive)).collect();
+    assert_eq!(alive.len(), 3, "{alive:?}");
+    assert!(alive.iter().all(|(id, up)| *up == (*id != nodes[idx].id)), "liveness {alive:?} with node {} killed", nodes[idx].id);
+    assert!(s.nodes.iter().filter(|n| n.alive).all(|n| !n.actors.is_empty()), "alive nodes list their actors");
+    let other = status(nodes[(idx + 2) % 3].grpc.clone()).await;
+    assert_eq!(s.controller_id, other.controller_id, "nodes disagree on the controller");
+    assert!(s.controller_id > 0 && s.controller_id != nodes[idx].id, "controller {} (node {} is dead)", s.controller_id, nodes[idx].id);
+
+    // The killed node comes back and catches up.
     nodes[idx].start_again();
+    let s = status(survivor).await;
+    assert!(s.nodes.iter().all(|n| n.alive), "after the restart: {:?}", s.nodes.iter().map(|n| (n.node_id, n.alive)).collect::<Vec<_>>());
 
     // Every acknowledged record is read back exactly once, at the offset it was acked with.
     let acked = acked.lock().unwrap().clone();
@@ -350,10 +368,13 @@ async fn syslog_on_one_node_reaches_leaders_on_others() {
     let bootstrap = nodes.iter().map(|n| n.kafka.clone()).collect::<Vec<_>>().join(",");
     // Three partitions: their preferred leaders are the three nodes.
     create_topic(&nodes[0].grpc, LOGS, 3).await;
+    // Wait for the preferred leaders (one per node; leadership moves back to them if an
+    // early election went elsewhere).
     let mut leaders: BTreeMap<i32, i32> = BTreeMap::new();
-    for _ in 0..100 {
-        leaders = describe_topic(&nodes[0].grpc, LOGS).await.iter().map(|p| (p.partition, p.leader)).collect();
-        if leaders.values().all(|l| *l > 0) {
+    for _ in 0..300 {
+        let parts = describe_topic(&nodes[0].grpc, LOGS).await;
+        leaders = parts.iter().map(|p| (p.partition, p.leader)).collect();
+        if parts.iter().all(|p| Some(&p.leader) == p.replicas.first()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

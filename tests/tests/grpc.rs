@@ -59,7 +59,7 @@ async fn grpc_and_kafka_see_the_same_records() {
     let d = admin.describe_topic(pb::DescribeTopicRequest { name: "mixed".into() }).await.unwrap().into_inner();
     let hws: Vec<i64> = d.partitions.iter().map(|p| p.high_watermark).collect();
     assert_eq!(hws.iter().sum::<i64>(), 8);
-    let status = admin.cluster_status(pb::ClusterStatusRequest {}).await.unwrap().into_inner();
+    let status = admin.cluster_status(pb::ClusterStatusRequest { local_only: false }).await.unwrap().into_inner();
     assert_eq!(status.nodes[0].zone, "east");
     assert!(status.nodes[0].actors.iter().any(|a| a.supervisor == "partitions"));
     // Prometheus metrics over HTTP.

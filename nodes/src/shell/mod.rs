@@ -60,7 +60,7 @@ async fn connect(bootstrap: &[String]) -> Result<Api, String> {
         match endpoint.connect().await {
             Ok(ch) => {
                 let mut api = Api::new(ch);
-                match api.admin.cluster_status(pb::ClusterStatusRequest {}).await {
+                match api.admin.cluster_status(pb::ClusterStatusRequest { local_only: false }).await {
                     Ok(s) => return Ok(follow_controller(api, s.into_inner(), addr).await),
                     Err(e) => errors.push(format!("{addr}: {}", e.message())),
                 }
