@@ -220,6 +220,12 @@ impl TestNode {
         }
     }
 
+    /// Removes the node's data dir (a lost disk); the process must not be running.
+    pub fn wipe_data(&mut self) {
+        assert!(self.child.is_none(), "wipe_data on a running node");
+        let _ = std::fs::remove_dir_all(self.dir.path().join("data"));
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("node running");

@@ -848,7 +848,7 @@ fn check_identity(store: &Store, s: &NodeSettings) -> Result<String, String> {
         )),
         Some(_) => Ok(String::from_utf8_lossy(&store.meta_get("cluster_id").map_err(|e| e.to_string())?.unwrap_or_default()).into_owned()),
         None => {
-            let id = base64_uuid();
+            let id = cluster_uuid(&s.cluster_name);
             store.meta_put("identity", ident.as_bytes()).map_err(|e| e.to_string())?;
             store.meta_put("cluster_id", id.as_bytes()).map_err(|e| e.to_string())?;
             store.flush().map_err(|e| e.to_string())?;
@@ -857,9 +857,14 @@ fn check_identity(store: &Store, s: &NodeSettings) -> Result<String, String> {
     }
 }
 
-/// A Kafka-style cluster id: 22 URL-safe base64 characters of a random UUID.
-fn base64_uuid() -> String {
+/// A Kafka-style cluster id (22 URL-safe base64 characters of 128 bits), the same on every
+/// node of a cluster: derived from the cluster name, so nodes agree on it without a round of
+/// messages before they can answer Metadata. (Data dirs keep the id they first stored.)
+fn cluster_uuid(cluster_name: &str) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let n = uuid::Uuid::new_v4().as_u128();
+    let n = (0u32..4).fold(0u128, |acc, i| {
+        let h = crc32c::crc32c_append(crc32c::crc32c(&i.to_be_bytes()), cluster_name.as_bytes());
+        (acc << 32) | h as u128
+    });
     (0..22).map(|i| A[((n >> (i * 6)) & 63) as usize] as char).collect()
 }

@@ -322,7 +322,11 @@ impl Actor for PartitionActor {
         match msg {
             PartitionMsg::Produce { batches, acks, reply } => st.produce(batches, acks, reply)?,
             PartitionMsg::Persisted { number } => st.on_persisted(number)?,
-            PartitionMsg::Raft(m) => {
+            PartitionMsg::Raft(mut m) => {
+                if st.lost_entries(&mut m) {
+                    st.turn()?;
+                    return Ok(());
+                }
                 if let Err(e) = st.raft.step(*m) {
                     tracing::debug!(topic = %st.shared.topic, partition = st.shared.partition, error = %e, "raft message refused");
                 }
@@ -474,6 +478,48 @@ impl PartitionState {
             tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, to = preferred, "handing leadership back to the preferred replica");
             self.raft.transfer_leader(raft_id(preferred));
             self.preferred_ready = 0;
+        }
+    }
+
+    /// A replica that lost its disk (or came back from an older copy of it) holds fewer
+    /// entries than its leader believes. raft-rs assumes that never happens: a heartbeat
+    /// committing past the end of the log panics the follower, and the leader, which only
+    /// moves a follower's match index forward, would never resend what was lost. Both sides
+    /// are handled here: the follower clamps the commit and tells the leader where its log
+    /// really ends (an append rejection carrying its last index); the leader, told of an end
+    /// below the match index, probes the follower from there and refills it (from a snapshot
+    /// when retention removed that part). Returns true when the message was consumed.
+    fn lost_entries(&mut self, m: &mut Message) -> bool {
+        use raft::prelude::MessageType;
+        match m.get_msg_type() {
+            MessageType::MsgHeartbeat => {
+                let last = self.raft.raft.raft_log.last_index();
+                if m.commit > last {
+                    tracing::warn!(topic = %self.shared.topic, partition = self.shared.partition, commit = m.commit, last, "the leader counts entries this replica does not hold (lost disk?); asking to be refilled");
+                    let mut r = Message::default();
+                    r.set_msg_type(MessageType::MsgAppendResponse);
+                    (r.to, r.from, r.term, r.reject, r.index, r.reject_hint) = (m.from, m.to, m.term, true, m.commit, last);
+                    m.commit = last;
+                    if let Err(e) = self.raft.step(m.clone()) {
+                        tracing::debug!(error = %e, "raft message refused");
+                    }
+                    self.transport.send(self.group, vec![r]);
+                    return true;
+                }
+                false
+            }
+            MessageType::MsgAppendResponse if m.reject && self.raft.raft.state == StateRole::Leader && m.term == self.raft.raft.term => {
+                let Some(pr) = self.raft.raft.mut_prs().get_mut(m.from) else { return false };
+                if m.reject_hint >= pr.matched {
+                    return false;
+                }
+                tracing::warn!(topic = %self.shared.topic, partition = self.shared.partition, replica = node_of(m.from), matched = pr.matched, has = m.reject_hint, "a replica lost entries it had acknowledged; refilling it");
+                pr.matched = m.reject_hint;
+                pr.become_probe();
+                self.raft.raft.send_append(m.from);
+                true
+            }
+            _ => false,
         }
     }
 
