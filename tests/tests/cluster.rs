@@ -321,8 +321,15 @@ async fn losing_the_east_zone_keeps_every_partition_writable() {
         produce_all(&producer, ZONAL, p, (0..50).map(|i| format!("after-{p}-{i}")).collect()).await;
     }
     eprintln!("every partition acknowledged acks=all writes {:?} after the East zone died", killed_at.elapsed());
-    for p in describe_topic(&survivor, ZONAL).await {
-        assert!(!east.contains(&p.leader), "partition {} still led by East node {}", p.partition, p.leader);
+    // Nodes without a replica learn new leaders from the metadata log, a moment later.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let stale: Vec<(i32, i32)> = describe_topic(&survivor, ZONAL).await.iter().filter(|p| east.contains(&p.leader) || p.leader < 0).map(|p| (p.partition, p.leader)).collect();
+        if stale.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "partitions still led by East nodes (partition, leader): {stale:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The group resumes at its commits: exactly the new records, none of the old.
     let (b, g) = (bootstrap.clone(), group.clone());
@@ -437,4 +444,57 @@ async fn syslog_on_one_node_reaches_leaders_on_others() {
     assert_eq!(got.len(), total, "read {} of {total} syslog lines", got.len());
     assert_eq!(lines.len(), total, "lines lost or duplicated");
     assert!(per_partition.keys().any(|p| leaders.get(p) != Some(&1)), "no line reached a partition led by another node: {per_partition:?}, leaders {leaders:?}");
+}
+
+/// A counter's value from a node's Prometheus endpoint.
+fn metric(addr: &str, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut http = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    http.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    http.read_to_string(&mut body).unwrap();
+    body.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("{name} not in the metrics of {addr}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumers_read_from_a_replica_in_their_zone() {
+    const TOPIC: &str = "zoned";
+    let nodes = TestNode::start_cluster(3, "");
+    let bootstrap = nodes.iter().map(|n| n.kafka.clone()).collect::<Vec<_>>().join(",");
+    create_topic(&nodes[0].grpc, TOPIC, 1).await;
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("acks", "all").create().expect("producer");
+    let total = 200;
+    produce_all(&producer, TOPIC, 0, (0..total).map(|i| format!("zoned-{i:04}-{}", "x".repeat(200))).collect()).await;
+    let p = describe_topic(&nodes[0].grpc, TOPIC).await.remove(0);
+    let follower = *p.replicas.iter().find(|r| **r != p.leader).expect("a follower");
+    let zone = ["east", "central", "west"][(follower as usize - 1) % 3];
+    let at = |id: i32| nodes.iter().find(|n| n.id == id).unwrap().metrics.clone();
+    let before = (metric(&at(p.leader), "backwaters_fetch_bytes_total"), metric(&at(follower), "backwaters_fetch_bytes_total"));
+    // A consumer in the follower's zone.
+    let b = bootstrap.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &b).set("group.id", "zoned-reader").set("client.rack", zone).set("enable.auto.commit", "false").create().expect("consumer");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(TOPIC, 0, rdkafka::Offset::Beginning).unwrap();
+        c.assign(&tpl).expect("assign");
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got.len() < total && Instant::now() < deadline {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+                got.push((m.offset(), String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string()));
+            }
+        }
+        got
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.len(), total, "read {} of {total}", got.len());
+    assert!(got.iter().enumerate().all(|(i, (o, _))| *o == i as i64), "offsets skipped or repeated");
+    let values: std::collections::BTreeSet<&String> = got.iter().map(|(_, v)| v).collect();
+    assert_eq!(values.len(), total, "records read twice or lost");
+    let after = (metric(&at(p.leader), "backwaters_fetch_bytes_total"), metric(&at(follower), "backwaters_fetch_bytes_total"));
+    let payload = (total * 200) as f64;
+    eprintln!("leader {} served {} bytes, follower {follower} ({zone}) served {}", p.leader, after.0 - before.0, after.1 - before.1);
+    assert!(after.1 - before.1 >= payload, "the follower in the consumer's zone served {} bytes, want >= {payload}", after.1 - before.1);
+    assert!(after.0 - before.0 < payload, "the leader served the records itself ({} bytes)", after.0 - before.0);
 }

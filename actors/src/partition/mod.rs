@@ -56,6 +56,9 @@ pub struct PartitionShared {
     /// Node id of the current leader as this replica knows it (-1: none known).
     leader: AtomicI64,
     leader_term: std::sync::Mutex<u64>,
+    /// On the leader: the replicas that are reachable and hold everything committed (Kafka's
+    /// in-sync replicas), the leader first. Empty elsewhere.
+    in_sync: std::sync::Mutex<Vec<i32>>,
     /// Node ids of the replicas, the preferred leader first.
     pub replicas: Vec<i32>,
 }
@@ -64,7 +67,7 @@ impl PartitionShared {
     pub fn new(topic: String, partition: i32, store: &Store, uid: u64, replicas: Vec<i32>) -> Arc<PartitionShared> {
         let log = PartitionLog::handle(store, uid);
         let (hw_tx, _) = watch::channel(0);
-        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), leader: AtomicI64::new(-1), leader_term: std::sync::Mutex::new(0), replicas })
+        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), leader: AtomicI64::new(-1), leader_term: std::sync::Mutex::new(0), in_sync: std::sync::Mutex::new(Vec::new()), replicas })
     }
 
     /// A metadata record says `node` leads in `term` (for partitions without a local
@@ -84,6 +87,11 @@ impl PartitionShared {
     pub fn leader(&self) -> Option<i32> {
         let l = self.leader.load(Ordering::SeqCst);
         (l >= 0).then_some(l as i32)
+    }
+
+    /// The in-sync replicas as the local leader sees them (empty unless this node leads).
+    pub fn in_sync(&self) -> Vec<i32> {
+        self.in_sync.lock().expect("lock").clone()
     }
 
     /// The term of the leader [`Self::leader`] names.
@@ -335,6 +343,7 @@ impl Actor for PartitionActor {
             PartitionMsg::Tick => {
                 st.raft.tick();
                 st.ticks += 1;
+                st.note_in_sync();
                 if st.ticks % REBALANCE_TICKS == 0 {
                     st.return_leadership();
                 }
@@ -453,6 +462,23 @@ impl PartitionState {
             self.waiters.push(Waiter { next_offset, term: self.raft.raft.term, local, started, reply, ack });
         }
         Ok(())
+    }
+
+    /// Records which replicas are in sync (leader only): recently heard from and holding
+    /// every committed entry.
+    fn note_in_sync(&mut self) {
+        let mut isr = Vec::new();
+        if self.raft.raft.state == StateRole::Leader {
+            isr.push(self.node_id);
+            let committed = self.raft.raft.raft_log.committed;
+            for (id, pr) in self.raft.raft.prs().iter() {
+                let node = node_of(*id);
+                if node != self.node_id && pr.recent_active && pr.matched >= committed {
+                    isr.push(node);
+                }
+            }
+        }
+        *self.shared.in_sync.lock().expect("lock") = isr;
     }
 
     /// Hands leadership back to the preferred replica (the first; placement spread those over

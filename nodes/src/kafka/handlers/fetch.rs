@@ -4,6 +4,12 @@
 //! Batches are returned whole: a fetch that starts inside a batch gets the whole batch and the
 //! client skips the records before its offset. The first batch is returned even when it is
 //! larger than the limits, so a consumer can always make progress (KIP-74).
+//!
+//! Follower fetching (KIP-392): a consumer that names its rack (`client.rack`, v11+) and asks
+//! the leader of a partition with an in-sync replica in that rack (zone) is told to read from
+//! it (`preferred_read_replica`). Followers serve v11+ fetches up to their own high watermark,
+//! which never passes the leader's: what a follower hands out is committed. A node that holds
+//! no replica answers NOT_LEADER_OR_FOLLOWER, as does a follower to a pre-v11 fetch.
 //! Fetch sessions (KIP-227) are not kept: every answer is a full one with session id 0, which
 //! clients take as "no session".
 
@@ -32,19 +38,54 @@ struct Want {
     offset: i64,
     max_bytes: usize,
     part: Option<Arc<PartitionShared>>,
+    role: Role,
 }
 
-pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: FetchRequest) -> Option<FetchResponse> {
+/// How this node answers for one partition.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Leader,
+    Follower,
+    /// Read from this replica instead (in the consumer's rack).
+    Redirect(i32),
+    NotReplica,
+}
+
+fn role(ctx: &KafkaCtx, part: Option<&Arc<PartitionShared>>, version: i16, rack: &str) -> Role {
+    let Some(p) = part else { return Role::NotReplica };
+    let me = ctx.broker.node_id;
+    if !p.replicas.contains(&me) {
+        return Role::NotReplica;
+    }
+    if p.leader() != Some(me) {
+        return if version >= 11 { Role::Follower } else { Role::NotReplica };
+    }
+    if version >= 11 && !rack.is_empty() && ctx.broker.rack.as_deref() != Some(rack) {
+        let zone = |n: i32| ctx.brokers.iter().find(|b| b.node_id == n).and_then(|b| b.rack.clone());
+        if let Some(n) = p.in_sync().into_iter().find(|n| *n != me && zone(*n).as_deref() == Some(rack)) {
+            return Role::Redirect(n);
+        }
+    }
+    Role::Leader
+}
+
+pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FetchRequest) -> Option<FetchResponse> {
+    let (version, rack) = (h.request_api_version, req.rack_id.to_string());
     let wants: Vec<Want> = req
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(move |p| Want {
-                topic: t.topic.0.to_string(),
-                partition: p.partition,
-                offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes.max(0) as usize,
-                part: ctx.node.partition(&t.topic.0, p.partition),
+            let rack = rack.clone();
+            t.partitions.iter().map(move |p| {
+                let part = ctx.node.partition(&t.topic.0, p.partition);
+                Want {
+                    topic: t.topic.0.to_string(),
+                    partition: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                    role: role(ctx, part.as_ref(), version, &rack),
+                    part,
+                }
             })
         })
         .collect();
@@ -74,12 +115,27 @@ fn read_all(ctx: &KafkaCtx, wants: &[Want], max_bytes: usize) -> (FetchResponse,
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for w in wants {
         let mut pd = PartitionData::default().with_partition_index(w.partition).with_aborted_transactions(Some(vec![]));
-        match &w.part {
-            None => {
+        match (&w.part, w.role) {
+            (None, _) => {
                 any_error = true;
                 pd = pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);
             }
-            Some(p) => {
+            (Some(_), Role::NotReplica) => {
+                any_error = true;
+                pd = pd.with_error_code(ResponseError::NotLeaderOrFollower.code()).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);
+            }
+            (Some(p), Role::Redirect(node)) => {
+                // Answered at once (as an error would be): the consumer moves to `node`.
+                any_error = true;
+                let hw = p.high_watermark();
+                pd = pd.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(p.log_start_offset()).with_preferred_read_replica(node.into());
+            }
+            // A follower behind the consumer: nothing yet (its high watermark catches up).
+            (Some(p), Role::Follower) if w.offset > p.high_watermark() => {
+                let hw = p.high_watermark();
+                pd = pd.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(p.log_start_offset());
+            }
+            (Some(p), Role::Leader | Role::Follower) => {
                 let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
                 let hw = p.high_watermark();
                 pd = pd.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(p.log_start_offset());
