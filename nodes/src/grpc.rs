@@ -198,13 +198,27 @@ impl admin_server::Admin for Api {
     }
 
     async fn describe_topic(&self, req: Request<pb::DescribeTopicRequest>) -> Result<Response<pb::DescribeTopicResponse>, Status> {
-        let name = req.into_inner().name;
-        let t = self.node.topic(&name).ok_or_else(|| admin_status(AdminError::UnknownTopic(name)))?;
+        let req = req.into_inner();
+        let name = req.name;
+        let t = self.node.topic(&name).ok_or_else(|| admin_status(AdminError::UnknownTopic(name.clone())))?;
         let members = self.node.settings().members();
+        let zone = |n: i32| members.iter().find(|m| m.id == n).map(|m| m.zone.clone()).unwrap_or_default();
+        let me = self.node.settings().node_id;
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let local = p.actor().is_some();
             let checksum = if local { replica_checksum(p).map_err(partition_status)? } else { 0 };
+            let mut replica_states = Vec::new();
+            if local && p.leader() == Some(me) {
+                if let Some(st) = self.node.partition_status(p).await {
+                    let isr = p.in_sync();
+                    replica_states = st
+                        .replica_ends
+                        .iter()
+                        .map(|(n, end)| pb::ReplicaState { node_id: *n, zone: zone(*n), log_end_offset: *end, lag: (st.log_end_offset - end).max(0), in_sync: isr.contains(n) })
+                        .collect();
+                }
+            }
             partitions.push(pb::PartitionInfo {
                 partition: p.partition,
                 leader: p.leader().unwrap_or(-1),
@@ -214,8 +228,28 @@ impl admin_server::Admin for Api {
                 log_end_offset: p.log_end_offset(),
                 local,
                 checksum,
-                replica_zones: p.replicas.iter().map(|r| members.iter().find(|m| m.id == *r).map(|m| m.zone.clone()).unwrap_or_default()).collect(),
+                replica_zones: p.replicas.iter().map(|r| zone(*r)).collect(),
+                replica_states,
             });
+        }
+        if !req.local_only {
+            // Replica states of partitions led elsewhere come from their leaders (one call
+            // per leader node; a leader that does not answer leaves them empty).
+            let leaders: std::collections::BTreeSet<i32> = partitions.iter().filter(|p| p.leader >= 0 && p.leader != me).map(|p| p.leader).collect();
+            for l in leaders {
+                let Some(addr) = self.others.iter().find(|n| n.node_id == l).map(|n| n.grpc_address.clone()) else { continue };
+                let ask = async {
+                    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.connect_timeout(Duration::from_secs(1)).connect().await.ok()?;
+                    admin_client::AdminClient::new(ch).describe_topic(pb::DescribeTopicRequest { name: name.clone(), local_only: true }).await.ok()
+                };
+                if let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(2), ask).await {
+                    for theirs in r.into_inner().partitions {
+                        if let Some(p) = partitions.iter_mut().find(|p| p.partition == theirs.partition && p.leader == l) {
+                            p.replica_states = theirs.replica_states;
+                        }
+                    }
+                }
+            }
         }
         let configs = t.config().entries(&t.record.overrides).into_iter().map(|e| pb::TopicConfig { name: e.name.to_string(), value: e.value }).collect();
         Ok(Response::new(pb::DescribeTopicResponse { topic: Some(summary(&t)), partitions, configs }))

@@ -26,7 +26,7 @@ async fn describe(grpc: &str) -> Vec<backwaters_proto::grpc::v1::PartitionInfo> 
 
 async fn describe_topic(grpc: &str, topic: &str) -> Vec<backwaters_proto::grpc::v1::PartitionInfo> {
     let mut c = AdminClient::connect(format!("http://{grpc}")).await.expect("connect admin");
-    c.describe_topic(DescribeTopicRequest { name: topic.into() }).await.expect("describe").into_inner().partitions
+    c.describe_topic(DescribeTopicRequest { name: topic.into(), local_only: true }).await.expect("describe").into_inner().partitions
 }
 
 /// Creates `topic` through the node at `grpc` (forwarded to the controller), retrying while
@@ -198,6 +198,19 @@ async fn leader_kill_loses_nothing_and_replicas_converge() {
         }
         assert!(Instant::now() < deadline, "replicas did not converge: {views:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Any node reports each replica as its leader sees it: all in sync, none behind.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut c = AdminClient::connect(format!("http://{}", nodes[idx].grpc)).await.expect("connect");
+        let parts = c.describe_topic(DescribeTopicRequest { name: TOPIC.into(), local_only: false }).await.expect("describe").into_inner().partitions;
+        let states: Vec<(i32, i32, i64, bool)> = parts.iter().flat_map(|p| p.replica_states.iter().map(move |r| (p.partition, r.node_id, r.lag, r.in_sync))).collect();
+        if states.len() == 3 * PARTITIONS as usize && states.iter().all(|s| s.2 == 0 && s.3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replica states (partition, node, lag, in sync): {states:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
     // Leadership goes back to the preferred replicas (placement spread those over the nodes),
@@ -375,7 +388,7 @@ async fn losing_the_east_zone_keeps_every_partition_writable() {
         for n in nodes.iter().filter(|n| n.id != 4) {
             // The refilled node knows the topic once its metadata log is back.
             let mut c = AdminClient::connect(format!("http://{}", n.grpc)).await.expect("connect admin");
-            let parts = c.describe_topic(DescribeTopicRequest { name: ZONAL.into() }).await.map(|r| r.into_inner().partitions).unwrap_or_default();
+            let parts = c.describe_topic(DescribeTopicRequest { name: ZONAL.into(), local_only: true }).await.map(|r| r.into_inner().partitions).unwrap_or_default();
             for p in parts {
                 if p.local {
                     views.entry(p.partition).or_default().push((n.id, p.high_watermark, p.checksum));

@@ -56,7 +56,7 @@ async fn grpc_and_kafka_see_the_same_records() {
     }
     assert_eq!(got, vec![(0, "kafka-0".to_string()), (1, "kafka-1".to_string()), (2, "kafka-2".to_string())]);
 
-    let d = admin.describe_topic(pb::DescribeTopicRequest { name: "mixed".into() }).await.unwrap().into_inner();
+    let d = admin.describe_topic(pb::DescribeTopicRequest { name: "mixed".into(), local_only: false }).await.unwrap().into_inner();
     let hws: Vec<i64> = d.partitions.iter().map(|p| p.high_watermark).collect();
     assert_eq!(hws.iter().sum::<i64>(), 8);
     let status = admin.cluster_status(pb::ClusterStatusRequest { local_only: false }).await.unwrap().into_inner();
@@ -69,7 +69,7 @@ async fn grpc_and_kafka_see_the_same_records() {
     std::io::Read::read_to_string(&mut http, &mut body).unwrap();
     assert!(body.contains("backwaters_produce_batches_total 4"), "{body}");
     assert!(body.contains("backwaters_partition_high_watermark{topic=\"mixed\""), "{body}");
-    let missing = admin.describe_topic(pb::DescribeTopicRequest { name: "nope".into() }).await.unwrap_err();
+    let missing = admin.describe_topic(pb::DescribeTopicRequest { name: "nope".into(), local_only: false }).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
 
 }

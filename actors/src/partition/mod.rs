@@ -184,6 +184,8 @@ pub struct PartitionStatus {
     pub last_index: u64,
     /// On the leader: each replica's node id and the last index it is known to hold.
     pub progress: Vec<(i32, u64)>,
+    /// On the leader: each replica's node id and the Kafka offset its log is known to reach.
+    pub replica_ends: Vec<(i32, i64)>,
 }
 
 pub enum PartitionMsg {
@@ -378,6 +380,7 @@ impl Actor for PartitionActor {
                 } else {
                     Vec::new()
                 };
+                let replica_ends = progress.iter().map(|(node, matched)| (*node, st.offset_at(*matched))).collect();
                 let _ = reply.send(PartitionStatus {
                     log_start_offset: st.core.log_start_offset(),
                     high_watermark: st.core.high_watermark(),
@@ -389,6 +392,7 @@ impl Actor for PartitionActor {
                     commit_index: st.raft.raft.raft_log.committed,
                     last_index: st.store.last_index(),
                     progress,
+                    replica_ends,
                 });
             }
             PartitionMsg::InjectPanic => panic!("injected panic in partition {}-{}", st.shared.topic, st.shared.partition),
@@ -462,6 +466,18 @@ impl PartitionState {
             self.waiters.push(Waiter { next_offset, term: self.raft.raft.term, local, started, reply, ack });
         }
         Ok(())
+    }
+
+    /// The Kafka offset after Raft index `index` (the log end of a replica holding up to it).
+    fn offset_at(&self, index: u64) -> i64 {
+        if index >= self.store.last_index() {
+            return self.core.next_offset();
+        }
+        match self.shared.log.entry(index) {
+            Ok(Some(e)) => e.next_offset(),
+            // Before the first entry kept (removed by retention) or unreadable: the log start.
+            _ => self.core.log_start_offset(),
+        }
     }
 
     /// Records which replicas are in sync (leader only): recently heard from and holding

@@ -190,7 +190,7 @@ pub async fn topic_create(api: &mut Api, name: String, partitions: i32, rf: i32,
 }
 
 pub async fn topic_describe(api: &mut Api, name: String) -> Result<Out, String> {
-    let d = api.admin.describe_topic(pb::DescribeTopicRequest { name }).await.map_err(status_error)?.into_inner();
+    let d = api.admin.describe_topic(pb::DescribeTopicRequest { name, local_only: false }).await.map_err(status_error)?.into_inner();
     let t = d.topic.unwrap_or_default();
     let summary = Out::fields(&[("topic", t.name.clone()), ("id", t.topic_id.clone()), ("partitions", t.partitions.to_string()), ("replicas", t.replication_factor.to_string())]);
     let parts = d
@@ -201,10 +201,21 @@ pub async fn topic_describe(api: &mut Api, name: String) -> Result<Out, String> 
             vec![p.partition.to_string(), p.leader.to_string(), format!("{:?}", p.replicas), p.log_start_offset.to_string(), p.high_watermark.to_string(), p.log_end_offset.to_string(), lag.to_string()]
         })
         .collect();
+    let replicas = d
+        .partitions
+        .iter()
+        .flat_map(|p| {
+            p.replica_states.iter().map(move |r| {
+                let role = if r.node_id == p.leader { "leader" } else { "follower" };
+                vec![p.partition.to_string(), r.node_id.to_string(), r.zone.clone(), role.to_string(), r.log_end_offset.to_string(), r.lag.to_string(), if r.in_sync { "yes" } else { "no" }.to_string()]
+            })
+        })
+        .collect();
     let configs = d.configs.iter().map(|c| vec![c.name.clone(), c.value.clone()]).collect();
     Ok(Out::Many(vec![
         summary,
         Out::table(Some("Partitions"), &["partition", "leader", "replicas", "log start", "high watermark", "log end", "uncommitted"], parts),
+        Out::table(Some("Replicas (as each leader sees them)"), &["partition", "node", "zone", "role", "log end", "lag", "in sync"], replicas),
         Out::table(Some("Configs"), &["name", "value"], configs),
     ]))
 }

@@ -219,7 +219,7 @@ async fn tail(api: &mut Api, spec: TailSpec, output: Output, out: &mut dyn Write
     let partitions: Vec<i32> = match spec.partition {
         Some(p) => vec![p],
         None => {
-            let d = api.admin.describe_topic(pb::DescribeTopicRequest { name: spec.topic.clone() }).await.map_err(commands::status_error)?.into_inner();
+            let d = api.admin.describe_topic(pb::DescribeTopicRequest { name: spec.topic.clone(), local_only: false }).await.map_err(commands::status_error)?.into_inner();
             d.partitions.iter().map(|p| p.partition).collect()
         }
     };
