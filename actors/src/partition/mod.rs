@@ -260,6 +260,10 @@ pub struct PartitionState {
     ticks: u64,
     /// Consecutive checks that found the preferred replica caught up.
     preferred_ready: u32,
+    /// A snapshot installed by ready `.0`, to count as applied at index `.1` once persisted.
+    snap_to_apply: Option<(u64, u64)>,
+    /// On the leader: followers seen waiting for a snapshot at the last check, with its index.
+    snapshot_waits: Vec<(u64, u64)>,
     node_id: i32,
     group: u64,
     transport: Arc<dyn Transport>,
@@ -310,6 +314,8 @@ impl Actor for PartitionActor {
             local_durable,
             ticks: 0,
             preferred_ready: 0,
+            snap_to_apply: None,
+            snapshot_waits: Vec::new(),
             node_id: args.node_id,
             group: args.group,
             transport: args.transport,
@@ -348,6 +354,7 @@ impl Actor for PartitionActor {
                 st.note_in_sync();
                 if st.ticks % REBALANCE_TICKS == 0 {
                     st.return_leadership();
+                    st.retry_snapshots();
                 }
                 st.turn()?;
             }
@@ -497,6 +504,24 @@ impl PartitionState {
         *self.shared.in_sync.lock().expect("lock") = isr;
     }
 
+    /// A snapshot message lost on the way (a dropped or full link) leaves raft-rs waiting for
+    /// it forever unless told it failed: a follower still waiting for the same snapshot one
+    /// check later is reported failed, so the leader probes it and sends a fresh one.
+    fn retry_snapshots(&mut self) {
+        let waiting: Vec<(u64, u64)> = if self.raft.raft.state == StateRole::Leader {
+            self.raft.raft.prs().iter().filter(|(_, pr)| pr.state == raft::ProgressState::Snapshot).map(|(id, pr)| (*id, pr.pending_snapshot)).collect()
+        } else {
+            Vec::new()
+        };
+        for w in &waiting {
+            if self.snapshot_waits.contains(w) {
+                tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, replica = node_of(w.0), index = w.1, "snapshot not acknowledged; sending it again");
+                self.raft.report_snapshot(w.0, raft::SnapshotStatus::Failure);
+            }
+        }
+        self.snapshot_waits = waiting;
+    }
+
     /// Hands leadership back to the preferred replica (the first; placement spread those over
     /// the nodes) once it has been caught up for two checks in a row: after a node returns,
     /// leaders rebalance instead of piling up on the nodes that stayed (Kafka's
@@ -580,12 +605,17 @@ impl PartitionState {
             }
             // A leader sends its appends before it persists them (Raft thesis 10.2.1).
             self.transport.send(self.group, rd.take_messages());
+            let mut wrote = false;
             if !rd.snapshot().is_empty() {
                 self.install_snapshot(rd.snapshot().clone())?;
+                // raft-rs counts the snapshot applied only when told, and only once it is
+                // persisted; until then it would look for entries before it (and find them
+                // compacted).
+                self.snap_to_apply = Some((rd.number(), rd.snapshot().get_metadata().index));
+                wrote = true;
             }
             let committed = rd.take_committed_entries();
             self.apply(&committed);
-            let mut wrote = false;
             if !rd.entries().is_empty() {
                 self.append(rd.entries())?;
                 wrote = true;
@@ -640,6 +670,14 @@ impl PartitionState {
         if any {
             // Readies complete in order; a later flush covering an earlier one is fine.
             self.raft.on_persist_ready(number);
+            if let Some((n, index)) = self.snap_to_apply {
+                if n <= number {
+                    self.snap_to_apply = None;
+                    if index > self.raft.raft.raft_log.applied {
+                        self.raft.advance_apply_to(index);
+                    }
+                }
+            }
             self.release();
         }
     }
