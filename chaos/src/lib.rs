@@ -1,5 +1,13 @@
-//! Chaos runs against Backwaters clusters (workload, nemesis, history checker).
+//! Chaos runs against Backwaters clusters: a workload that records every operation, a
+//! nemesis that injects faults on a seeded schedule, and a checker that decides from the
+//! recorded history alone (as Jepsen and Redpanda's chaos suite do).
 //!
 //! # Layout
-//! Nothing yet: this crate is reserved for the chaos suite, which needs the replicated
-//! three-zone cluster. See `README.md` beside this file.
+//! - [`history`]: the operations (JSON lines) and the recorder.
+//! - [`checker`]: lost, duplicated, misplaced, reordered records; offsets and commits going
+//!   backwards; divergent replicas.
+//! - [`run`]: the runner: cluster processes, workload, nemesis, settle, check.
+
+pub mod checker;
+pub mod history;
+pub mod run;

@@ -91,6 +91,15 @@ enum Cmd {
     },
     /// Attach an interactive shell to a cluster (or run one command with -c).
     Shell(shell::ShellArgs),
+    /// Chaos run against a local cluster: kills, pauses, zone and disk loss under load, then
+    /// a history check (runs the `backwaters-chaos` binary built beside this one; see
+    /// `backwaters chaos --help`).
+    #[command(disable_help_flag = true)]
+    Chaos {
+        /// Arguments for backwaters-chaos (e.g. --duration 30m --nodes 6 --seed 42).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Benchmark a Kafka-compatible broker through librdkafka.
     Bench {
         #[command(subcommand)]
@@ -293,6 +302,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             server::run_until_stopped(running).await
         }
         Cmd::Shell(args) => shell::run(args).await,
+        Cmd::Chaos { args } => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let chaos = exe.with_file_name("backwaters-chaos");
+            if !chaos.exists() {
+                return Err(format!("{} not found: build it with `cargo build -p backwaters-chaos` (same profile as this binary)", chaos.display()));
+            }
+            let status = tokio::process::Command::new(&chaos).args(&args).env("BACKWATERS_BIN", &exe).status().await.map_err(|e| format!("{}: {e}", chaos.display()))?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
         Cmd::Bench { kind } => match kind {
             BenchKind::Produce(a) => bench::produce(a).await,
             BenchKind::Consume(a) => bench::consume(a).await,

@@ -226,6 +226,25 @@ impl TestNode {
         let _ = std::fs::remove_dir_all(self.dir.path().join("data"));
     }
 
+    /// SIGSTOP: the process stays but answers nothing (looks dead to its peers).
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").args(["-STOP", &c.id().to_string()]).status();
+        }
+    }
+
+    /// SIGCONT after [`TestNode::pause`].
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
+        }
+    }
+
+    /// Whether the process is running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("node running");

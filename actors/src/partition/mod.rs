@@ -734,6 +734,9 @@ impl PartitionState {
 
     fn install_snapshot(&mut self, snap: raft::prelude::Snapshot) -> Result<(), ActorProcessingErr> {
         let data: SnapshotData = serde_json::from_slice(&snap.data).map_err(|e| format!("snapshot data: {e}"))?;
+        if data.next_offset < 0 {
+            return Err(format!("snapshot at index {} continues at offset {}: refused", snap.get_metadata().index, data.next_offset).into());
+        }
         let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
         let mut meta = self.core.on_snapshot(data.next_offset);
         meta.snap_index = index;

@@ -240,9 +240,19 @@ impl raft::Storage for LogStore {
         meta.index = c.snap_index;
         meta.term = c.snap_term;
         meta.set_conf_state(ConfState::from((c.voters.clone(), vec![])));
+        // Known once retention moved the start, or when the log was empty at recovery;
+        // otherwise it is where the first entry kept starts.
+        let next_offset = if c.snap_next_offset >= 0 {
+            c.snap_next_offset
+        } else {
+            match self.log.entry(c.first) {
+                Ok(Some(e)) => e.base_offset,
+                _ => return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)),
+            }
+        };
         let mut s = Snapshot::default();
         s.set_metadata(meta);
-        s.data = Bytes::from(serde_json::to_vec(&SnapshotData { next_offset: c.snap_next_offset }).expect("serializes"));
+        s.data = Bytes::from(serde_json::to_vec(&SnapshotData { next_offset }).expect("serializes"));
         Ok(s)
     }
 }

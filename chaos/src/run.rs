@@ -1,0 +1,402 @@
+//! The runner: starts a cluster of real node processes over the three zones, runs producers
+//! (librdkafka, idempotent, acks=all) and a consumer group against it, injects faults on a
+//! schedule drawn from the seed, heals, lets the cluster settle, reads everything back and
+//! hands the history to the checker.
+
+use crate::checker::{check, Report};
+use crate::history::{Op, Recorder};
+use backwaters_proto::grpc::v1::{admin_client::AdminClient, ClusterStatusRequest, CreateTopicRequest, DescribeTopicRequest};
+use backwaters_tests::TestNode;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const TOPIC: &str = "chaos";
+const GROUP: &str = "chaos-readers";
+const ZONES: [&str; 3] = ["east", "central", "west"];
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub nodes: usize,
+    pub duration: Duration,
+    /// Keep injecting faults past `duration` until this many SIGKILLs happened.
+    pub min_kills: usize,
+    pub seed: u64,
+    pub partitions: i32,
+    pub producers: u32,
+    /// Pause between faults (each fault then lasts 2-5 s before it heals).
+    pub fault_every: Duration,
+    /// Where the history and the report go.
+    pub out: PathBuf,
+}
+
+/// The fault kinds (each one at a time; the cluster heals before the next).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    KillRandom,
+    KillLeader,
+    KillController,
+    ZoneLoss,
+    Pause,
+    DiskLoss,
+}
+
+impl Fault {
+    fn draw(rng: &mut StdRng) -> Fault {
+        // Weighted: kills of leaders and the controller most, pauses and disk loss sometimes.
+        match rng.gen_range(0..10) {
+            0 | 1 => Fault::KillRandom,
+            2..=4 => Fault::KillLeader,
+            5 | 6 => Fault::KillController,
+            7 => Fault::ZoneLoss,
+            8 => Fault::Pause,
+            _ => Fault::DiskLoss,
+        }
+    }
+}
+
+pub struct Outcome {
+    pub report: Report,
+    pub kills: usize,
+    pub faults: usize,
+    pub history: PathBuf,
+    pub report_path: PathBuf,
+}
+
+fn zone_of(id: i32) -> &'static str {
+    ZONES[(id as usize - 1) % 3]
+}
+
+async fn admin(grpc: &str) -> Option<AdminClient<tonic::transport::Channel>> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{grpc}")).ok()?.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(5)).connect().await.ok()?;
+    Some(AdminClient::new(ch))
+}
+
+/// The leader of `partition` as a running node reports it.
+async fn leader_of(nodes: &[TestNode], partition: i32) -> Option<i32> {
+    for n in nodes.iter().filter(|n| n.is_running()) {
+        if let Some(mut c) = admin(&n.grpc).await {
+            if let Ok(r) = c.describe_topic(DescribeTopicRequest { name: TOPIC.into(), local_only: false }).await {
+                if let Some(p) = r.into_inner().partitions.iter().find(|p| p.partition == partition && p.leader > 0) {
+                    return Some(p.leader);
+                }
+            }
+        }
+    }
+    None
+}
+
+async fn controller(nodes: &[TestNode]) -> Option<i32> {
+    for n in nodes.iter().filter(|n| n.is_running()) {
+        if let Some(mut c) = admin(&n.grpc).await {
+            if let Ok(r) = c.cluster_status(ClusterStatusRequest { local_only: true }).await {
+                let id = r.into_inner().controller_id;
+                if id > 0 {
+                    return Some(id);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// One producer: unique values `p{k}-{seq}`, seq-th record to partition seq % partitions,
+/// at most 64 in flight.
+async fn produce(k: u32, bootstrap: String, partitions: i32, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "45000")
+        .set("linger.ms", "5")
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .create()
+        .expect("producer");
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut seq = 0u64;
+    let mut tasks = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        let permit = sem.clone().acquire_owned().await.expect("semaphore");
+        let partition = (seq % partitions as u64) as i32;
+        let value = format!("p{k}-{seq}");
+        rec.record(Op::Send { t: rec.now(), producer: k, partition, seq, value: value.clone() });
+        // Enqueued here, in sequence order (the idempotent producer keeps that order per
+        // partition); only the wait for the acknowledgement runs apart.
+        let delivery = loop {
+            match producer.send_result(FutureRecord::<(), _>::to(TOPIC).partition(partition).payload(&value)) {
+                Ok(d) => break d,
+                // The client's queue is full: wait for acknowledgements.
+                Err((_, _)) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let rec = rec.clone();
+        tasks.push(tokio::spawn(async move {
+            match delivery.await {
+                Ok(Ok(d)) => rec.record(Op::Ack { t: rec.now(), producer: k, partition, seq, value, offset: d.offset }),
+                Ok(Err((e, _))) => rec.record(Op::Fail { t: rec.now(), producer: k, partition, seq, value, error: e.to_string() }),
+                Err(_) => rec.record(Op::Fail { t: rec.now(), producer: k, partition, seq, value, error: "delivery canceled".into() }),
+            }
+            drop(permit);
+        }));
+        seq += 1;
+        if seq % 20 == 0 {
+            // About 20 records per 10 ms per producer at most: load, not a flood on 2 cores.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tasks.retain(|t| !t.is_finished());
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// A group member that reads and commits every second, recording its commits (committed
+/// offsets of a group must never go backwards).
+fn consume_group(bootstrap: String, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", GROUP)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[TOPIC]).expect("subscribe");
+    let mut last_commit = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let _ = c.poll(Duration::from_millis(100));
+        if last_commit.elapsed() >= Duration::from_secs(1) {
+            last_commit = Instant::now();
+            if let Ok(pos) = c.position() {
+                let pos = {
+                    // Only partitions with a position (read at least once) are committed.
+                    let mut p = rdkafka::TopicPartitionList::new();
+                    for e in pos.elements().iter().filter(|e| matches!(e.offset(), rdkafka::Offset::Offset(_))) {
+                        let _ = p.add_partition_offset(e.topic(), e.partition(), e.offset());
+                    }
+                    p
+                };
+                if pos.count() == 0 {
+                    continue;
+                }
+                if c.commit(&pos, CommitMode::Sync).is_ok() {
+                    for e in pos.elements() {
+                        if let rdkafka::Offset::Offset(o) = e.offset() {
+                            rec.record(Op::Commit { t: rec.now(), group: GROUP.into(), partition: e.partition(), offset: o });
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads every partition from the start with a fresh consumer until it has reached the high
+/// watermarks (and nothing new came for a while).
+fn read_back(bootstrap: &str, partitions: i32, rec: &Recorder) -> Result<(), String> {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "chaos-audit").set("enable.auto.commit", "false").create().map_err(|e| e.to_string())?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning).map_err(|e| e.to_string())?;
+        // A node that just came back may not know the topic yet: retry.
+        let mut last = String::new();
+        for _ in 0..60 {
+            match c.fetch_watermarks(TOPIC, p, Duration::from_secs(5)) {
+                Ok((_, high)) => {
+                    ends.insert(p, high);
+                    break;
+                }
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        if !ends.contains_key(&p) {
+            return Err(format!("watermarks of partition {p}: {last}"));
+        }
+    }
+    c.assign(&tpl).map_err(|e| e.to_string())?;
+    let mut at: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut idle = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                idle = Instant::now();
+                at.insert(m.partition(), m.offset() + 1);
+                rec.record(Op::Read { t: rec.now(), consumer: 0, partition: m.partition(), offset: m.offset(), value: String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string() });
+            }
+            Some(Err(e)) => eprintln!("chaos: read-back: {e}"),
+            None => {}
+        }
+        let done = ends.iter().all(|(p, end)| at.get(p).copied().unwrap_or(0) >= *end);
+        if done && idle.elapsed() > Duration::from_secs(2) {
+            return Ok(());
+        }
+    }
+    Err(format!("read-back did not reach the high watermarks {ends:?} (reached {at:?})"))
+}
+
+/// Waits until every replica of every partition reports the same high watermark and checksum,
+/// then records them.
+async fn settle_replicas(nodes: &[TestNode], partitions: i32, rec: &Recorder) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut views: BTreeMap<i32, Vec<(i32, i64, u32)>> = BTreeMap::new();
+        for n in nodes {
+            let Some(mut c) = admin(&n.grpc).await else { continue };
+            let Ok(r) = c.describe_topic(DescribeTopicRequest { name: TOPIC.into(), local_only: true }).await else { continue };
+            for p in r.into_inner().partitions.into_iter().filter(|p| p.local) {
+                views.entry(p.partition).or_default().push((n.id, p.high_watermark, p.checksum));
+            }
+        }
+        let rf = nodes.len().min(3);
+        let same = views.len() == partitions as usize && views.values().all(|v| v.len() == rf && v.iter().all(|x| (x.1, x.2) == (v[0].1, v[0].2)));
+        if !same && Instant::now() > deadline {
+            eprintln!("chaos: replicas did not converge within 120 s: {views:?}");
+            for n in nodes {
+                let log = n.log();
+                let tail: Vec<&str> = log.lines().filter(|l| l.contains("ERROR") || l.contains("panicked") || l.contains("assert")).rev().take(8).collect();
+                eprintln!("--- node {} warnings, newest first:\n{}", n.id, tail.join("\n"));
+            }
+        }
+        if same || Instant::now() > deadline {
+            for (p, v) in views {
+                for (node, hw, checksum) in v {
+                    rec.record(Op::Replica { t: rec.now(), partition: p, node, high_watermark: hw, checksum });
+                }
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn run(opts: Options) -> Result<Outcome, String> {
+    std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
+    let history = opts.out.join("history.jsonl");
+    let rec = Arc::new(Recorder::create(&history).map_err(|e| format!("{}: {e}", history.display()))?);
+    eprintln!("chaos: seed {} (replay with --seed {}), {} nodes, {:?}, history in {}", opts.seed, opts.seed, opts.nodes, opts.duration, history.display());
+    let n = opts.nodes;
+    let mut nodes = tokio::task::spawn_blocking(move || TestNode::start_cluster(n, "")).await.map_err(|e| e.to_string())?;
+    let bootstrap = nodes.iter().map(|n| n.kafka.clone()).collect::<Vec<_>>().join(",");
+    let mut created = false;
+    for _ in 0..100 {
+        if let Some(mut c) = admin(&nodes[0].grpc).await {
+            match c.create_topic(CreateTopicRequest { name: TOPIC.into(), partitions: opts.partitions, replication_factor: opts.nodes.min(3) as i32, configs: vec![] }).await {
+                Ok(_) => {
+                    created = true;
+                    break;
+                }
+                Err(e) if e.code() == tonic::Code::AlreadyExists => {
+                    created = true;
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if !created {
+        return Err("could not create the chaos topic".into());
+    }
+
+    // Workload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producers: Vec<_> = (1..=opts.producers).map(|k| tokio::spawn(produce(k, bootstrap.clone(), opts.partitions, rec.clone(), stop.clone()))).collect();
+    let group_stop = Arc::new(AtomicBool::new(false));
+    let group = {
+        let (b, r, s) = (bootstrap.clone(), rec.clone(), group_stop.clone());
+        std::thread::spawn(move || consume_group(b, r, s))
+    };
+
+    // Nemesis.
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let started = Instant::now();
+    let (mut kills, mut faults) = (0usize, 0usize);
+    let paused: Arc<Mutex<Vec<usize>>> = Arc::default();
+    while started.elapsed() < opts.duration || kills < opts.min_kills {
+        tokio::time::sleep(opts.fault_every).await;
+        let fault = Fault::draw(&mut rng);
+        let down = Duration::from_millis(rng.gen_range(2000..5000));
+        let mut victims: Vec<usize> = match fault {
+            Fault::KillRandom | Fault::Pause | Fault::DiskLoss => vec![rng.gen_range(0..nodes.len())],
+            Fault::KillLeader => {
+                let p = rng.gen_range(0..opts.partitions);
+                match leader_of(&nodes, p).await.and_then(|l| nodes.iter().position(|n| n.id == l)) {
+                    Some(i) => vec![i],
+                    None => vec![rng.gen_range(0..nodes.len())],
+                }
+            }
+            Fault::KillController => match controller(&nodes).await.and_then(|c| nodes.iter().position(|n| n.id == c)) {
+                Some(i) => vec![i],
+                None => vec![rng.gen_range(0..nodes.len())],
+            },
+            Fault::ZoneLoss => {
+                let zone = ZONES[rng.gen_range(0..3)];
+                nodes.iter().enumerate().filter(|(_, n)| zone_of(n.id) == zone).map(|(i, _)| i).collect()
+            }
+        };
+        victims.sort();
+        victims.dedup();
+        let names: Vec<i32> = victims.iter().map(|i| nodes[*i].id).collect();
+        let what = format!("{fault:?} nodes {names:?} for {down:?}");
+        eprintln!("chaos: t={:.1}s {what}", started.elapsed().as_secs_f64());
+        rec.record(Op::Fault { t: rec.now(), what });
+        faults += 1;
+        for i in &victims {
+            match fault {
+                Fault::Pause => {
+                    nodes[*i].pause();
+                    paused.lock().unwrap().push(*i);
+                }
+                _ => {
+                    nodes[*i].kill();
+                    kills += 1;
+                }
+            }
+        }
+        tokio::time::sleep(down).await;
+        for i in victims {
+            match fault {
+                Fault::Pause => {
+                    nodes[i].resume();
+                    paused.lock().unwrap().retain(|x| *x != i);
+                }
+                Fault::DiskLoss => {
+                    nodes[i].wipe_data();
+                    nodes[i].start_again();
+                }
+                _ => nodes[i].start_again(),
+            }
+        }
+        rec.record(Op::Fault { t: rec.now(), what: "healed".into() });
+    }
+    eprintln!("chaos: {faults} faults ({kills} kills) in {:.0}s; settling", started.elapsed().as_secs_f64());
+
+    // Settle: let the last writes finish, stop the workload, read everything back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    for p in producers {
+        let _ = p.await;
+    }
+    group_stop.store(true, Ordering::SeqCst);
+    let _ = group.join();
+    settle_replicas(&nodes, opts.partitions, &rec).await;
+    let (b, r, parts) = (bootstrap.clone(), rec.clone(), opts.partitions);
+    tokio::task::spawn_blocking(move || read_back(&b, parts, &r)).await.map_err(|e| e.to_string())??;
+
+    let report = check(&rec.ops());
+    let report_path = opts.out.join("report.json");
+    let json = serde_json::json!({ "seed": opts.seed, "nodes": opts.nodes, "kills": kills, "faults": faults, "report": report });
+    std::fs::write(&report_path, serde_json::to_string_pretty(&json).expect("json")).map_err(|e| format!("{}: {e}", report_path.display()))?;
+    Ok(Outcome { report, kills, faults, history, report_path })
+}

@@ -1,0 +1,30 @@
+//! The short chaos run CI does: three node processes, about two minutes, at least 10 SIGKILLs
+//! (leader and controller kills among them) under continuous idempotent acks=all load; the
+//! checker must find nothing. `BACKWATERS_CHAOS_SEED` replays a seed.
+
+use backwaters_chaos::run::{run, Options};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn short_chaos_run_loses_nothing() {
+    let seed = std::env::var("BACKWATERS_CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+    let out = tempfile::tempdir().unwrap();
+    let opts = Options {
+        nodes: 3,
+        duration: Duration::from_secs(80),
+        min_kills: 10,
+        seed,
+        partitions: 4,
+        producers: 2,
+        fault_every: Duration::from_secs(3),
+        out: out.path().to_path_buf(),
+    };
+    let o = run(opts).await.expect("chaos run");
+    eprintln!("seed {seed}: {} faults, {} kills\n{}", o.faults, o.kills, o.report.table());
+    for f in &o.report.findings {
+        eprintln!("FAIL {}: {}\n  window: {:?}", f.kind, f.detail, f.window);
+    }
+    assert!(o.kills >= 10, "only {} kills", o.kills);
+    assert!(o.report.acknowledged > 1000, "only {} records acknowledged: the workload barely ran", o.report.acknowledged);
+    assert!(o.report.ok(), "seed {seed}: the checker found {} problems (history {})", o.report.findings.len(), o.history.display());
+}
