@@ -47,18 +47,21 @@ pub enum Fault {
     ZoneLoss,
     Pause,
     DiskLoss,
+    /// The network between one node and the others is cut (both ways), then healed.
+    Partition,
 }
 
 impl Fault {
     fn draw(rng: &mut StdRng) -> Fault {
         // Weighted: kills of leaders and the controller most, pauses and disk loss sometimes.
-        match rng.gen_range(0..10) {
+        match rng.gen_range(0..11) {
             0 | 1 => Fault::KillRandom,
             2..=4 => Fault::KillLeader,
             5 | 6 => Fault::KillController,
             7 => Fault::ZoneLoss,
             8 => Fault::Pause,
-            _ => Fault::DiskLoss,
+            9 => Fault::DiskLoss,
+            _ => Fault::Partition,
         }
     }
 }
@@ -92,6 +95,24 @@ async fn leader_of(nodes: &[TestNode], partition: i32) -> Option<i32> {
         }
     }
     None
+}
+
+/// Cuts `node` off from every other node (both directions), or heals everything when `None`.
+async fn partition(nodes: &[TestNode], node: Option<i32>) {
+    use backwaters_proto::grpc::v1::{internal_client::InternalClient, FaultRequest};
+    for n in nodes.iter().filter(|n| n.is_running()) {
+        let blocked_peers = match node {
+            None => vec![],
+            Some(x) if x == n.id => nodes.iter().map(|o| o.id).filter(|id| *id != x).collect(),
+            Some(x) => vec![x],
+        };
+        let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://{}", n.grpc)) else { continue };
+        if let Ok(ch) = ep.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(5)).connect().await {
+            if let Err(e) = InternalClient::new(ch).inject_fault(FaultRequest { cluster_name: "test".into(), blocked_peers }).await {
+                eprintln!("chaos: fault injection on node {}: {}", n.id, e.message());
+            }
+        }
+    }
 }
 
 async fn controller(nodes: &[TestNode]) -> Option<i32> {
@@ -286,7 +307,7 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     let rec = Arc::new(Recorder::create(&history).map_err(|e| format!("{}: {e}", history.display()))?);
     eprintln!("chaos: seed {} (replay with --seed {}), {} nodes, {:?}, history in {}", opts.seed, opts.seed, opts.nodes, opts.duration, history.display());
     let n = opts.nodes;
-    let mut nodes = tokio::task::spawn_blocking(move || TestNode::start_cluster(n, "")).await.map_err(|e| e.to_string())?;
+    let mut nodes = tokio::task::spawn_blocking(move || TestNode::start_cluster(n, "[limits]\nallow_fault_injection = true\n")).await.map_err(|e| e.to_string())?;
     let bootstrap = nodes.iter().map(|n| n.kafka.clone()).collect::<Vec<_>>().join(",");
     let mut created = false;
     for _ in 0..100 {
@@ -328,7 +349,7 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
         let fault = Fault::draw(&mut rng);
         let down = Duration::from_millis(rng.gen_range(2000..5000));
         let mut victims: Vec<usize> = match fault {
-            Fault::KillRandom | Fault::Pause | Fault::DiskLoss => vec![rng.gen_range(0..nodes.len())],
+            Fault::KillRandom | Fault::Pause | Fault::DiskLoss | Fault::Partition => vec![rng.gen_range(0..nodes.len())],
             Fault::KillLeader => {
                 let p = rng.gen_range(0..opts.partitions);
                 match leader_of(&nodes, p).await.and_then(|l| nodes.iter().position(|n| n.id == l)) {
@@ -354,6 +375,7 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
         faults += 1;
         for i in &victims {
             match fault {
+                Fault::Partition => partition(&nodes, Some(nodes[*i].id)).await,
                 Fault::Pause => {
                     nodes[*i].pause();
                     paused.lock().unwrap().push(*i);
@@ -367,6 +389,7 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
         tokio::time::sleep(down).await;
         for i in victims {
             match fault {
+                Fault::Partition => partition(&nodes, None).await,
                 Fault::Pause => {
                     nodes[i].resume();
                     paused.lock().unwrap().retain(|x| *x != i);

@@ -345,8 +345,8 @@ fn summary(t: &backwaters_actors::node::Topic) -> pb::TopicSummary {
 }
 
 /// Serves the gRPC API on `listener` until `stop` turns true.
-pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), others: Arc<Vec<pb::NodeStatus>>, cluster: String, mut stop: watch::Receiver<bool>) -> Result<(), String> {
-    let internal = crate::peers::InternalApi { node: Arc::new(std::sync::OnceLock::from(node.clone())), cluster };
+pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), others: Arc<Vec<pb::NodeStatus>>, cluster: String, allow_fault_injection: bool, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    let internal = crate::peers::InternalApi { node: Arc::new(std::sync::OnceLock::from(node.clone())), cluster, allow_fault_injection };
     let listener = tokio::net::TcpListener::from_std(listener.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let api = Api { node, round_robin: Default::default(), kafka_addr: addrs.0, grpc_addr: addrs.1, others };
     let (health_reporter, health) = tonic_health::server::health_reporter();

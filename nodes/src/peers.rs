@@ -19,6 +19,13 @@ use tokio::sync::mpsc;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
+/// Peers this node is cut off from (fault injection in test clusters; one node per process).
+static BLOCKED: std::sync::RwLock<Vec<i32>> = std::sync::RwLock::new(Vec::new());
+
+fn blocked(peer: i32) -> bool {
+    BLOCKED.read().expect("lock").contains(&peer)
+}
+
 /// Raft messages queued per peer before new ones are dropped.
 const QUEUE: usize = 65_536;
 /// Most messages in one RPC.
@@ -96,6 +103,9 @@ impl Transport for GrpcPeers {
     fn send(&self, group: u64, messages: Vec<raft::prelude::Message>) {
         for m in messages {
             let to = node_of(m.to);
+            if blocked(to) {
+                continue;
+            }
             let Some(q) = self.queues.get(&to) else {
                 tracing::warn!(to, group, "raft message for a node not in the cluster config");
                 continue;
@@ -111,6 +121,9 @@ impl Peers for GrpcPeers {
         let ch = self.channels.get(&node).cloned();
         let (cluster, max) = (self.cluster.clone(), self.max_message_bytes);
         Box::pin(async move {
+            if blocked(node) {
+                return Err(PartitionError::NotLeader { leader: None });
+            }
             let ch = ch.ok_or(PartitionError::NotLeader { leader: None })?;
             let mut client = InternalClient::new(ch).max_encoding_message_size(max).max_decoding_message_size(max);
             let call = pb::ProduceCall {
@@ -134,6 +147,9 @@ impl Peers for GrpcPeers {
         let ch = self.channels.get(&node).cloned();
         let (cluster, max, me) = (self.cluster.clone(), self.max_message_bytes, self.me);
         Box::pin(async move {
+            if blocked(node) {
+                return Err(AdminError::Unavailable(format!("node {node} is cut off (fault injection)")));
+            }
             let ch = ch.ok_or_else(|| AdminError::Unavailable(format!("node {node} is not in the cluster config")))?;
             let mut client = InternalClient::new(ch).max_encoding_message_size(max).max_decoding_message_size(max);
             let call = pb::ControllerCall { cluster_name: cluster, request: serde_json::to_vec(&req).expect("request serializes").into() };
@@ -173,6 +189,7 @@ fn produce_reply(r: Result<ProduceAck, PartitionError>) -> pb::ProduceResult {
 pub struct InternalApi {
     pub node: Arc<OnceLock<Node>>,
     pub cluster: String,
+    pub allow_fault_injection: bool,
 }
 
 impl InternalApi {
@@ -189,6 +206,9 @@ impl internal_server::Internal for InternalApi {
     async fn raft(&self, req: Request<pb::RaftBatch>) -> Result<Response<pb::RaftAck>, Status> {
         let b = req.into_inner();
         let node = self.check(&b.cluster_name)?;
+        if blocked(b.from_node) {
+            return Err(Status::unavailable("cut off (fault injection)"));
+        }
         for env in b.messages {
             match decode_message(&env.message) {
                 Ok(m) => node.deliver_raft(env.group, m),
@@ -196,6 +216,17 @@ impl internal_server::Internal for InternalApi {
             }
         }
         Ok(Response::new(pb::RaftAck {}))
+    }
+
+    async fn inject_fault(&self, req: Request<pb::FaultRequest>) -> Result<Response<pb::FaultReply>, Status> {
+        let f = req.into_inner();
+        self.check(&f.cluster_name)?;
+        if !self.allow_fault_injection {
+            return Err(Status::permission_denied("fault injection is off; set limits.allow_fault_injection = true (test clusters only)"));
+        }
+        tracing::warn!(peers = ?f.blocked_peers, "fault injection: cut off from these peers");
+        *BLOCKED.write().expect("lock") = f.blocked_peers;
+        Ok(Response::new(pb::FaultReply {}))
     }
 
     async fn controller(&self, req: Request<pb::ControllerCall>) -> Result<Response<pb::ControllerResult>, Status> {

@@ -94,9 +94,10 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
             })
             .collect(),
     );
+    let faults = cluster.limits.allow_fault_injection;
     let run: RunFn = Arc::new(move |stop| {
         let (n, l, addrs, others, cluster_name) = (n.clone(), grpc_l.clone(), addrs.clone(), others.clone(), cluster_name.clone());
-        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, others, cluster_name, stop).await })
+        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, others, cluster_name, faults, stop).await })
     });
     node.start_service("grpc", run, true).await?;
 

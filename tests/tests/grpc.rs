@@ -111,3 +111,16 @@ async fn clean_shutdown_keeps_data_for_the_next_start() {
     let got = s.next().await.unwrap().unwrap();
     assert_eq!(got.records[0].value.as_deref(), Some(&b"persist"[..]));
 }
+
+/// The internal service refuses fault injection unless the config allows it (test clusters),
+/// and refuses callers from another cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_injection_is_refused_unless_enabled() {
+    let node = TestNode::start();
+    let mut c = pb::internal_client::InternalClient::connect(node.grpc_url()).await.unwrap();
+    let e = c.inject_fault(pb::FaultRequest { cluster_name: "test".into(), blocked_peers: vec![2] }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    assert!(e.message().contains("allow_fault_injection"), "{e}");
+    let e = c.inject_fault(pb::FaultRequest { cluster_name: "other".into(), blocked_peers: vec![] }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+}
