@@ -34,6 +34,8 @@ pub enum MetaRecord {
     Leader { uid: u64, node: i32, term: u64 },
     /// Producer ids `first .. first + count` belong to `node`.
     ProducerIds { node: i32, first: i64, count: i64 },
+    /// `node` is drained (leads nothing; its leaderships move to other replicas) or back.
+    Drain { node: i32, drained: bool },
 }
 
 /// What a node asks of the controller.
@@ -46,6 +48,7 @@ pub enum ControllerRequest {
     AlterConfig { name: String, ops: Vec<(String, Option<String>)>, replace: bool },
     ProducerIds { node: i32 },
     Leader { uid: u64, node: i32, term: u64 },
+    Drain { node: i32, drained: bool },
 }
 
 impl ControllerRequest {

@@ -118,6 +118,7 @@ fn settings(id: i32, dir: &std::path::Path) -> NodeSettings {
         // Fast ticks: elections in 100-200 ms.
         raft_tick_ms: 10,
         members: (1..=NODES).map(|i| Member { id: i, zone: zones[(i as usize - 1) % 3].into() }).collect(),
+        leader_rebalance_ms: 1_000,
     }
 }
 

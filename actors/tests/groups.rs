@@ -30,14 +30,32 @@ fn settings(dir: &std::path::Path) -> NodeSettings {
 }
 
 /// A standalone commit (generation -1), as `assign()` consumers and admin tools make.
+/// Coordinators load in the background after a start, a restart or a leadership change
+/// (COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR): Kafka clients retry those, and so do these.
+fn retriable(e: &GroupError) -> bool {
+    matches!(e, GroupError::CoordinatorLoadInProgress | GroupError::NotCoordinator | GroupError::CoordinatorNotAvailable)
+}
+
 async fn commit(node: &Node, group: &str, offset: i64) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-    let offsets = vec![CommitOffset { topic: "t".into(), partition: 0, offset, leader_epoch: -1, metadata: format!("m{offset}") }];
-    node.ask_coordinator(group, T, |reply| CoordinatorMsg::Commit { group: group.into(), member_id: String::new(), instance_id: None, generation: -1, offsets, reply }).await?
+    for _ in 0..200 {
+        let offsets = vec![CommitOffset { topic: "t".into(), partition: 0, offset, leader_epoch: -1, metadata: format!("m{offset}") }];
+        match node.ask_coordinator(group, T, |reply| CoordinatorMsg::Commit { group: group.into(), member_id: String::new(), instance_id: None, generation: -1, offsets, reply }).await {
+            Err(e) if retriable(&e) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Ok(Err(e)) if retriable(&e) => tokio::time::sleep(Duration::from_millis(50)).await,
+            r => return r?,
+        }
+    }
+    Err(GroupError::CoordinatorLoadInProgress)
 }
 
 async fn fetched(node: &Node, group: &str) -> Option<i64> {
-    let rows = node.ask_coordinator(group, T, |reply| CoordinatorMsg::Fetch { group: group.into(), partitions: Some(vec![("t".into(), 0)]), reply }).await.unwrap().unwrap();
-    rows[0].2.as_ref().map(|v| v.offset)
+    for _ in 0..200 {
+        match node.ask_coordinator(group, T, |reply| CoordinatorMsg::Fetch { group: group.into(), partitions: Some(vec![("t".into(), 0)]), reply }).await {
+            Err(e) if retriable(&e) => tokio::time::sleep(Duration::from_millis(50)).await,
+            r => return r.unwrap().unwrap()[0].2.as_ref().map(|v| v.offset),
+        }
+    }
+    panic!("the coordinator of {group} never finished loading");
 }
 
 async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {

@@ -119,6 +119,9 @@ pub struct Limits {
     /// Length of one Raft tick in ms: a leader heartbeats every 2 ticks, followers stand for
     /// election after 10-20 ticks without one.
     pub raft_tick_ms: u64,
+    /// How long a preferred replica must have been caught up before leadership goes back to
+    /// it, in ms.
+    pub leader_rebalance_ms: u64,
     /// Test clusters only: accept `Internal.InjectFault` (cut this node off from chosen
     /// peers, for chaos runs without root or iptables).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -127,7 +130,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100, allow_fault_injection: false }
+        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100, leader_rebalance_ms: 10_000, allow_fault_injection: false }
     }
 }
 

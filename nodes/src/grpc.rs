@@ -307,6 +307,64 @@ impl admin_server::Admin for Api {
         }))
     }
 
+    async fn transfer_leadership(&self, req: Request<pb::TransferLeadershipRequest>) -> Result<Response<pb::TransferLeadershipResponse>, Status> {
+        let r = req.into_inner();
+        let t = self.node.topic(&r.topic).ok_or_else(|| admin_status(AdminError::UnknownTopic(r.topic.clone())))?;
+        let p = t.partitions.get(r.partition.max(0) as usize).filter(|_| r.partition >= 0).cloned().ok_or_else(|| Status::invalid_argument(format!("{} has no partition {}", r.topic, r.partition)))?;
+        let me = self.node.settings().node_id;
+        let leader = p.leader().ok_or_else(|| Status::unavailable(format!("{}-{} has no leader right now; retry", r.topic, r.partition)))?;
+        if leader != me {
+            // Only the leader can hand over: pass the request on.
+            let addr = self.others.iter().find(|n| n.node_id == leader).map(|n| n.grpc_address.clone()).ok_or_else(|| Status::unavailable(format!("leader {leader} is not in the cluster config")))?;
+            let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .map_err(|e| Status::internal(e.to_string()))?
+                .connect_timeout(Duration::from_secs(2))
+                .connect()
+                .await
+                .map_err(|e| Status::unavailable(format!("leader {leader} at {addr}: {e}")))?;
+            return admin_client::AdminClient::new(ch).transfer_leadership(r).await;
+        }
+        let to = if r.to_node == 0 {
+            p.in_sync().into_iter().find(|n| *n != me && !self.node.drained().contains(n)).ok_or_else(|| Status::failed_precondition("no other replica is in sync (and not drained) to take over"))?
+        } else {
+            r.to_node
+        };
+        if to == me {
+            return Ok(Response::new(pb::TransferLeadershipResponse { previous_leader: me, leader: me }));
+        }
+        if !p.replicas.contains(&to) {
+            return Err(Status::invalid_argument(format!("node {to} holds no replica of {}-{} (replicas {:?})", r.topic, r.partition, p.replicas)));
+        }
+        if self.node.drained().contains(&to) {
+            return Err(Status::failed_precondition(format!("node {to} is drained; undo the drain first")));
+        }
+        self.node.transfer_leadership(&p, to).map_err(partition_status)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match p.leader() {
+                Some(l) if l != me => return Ok(Response::new(pb::TransferLeadershipResponse { previous_leader: me, leader: l })),
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return Err(Status::deadline_exceeded(format!("node {to} did not take over {}-{} within 10 s (is it caught up and reachable?)", r.topic, r.partition)));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    async fn drain_node(&self, req: Request<pb::DrainNodeRequest>) -> Result<Response<pb::DrainNodeResponse>, Status> {
+        let r = req.into_inner();
+        self.node.set_drained(r.node_id, !r.undo).await.map_err(admin_status)?;
+        let leading = |node: &Node| -> i32 {
+            node.topics().iter().filter(|t| t.record.name != backwaters_actors::controller::METADATA_TOPIC).flat_map(|t| t.partitions.iter()).filter(|p| p.leader() == Some(r.node_id)).count() as i32
+        };
+        let timeout = Duration::from_millis(if r.timeout_ms == 0 { 60_000 } else { r.timeout_ms as u64 });
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !r.undo && leading(&self.node) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(Response::new(pb::DrainNodeResponse { still_leading: leading(&self.node), drained_nodes: self.node.drained() }))
+    }
+
     async fn list_groups(&self, _req: Request<pb::ListGroupsRequest>) -> Result<Response<pb::ListGroupsResponse>, Status> {
         crate::grpc_groups::list(&self.node).await.map(Response::new)
     }

@@ -511,3 +511,63 @@ async fn consumers_read_from_a_replica_in_their_zone() {
     assert!(after.1 - before.1 >= payload, "the follower in the consumer's zone served {} bytes, want >= {payload}", after.1 - before.1);
     assert!(after.0 - before.0 < payload, "the leader served the records itself ({} bytes)", after.0 - before.0);
 }
+
+/// Runs one shell command against `grpc` and returns its output.
+fn shell(grpc: &str, command: &str) -> String {
+    let out = backwaters_tests::output_within(std::process::Command::new(backwaters_tests::binary()).args(["shell", "--bootstrap", grpc, "-c", command]), Duration::from_secs(90));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "shell {command:?} failed: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drain_and_transfer_move_leadership() {
+    const T: &str = "drained";
+    let nodes = TestNode::start_cluster(3, "[limits]\nleader_rebalance_ms = 1000\n");
+    create_topic(&nodes[0].grpc, T, 6).await;
+    let leaders = |parts: &[backwaters_proto::grpc::v1::PartitionInfo]| parts.iter().map(|p| p.leader).collect::<Vec<_>>();
+    // Preferred leaders first (one per node, twice).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !describe_topic(&nodes[0].grpc, T).await.iter().all(|p| Some(&p.leader) == p.replicas.first()) {
+        if Instant::now() > deadline {
+            for n in &nodes {
+                let log = n.log();
+                let lines: Vec<&str> = log.lines().filter(|l| l.contains("leader") && l.contains("drained")).collect();
+                eprintln!("--- node {}:\n{}", n.id, lines.join("\n"));
+            }
+        }
+        assert!(Instant::now() < deadline, "preferred leaders never elected: {:?}", leaders(&describe_topic(&nodes[0].grpc, T).await));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Drain node 1 through the shell (asked through node 2): it leads nothing afterwards.
+    let g = nodes[1].grpc.clone();
+    let out = tokio::task::spawn_blocking(move || shell(&g, "node drain 1")).await.unwrap();
+    assert!(out.contains("node 1 is drained"), "{out}");
+    let parts = describe_topic(&nodes[2].grpc, T).await;
+    assert!(parts.iter().all(|p| p.leader != 1 && p.leader > 0), "node 1 still leads: {:?}", leaders(&parts));
+    // It stays drained (the rebalancer gives it nothing back) for a few rebalance periods.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let parts = describe_topic(&nodes[2].grpc, T).await;
+    assert!(parts.iter().all(|p| p.leader != 1), "leadership went back to a drained node: {:?}", leaders(&parts));
+    // A transfer to the drained node is refused; to another replica it works.
+    let mut admin = AdminClient::connect(format!("http://{}", nodes[2].grpc)).await.unwrap();
+    let e = admin.transfer_leadership(backwaters_proto::grpc::v1::TransferLeadershipRequest { topic: T.into(), partition: 0, to_node: 1 }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    let p0 = describe_topic(&nodes[2].grpc, T).await.remove(0);
+    let other = *p0.replicas.iter().find(|r| **r != 1 && **r != p0.leader).unwrap();
+    let g = nodes[2].grpc.clone();
+    let out = tokio::task::spawn_blocking(move || shell(&g, &format!("topic transfer-leader {T} 0 --to {other}"))).await.unwrap();
+    assert!(out.contains(&format!("-> {other}")), "{out}");
+    // Undo: leadership returns to the preferred replicas, node 1 included.
+    let g = nodes[0].grpc.clone();
+    tokio::task::spawn_blocking(move || shell(&g, "node drain 1 --undo")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let parts = describe_topic(&nodes[0].grpc, T).await;
+        if parts.iter().all(|p| Some(&p.leader) == p.replicas.first()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leadership did not return after the undo: {:?}", leaders(&parts));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -119,6 +119,15 @@ impl Node {
                     }
                 }
             }
+            MetaRecord::Drain { node, drained } => {
+                let mut set = self.inner.drained.write().expect("lock");
+                if drained {
+                    set.insert(node);
+                } else {
+                    set.remove(&node);
+                }
+                tracing::info!(node, drained, "node drain state");
+            }
             MetaRecord::ProducerIds { node, first, count } => {
                 {
                     let mut end = self.inner.producer_block_end.lock().expect("lock");
@@ -238,6 +247,12 @@ impl Node {
                 vec![MetaRecord::ProducerIds { node, first, count: PRODUCER_ID_BLOCK }]
             }
             ControllerRequest::Leader { uid, node, term } => vec![MetaRecord::Leader { uid, node, term }],
+            ControllerRequest::Drain { node, drained } => {
+                if !self.inner.settings.members().iter().any(|m| m.id == node) {
+                    return Err(AdminError::InvalidConfig(format!("node {node} is not in the cluster")));
+                }
+                vec![MetaRecord::Drain { node, drained }]
+            }
         })
     }
 

@@ -43,6 +43,9 @@ pub struct NodeSettings {
     pub raft_tick_ms: u64,
     /// Every node of the cluster with its zone (empty: this node alone).
     pub members: Vec<Member>,
+    /// How long a preferred replica must have been caught up before leadership goes back to
+    /// it (Kafka's leader.imbalance.check.interval, much shorter).
+    pub leader_rebalance_ms: u64,
 }
 
 impl NodeSettings {
@@ -166,6 +169,8 @@ struct Inner {
     /// `__consumer_offsets` partitions whose coordinator runs here, with the leader term it
     /// loaded at.
     coordinators: tokio::sync::Mutex<BTreeMap<i32, u64>>,
+    /// Nodes drained by an operator (from the metadata log): they lead nothing.
+    drained: Arc<RwLock<std::collections::BTreeSet<i32>>>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     flusher_name: String,
@@ -244,6 +249,7 @@ impl Node {
                 groups_sup,
                 groups_ready: tokio::sync::OnceCell::new(),
                 coordinators: tokio::sync::Mutex::new(BTreeMap::new()),
+                drained: Arc::default(),
                 metrics,
                 clock,
                 flusher_name,
@@ -341,6 +347,7 @@ impl Node {
         let flusher_name = self.inner.flusher_name.clone();
         let flusher: Arc<dyn Fn() -> Option<ActorRef<FlusherMsg>> + Send + Sync> = Arc::new(move || ractor::registry::where_is(flusher_name.clone()).map(ActorRef::from));
         let (s, clock, metrics) = (shared.clone(), self.inner.clock.clone(), self.inner.metrics.clone());
+        let (drained, rebalance_ms, tick_ms) = (self.inner.drained.clone(), self.inner.settings.leader_rebalance_ms, self.inner.settings.raft_tick_ms);
         let spec = ChildSpec::new(self.partition_actor_name(uid), PartitionActor, move || PartitionArgs {
             shared: s.clone(),
             config: config.clone(),
@@ -352,6 +359,9 @@ impl Node {
             transport: transport.clone(),
             timing: Timing::Randomized,
             on_leader: on_leader.clone(),
+            drained: drained.clone(),
+            rebalance_ms,
+            tick_ms,
         });
         ractor::call!(self.inner.partitions_sup, SupervisorMsg::StartChild, spec)
             .map_err(|e| e.to_string())?
@@ -698,6 +708,25 @@ impl Node {
 
     fn coordinator_name(&self, partition: i32) -> String {
         format!("{}/g{partition}", self.prefix())
+    }
+
+    /// Marks `node` drained (or not) in the metadata log.
+    pub async fn set_drained(&self, node: i32, drained: bool) -> Result<(), AdminError> {
+        self.controller(ControllerRequest::Drain { node, drained }).await
+    }
+
+    /// Asks the local replica (the leader) of `shared` to hand leadership to `to`.
+    pub fn transfer_leadership(&self, shared: &PartitionShared, to: i32) -> Result<(), PartitionError> {
+        if shared.leader() != Some(self.inner.settings.node_id) {
+            return Err(PartitionError::NotLeader { leader: shared.leader() });
+        }
+        let actor = shared.actor().ok_or(PartitionError::Busy)?;
+        actor.cast(PartitionMsg::TransferLeader { node: to }).map_err(|_| PartitionError::Busy)
+    }
+
+    /// Nodes drained by an operator.
+    pub fn drained(&self) -> Vec<i32> {
+        self.inner.drained.read().expect("lock").iter().copied().collect()
     }
 
     /// The node leading the metadata log (the controller), if one is known.

@@ -224,6 +224,12 @@ pub struct PartitionArgs {
     pub timing: Timing,
     /// Called whenever the leader this replica knows changes: (this replica leads, term).
     pub on_leader: Arc<dyn Fn(bool, u64) + Send + Sync>,
+    /// Nodes that must lead nothing (drained by an operator).
+    pub drained: Arc<RwLock<std::collections::BTreeSet<i32>>>,
+    /// How long the preferred replica must be caught up before leadership goes back to it.
+    pub rebalance_ms: u64,
+    /// Length of a Raft tick in ms (paces the rebalance checks).
+    pub tick_ms: u64,
 }
 
 /// A produce waiting for its acknowledgement.
@@ -260,6 +266,13 @@ pub struct PartitionState {
     ticks: u64,
     /// Consecutive checks that found the preferred replica caught up.
     preferred_ready: u32,
+    /// Checks the preferred replica must be caught up for before it gets leadership back.
+    rebalance_checks: u32,
+    /// On the leader: the tick at which each replica was last seen active. raft-rs's own
+    /// `recent_active` is cleared every election timeout, so read at a fixed tick phase it
+    /// can look false for good.
+    last_active: std::collections::HashMap<i32, u64>,
+    drained: Arc<RwLock<std::collections::BTreeSet<i32>>>,
     /// A snapshot installed by ready `.0`, to count as applied at index `.1` once persisted.
     snap_to_apply: Option<(u64, u64)>,
     /// On the leader: followers seen waiting for a snapshot at the last check, with its index.
@@ -314,6 +327,9 @@ impl Actor for PartitionActor {
             local_durable,
             ticks: 0,
             preferred_ready: 0,
+            last_active: Default::default(),
+            rebalance_checks: (args.rebalance_ms / (REBALANCE_TICKS * args.tick_ms.max(1))).max(1) as u32,
+            drained: args.drained,
             snap_to_apply: None,
             snapshot_waits: Vec::new(),
             node_id: args.node_id,
@@ -487,6 +503,11 @@ impl PartitionState {
         }
     }
 
+    /// Whether replica `node` was heard from within the last two election timeouts.
+    fn active(&self, node: i32) -> bool {
+        self.last_active.get(&node).is_some_and(|t| self.ticks.saturating_sub(*t) <= 2 * crate::replica::ELECTION_TICKS as u64)
+    }
+
     /// Records which replicas are in sync (leader only): recently heard from and holding
     /// every committed entry.
     fn note_in_sync(&mut self) {
@@ -494,12 +515,20 @@ impl PartitionState {
         if self.raft.raft.state == StateRole::Leader {
             isr.push(self.node_id);
             let committed = self.raft.raft.raft_log.committed;
+            let now = self.ticks;
+            for (id, pr) in self.raft.raft.prs().iter() {
+                if pr.recent_active {
+                    self.last_active.insert(node_of(*id), now);
+                }
+            }
             for (id, pr) in self.raft.raft.prs().iter() {
                 let node = node_of(*id);
-                if node != self.node_id && pr.recent_active && pr.matched >= committed {
+                if node != self.node_id && self.active(node) && pr.matched >= committed {
                     isr.push(node);
                 }
             }
+        } else {
+            self.last_active.clear();
         }
         *self.shared.in_sync.lock().expect("lock") = isr;
     }
@@ -522,26 +551,35 @@ impl PartitionState {
         self.snapshot_waits = waiting;
     }
 
-    /// Hands leadership back to the preferred replica (the first; placement spread those over
-    /// the nodes) once it has been caught up for two checks in a row: after a node returns,
-    /// leaders rebalance instead of piling up on the nodes that stayed (Kafka's
-    /// auto.leader.rebalance). The metadata log's leader stays where it is.
+    /// Moves leadership where it belongs: to the first replica (placement spread those over
+    /// the nodes) that is not drained, once it has been caught up for `rebalance_checks`
+    /// checks in a row, so after a node returns leaders rebalance instead of piling up on the
+    /// nodes that stayed (Kafka's auto.leader.rebalance). A drained leader hands over at once
+    /// to the first caught-up replica that is not drained. The metadata log's leader stays.
     fn return_leadership(&mut self) {
-        let preferred = match self.shared.replicas.first() {
-            Some(p) if *p != self.node_id && self.raft.raft.state == StateRole::Leader && self.shared.topic != crate::controller::METADATA_TOPIC => *p,
-            _ => {
-                self.preferred_ready = 0;
-                return;
-            }
-        };
+        if self.raft.raft.state != StateRole::Leader || self.shared.topic == crate::controller::METADATA_TOPIC {
+            self.preferred_ready = 0;
+            return;
+        }
+        let drained = self.drained.read().expect("lock").clone();
         let last = self.raft.raft.raft_log.last_index();
-        let caught_up = self.raft.raft.prs().get(raft_id(preferred)).is_some_and(|pr| pr.recent_active && pr.matched >= last && pr.state == raft::ProgressState::Replicate);
-        if !caught_up {
+        let caught_up = |st: &PartitionState, node: i32| st.active(node) && st.raft.raft.prs().get(raft_id(node)).is_some_and(|pr| pr.matched >= last);
+        let candidates: Vec<i32> = self.shared.replicas.iter().copied().filter(|r| !drained.contains(r)).collect();
+        if drained.contains(&self.node_id) {
+            self.preferred_ready = 0;
+            if let Some(to) = candidates.iter().copied().find(|r| *r != self.node_id && caught_up(self, *r)) {
+                tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, to, "this node is drained: handing leadership over");
+                self.raft.transfer_leader(raft_id(to));
+            }
+            return;
+        }
+        let Some(&preferred) = candidates.first() else { return };
+        if preferred == self.node_id || !caught_up(self, preferred) {
             self.preferred_ready = 0;
             return;
         }
         self.preferred_ready += 1;
-        if self.preferred_ready >= 2 {
+        if self.preferred_ready >= self.rebalance_checks {
             tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, to = preferred, "handing leadership back to the preferred replica");
             self.raft.transfer_leader(raft_id(preferred));
             self.preferred_ready = 0;

@@ -16,5 +16,6 @@ pub fn settings(dir: &std::path::Path) -> NodeSettings {
         groups: Default::default(),
         raft_tick_ms: 100,
         members: vec![],
+        leader_rebalance_ms: 10_000,
     }
 }

@@ -90,6 +90,17 @@ pub enum ClusterVerb {
 pub enum NodeVerb {
     /// Supervised actors with their state and restart counts.
     Tree,
+    /// Move every leadership off a node (before maintenance) and keep it leaderless until
+    /// --undo; waits until it leads nothing.
+    Drain {
+        node: i32,
+        /// The node may lead again.
+        #[arg(long)]
+        undo: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,6 +124,15 @@ pub enum TopicVerb {
     },
     /// Partitions (leader, replicas, offsets) and configs of a topic.
     Describe { name: String },
+    /// Move a partition's leadership to another replica (drifts back to the preferred
+    /// replica after limits.leader_rebalance_ms).
+    TransferLeader {
+        name: String,
+        partition: i32,
+        /// The replica to lead (default: the first other in-sync replica).
+        #[arg(long)]
+        to: Option<i32>,
+    },
     /// Set topic configs (k=v, repeatable; an empty value removes the override).
     Alter {
         name: String,
@@ -175,6 +195,21 @@ pub async fn node_tree(api: &mut Api) -> Result<Out, String> {
         .flat_map(|n| n.actors.iter().map(move |a| vec![n.node_id.to_string(), a.supervisor.clone(), a.name.clone(), a.state.clone(), a.restarts.to_string()]))
         .collect();
     Ok(Out::table(None, &["node", "supervisor", "actor", "state", "restarts"], rows))
+}
+
+pub async fn node_drain(api: &mut Api, node: i32, undo: bool, timeout: u32) -> Result<Out, String> {
+    let r = api.admin.drain_node(pb::DrainNodeRequest { node_id: node, undo, timeout_ms: timeout.saturating_mul(1000) }).await.map_err(status_error)?.into_inner();
+    let drained = format!("{:?}", r.drained_nodes);
+    Ok(match (undo, r.still_leading) {
+        (true, _) => Out::Done(format!("node {node} may lead again (drained nodes: {drained})")),
+        (false, 0) => Out::Done(format!("node {node} is drained: it leads no partition (drained nodes: {drained})")),
+        (false, n) => Out::Done(format!("node {node} is marked drained but still leads {n} partition(s) after {timeout} s (are its followers caught up?); run it again to keep waiting")),
+    })
+}
+
+pub async fn topic_transfer_leader(api: &mut Api, name: String, partition: i32, to: Option<i32>) -> Result<Out, String> {
+    let r = api.admin.transfer_leadership(pb::TransferLeadershipRequest { topic: name.clone(), partition, to_node: to.unwrap_or(0) }).await.map_err(status_error)?.into_inner();
+    Ok(Out::Done(format!("{name}-{partition}: leader {} -> {}", r.previous_leader, r.leader)))
 }
 
 pub async fn topic_list(api: &mut Api, internal: bool) -> Result<Out, String> {

@@ -114,10 +114,12 @@ async fn execute(api: &mut Api, line: &str, output: Output, mode: Mode, out: &mu
     let result = match parsed.cmd {
         Cmd::Cluster { verb: ClusterVerb::Status } => commands::cluster_status(api).await?,
         Cmd::Node { verb: NodeVerb::Tree } => commands::node_tree(api).await?,
+        Cmd::Node { verb: NodeVerb::Drain { node, undo, timeout } } => commands::node_drain(api, node, undo, timeout).await?,
         Cmd::Topic { verb } => match verb {
             TopicVerb::List { internal } => commands::topic_list(api, internal).await?,
             TopicVerb::Create { name, partitions, replication_factor, configs } => commands::topic_create(api, name, partitions, replication_factor, configs).await?,
             TopicVerb::Describe { name } => commands::topic_describe(api, name).await?,
+            TopicVerb::TransferLeader { name, partition, to } => commands::topic_transfer_leader(api, name, partition, to).await?,
             TopicVerb::Alter { name, configs } => commands::topic_alter(api, name, configs).await?,
             TopicVerb::AddPartitions { name, total } => commands::topic_add_partitions(api, name, total).await?,
             TopicVerb::Delete { name, yes } => {
@@ -270,9 +272,11 @@ struct ShellHelper {
 const COMMANDS: &[&str] = &[
     "cluster status",
     "node tree",
+    "node drain",
     "topic list",
     "topic create",
     "topic describe",
+    "topic transfer-leader",
     "topic alter",
     "topic add-partitions",
     "topic delete",
