@@ -239,8 +239,7 @@ impl admin_server::Admin for Api {
             for l in leaders {
                 let Some(addr) = self.others.iter().find(|n| n.node_id == l).map(|n| n.grpc_address.clone()) else { continue };
                 let ask = async {
-                    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.connect_timeout(Duration::from_secs(1)).connect().await.ok()?;
-                    admin_client::AdminClient::new(ch).describe_topic(pb::DescribeTopicRequest { name: name.clone(), local_only: true }).await.ok()
+                    peer_admin(&addr, Duration::from_secs(1)).await.ok()?.describe_topic(pb::DescribeTopicRequest { name: name.clone(), local_only: true }).await.ok()
                 };
                 if let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(2), ask).await {
                     for theirs in r.into_inner().partitions {
@@ -284,8 +283,7 @@ impl admin_server::Admin for Api {
             // reported as not alive.
             let asks = self.others.iter().cloned().map(|mut n| async move {
                 let ask = async {
-                    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", n.grpc_address)).ok()?.connect_timeout(Duration::from_secs(1)).connect().await.ok()?;
-                    admin_client::AdminClient::new(ch).cluster_status(pb::ClusterStatusRequest { local_only: true }).await.ok()
+                    peer_admin(&n.grpc_address, Duration::from_secs(1)).await.ok()?.cluster_status(pb::ClusterStatusRequest { local_only: true }).await.ok()
                 };
                 match tokio::time::timeout(Duration::from_secs(2), ask).await {
                     Ok(Some(r)) => r.into_inner().nodes.into_iter().find(|x| x.node_id == n.node_id).unwrap_or(n),
@@ -316,13 +314,7 @@ impl admin_server::Admin for Api {
         if leader != me {
             // Only the leader can hand over: pass the request on.
             let addr = self.others.iter().find(|n| n.node_id == leader).map(|n| n.grpc_address.clone()).ok_or_else(|| Status::unavailable(format!("leader {leader} is not in the cluster config")))?;
-            let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                .map_err(|e| Status::internal(e.to_string()))?
-                .connect_timeout(Duration::from_secs(2))
-                .connect()
-                .await
-                .map_err(|e| Status::unavailable(format!("leader {leader} at {addr}: {e}")))?;
-            return admin_client::AdminClient::new(ch).transfer_leadership(r).await;
+            return peer_admin(&addr, Duration::from_secs(2)).await?.transfer_leadership(r).await;
         }
         let to = if r.to_node == 0 {
             p.in_sync().into_iter().find(|n| *n != me && !self.node.drained().contains(n)).ok_or_else(|| Status::failed_precondition("no other replica is in sync (and not drained) to take over"))?
@@ -380,6 +372,17 @@ impl admin_server::Admin for Api {
     async fn delete_group(&self, req: Request<pb::DeleteGroupRequest>) -> Result<Response<pb::DeleteGroupResponse>, Status> {
         crate::grpc_groups::delete(&self.node, &req.into_inner().group_id).await.map(Response::new)
     }
+}
+
+/// The Admin service of another node (for answers only that node has).
+async fn peer_admin(addr: &str, connect_timeout: Duration) -> Result<admin_client::AdminClient<tonic::transport::Channel>, Status> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Status::internal(format!("peer address {addr}: {e}")))?
+        .connect_timeout(connect_timeout)
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(format!("node at {addr}: {e}")))?;
+    Ok(admin_client::AdminClient::new(ch))
 }
 
 /// CRC32C over a local replica's committed batches (see `PartitionInfo.checksum`).
