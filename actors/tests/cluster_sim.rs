@@ -1,7 +1,8 @@
 //! Three real nodes in one process (partition actors, sled logs, the metadata log, the
 //! controller) joined by an in-memory network that cuts links, isolates nodes, delays,
 //! reorders and drops messages, and restarts nodes, all on a schedule drawn from one seed.
-//! Writers produce acks=all through random nodes (passed on to leaders) the whole time. The
+//! Idempotent writers produce acks=all through random nodes (passed on to leaders) the whole
+//! time, retrying unacknowledged batches as librdkafka does. The
 //! checker then heals the network and looks at every replica's log: every acknowledged record
 //! is there exactly once at the offset it was acknowledged with, nothing is written twice, and
 //! all replicas of a partition hold the same records at the same offsets.
@@ -15,7 +16,7 @@ use backwaters_actors::node::{AdminError, ForwardedProduce, Node, NodeSettings, 
 use backwaters_actors::partition::ProduceAck;
 use backwaters_actors::replica::{node_of, Transport};
 use backwaters_actors::PartitionError;
-use backwaters_proto::kafka::batch::{decode_records, encode_batch, NewRecord};
+use backwaters_proto::kafka::batch::{decode_records, encode_batch, set_producer, NewRecord};
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -175,6 +176,7 @@ async fn run(seed: u64) -> usize {
     // value -> (partition, acknowledged offset)
     let mut acked: BTreeMap<String, (i32, i64)> = BTreeMap::new();
     let mut attempted = 0usize;
+    let mut writers: Vec<Writer> = (0..WRITERS).map(|k| Writer::new(seed, k)).collect();
     for round in 0..30 {
         let fault = schedule.gen_range(0..12);
         let a = schedule.gen_range(1..=NODES);
@@ -217,30 +219,19 @@ async fn run(seed: u64) -> usize {
             _ => "none".to_string(),
         };
         faults.push(format!("round {round}: {what}"));
-        // Writers: a few batches through random nodes, each to a random partition.
+        // Writers: one batch each through a random node to a random partition; a batch not
+        // acknowledged is sent again, unchanged, before that writer's next one there.
         let mut writes = Vec::new();
-        for k in 0..4 {
+        for w in writers.iter_mut() {
             let via = schedule.gen_range(1..=NODES);
             let partition = schedule.gen_range(0..PARTITIONS);
             let Some(node) = nodes[&via].clone() else { continue };
-            let values: Vec<String> = (0..3).map(|i| format!("s{seed}-r{round}-w{k}-{i}")).collect();
-            attempted += values.len();
-            // Timestamped now: retention (7 days) must not take them.
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-            let records: Vec<NewRecord> = values.iter().map(|v| NewRecord { key: None, value: Some(Bytes::from(v.clone())), headers: vec![], timestamp_ms: now }).collect();
-            let batch = encode_batch(&records).unwrap();
-            writes.push(tokio::spawn(async move {
-                let req = ForwardedProduce { topic: TOPIC.into(), partition, batches: vec![batch], acks: -1, timeout: Duration::from_millis(1500) };
-                (partition, values, node.produce_anywhere(req).await)
-            }));
+            let (values, batch) = w.batch(partition, round, &mut attempted);
+            writes.push(tokio::spawn(async move { (partition, values, send(&node, partition, batch, 1500).await) }));
         }
-        for w in writes {
-            let (partition, values, r) = w.await.unwrap();
-            if let Ok(ack) = r {
-                for (i, v) in values.into_iter().enumerate() {
-                    acked.insert(v, (partition, ack.base_offset + i as i64));
-                }
-            }
+        for (w, h) in writers.iter_mut().zip(writes) {
+            let (partition, values, r) = h.await.unwrap();
+            w.outcome(partition, values, r, &mut acked).unwrap_or_else(|e| panic!("seed {seed}: {e}; faults {faults:#?}"));
         }
         tokio::time::sleep(Duration::from_millis(schedule.gen_range(0..100))).await;
     }
@@ -249,6 +240,18 @@ async fn run(seed: u64) -> usize {
     net.cut.lock().unwrap().clear();
     *net.drop_pct.lock().unwrap() = 0;
     let live: Vec<Node> = nodes.values().flatten().cloned().collect();
+    // Batches still waiting for an acknowledgement are retried until they get one: a retry
+    // of a batch that was written must be answered with its first offsets, not written again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for w in writers.iter_mut() {
+        while let Some((&partition, (values, batch))) = w.pending.iter().next() {
+            let (values, batch) = (values.clone(), batch.clone());
+            let node = &live[schedule.gen_range(0..live.len())];
+            let r = send(node, partition, batch, 3000).await;
+            w.outcome(partition, values, r, &mut acked).unwrap_or_else(|e| panic!("seed {seed}: {e}; faults {faults:#?}"));
+            assert!(tokio::time::Instant::now() < deadline, "seed {seed}: writer {} could not get {partition} acknowledged after healing", w.id);
+        }
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let views = loop {
         let views: Vec<Vec<Vec<(i64, String)>>> = (0..PARTITIONS).map(|p| live.iter().map(|n| replica_records(n, p)).collect()).collect();
@@ -290,6 +293,62 @@ async fn run(seed: u64) -> usize {
         n.shutdown().await;
     }
     acked.len()
+}
+
+const WRITERS: i64 = 4;
+
+/// An idempotent producer as librdkafka is one: per partition, sequence numbers follow the
+/// records; a batch that got no acknowledgement is sent again unchanged (same sequence)
+/// before anything after it.
+struct Writer {
+    id: i64,
+    seed: u64,
+    next_seq: HashMap<i32, i32>,
+    pending: BTreeMap<i32, (Vec<String>, Bytes)>,
+}
+
+impl Writer {
+    fn new(seed: u64, id: i64) -> Writer {
+        Writer { id, seed, next_seq: HashMap::new(), pending: BTreeMap::new() }
+    }
+
+    /// The batch to send to `partition`: the unacknowledged one, or a new one.
+    fn batch(&mut self, partition: i32, round: usize, attempted: &mut usize) -> (Vec<String>, Bytes) {
+        if let Some(p) = self.pending.get(&partition) {
+            return p.clone();
+        }
+        let seq = self.next_seq.entry(partition).or_insert(0);
+        let values: Vec<String> = (0..3).map(|i| format!("s{}-r{round}-w{}-{i}", self.seed, self.id)).collect();
+        *attempted += values.len();
+        // Timestamped now: retention (7 days) must not take them.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let records: Vec<NewRecord> = values.iter().map(|v| NewRecord { key: None, value: Some(Bytes::from(v.clone())), headers: vec![], timestamp_ms: now }).collect();
+        let batch = set_producer(&encode_batch(&records).unwrap(), 1000 + self.id, 0, *seq);
+        *seq += values.len() as i32;
+        self.pending.insert(partition, (values.clone(), batch.clone()));
+        (values, batch)
+    }
+
+    /// Takes the answer to a batch. A sequence error is a broker bug here: this writer
+    /// never skips a sequence, so the partition forgot what it had written.
+    fn outcome(&mut self, partition: i32, values: Vec<String>, r: Result<ProduceAck, PartitionError>, acked: &mut BTreeMap<String, (i32, i64)>) -> Result<(), String> {
+        match r {
+            Ok(ack) => {
+                self.pending.remove(&partition);
+                for (i, v) in values.into_iter().enumerate() {
+                    acked.insert(v, (partition, ack.base_offset + i as i64));
+                }
+                Ok(())
+            }
+            Err(e @ (PartitionError::OutOfOrderSequence { .. } | PartitionError::InvalidProducerEpoch)) => Err(format!("writer {} partition {partition}: {e} for {values:?}", self.id)),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+async fn send(node: &Node, partition: i32, batch: Bytes, timeout_ms: u64) -> Result<ProduceAck, PartitionError> {
+    let req = ForwardedProduce { topic: TOPIC.into(), partition, batches: vec![batch], acks: -1, timeout: Duration::from_millis(timeout_ms) };
+    node.produce_anywhere(req).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

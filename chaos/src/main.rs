@@ -30,7 +30,7 @@ struct Args {
     /// Pause between faults (each fault lasts 2-5 s, then heals), e.g. 5s.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     fault_every: Duration,
-    /// Folder for history.jsonl and report.json.
+    /// Folder for history.jsonl, report.json, the nodes' logs and the producers' librdkafka logs.
     #[arg(long, default_value = "chaos-out")]
     out: PathBuf,
 }

@@ -9,7 +9,8 @@ use backwaters_proto::grpc::v1::{admin_client::AdminClient, ClusterStatusRequest
 use backwaters_tests::TestNode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
@@ -129,17 +130,35 @@ async fn controller(nodes: &[TestNode]) -> Option<i32> {
     None
 }
 
+/// librdkafka's own log of a client (its idempotence decisions: `debug=eos`), kept in a
+/// file of the run's folder so a finding can be traced into the client.
+struct ClientLog(Mutex<std::io::BufWriter<std::fs::File>>);
+
+impl ClientContext for ClientLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, line: &str) {
+        use std::io::Write;
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let mut f = self.0.lock().expect("client log");
+        let _ = writeln!(f, "{}.{:03} {level:?} {fac} {line}", t.as_secs(), t.subsec_millis());
+        let _ = f.flush();
+    }
+}
+
 /// One producer: unique values `p{k}-{seq}`, seq-th record to partition seq % partitions,
 /// at most 64 in flight.
-async fn produce(k: u32, bootstrap: String, partitions: i32, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
-    let producer: FutureProducer = ClientConfig::new()
+async fn produce(k: u32, bootstrap: String, partitions: i32, rec: Arc<Recorder>, stop: Arc<AtomicBool>, out: PathBuf) {
+    let log_path = out.join(format!("producer-{k}.log"));
+    let log = ClientLog(Mutex::new(std::io::BufWriter::new(std::fs::File::create(&log_path).expect("producer log"))));
+    let producer: FutureProducer<ClientLog> = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("message.timeout.ms", "45000")
         .set("linger.ms", "5")
         .set("topic.metadata.refresh.interval.ms", "1000")
-        .create()
+        .set("debug", "eos")
+        .set_log_level(RDKafkaLogLevel::Debug)
+        .create_with_context(log)
         .expect("producer");
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
     let mut seq = 0u64;
@@ -332,7 +351,7 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
 
     // Workload.
     let stop = Arc::new(AtomicBool::new(false));
-    let producers: Vec<_> = (1..=opts.producers).map(|k| tokio::spawn(produce(k, bootstrap.clone(), opts.partitions, rec.clone(), stop.clone()))).collect();
+    let producers: Vec<_> = (1..=opts.producers).map(|k| tokio::spawn(produce(k, bootstrap.clone(), opts.partitions, rec.clone(), stop.clone(), opts.out.clone()))).collect();
     let group_stop = Arc::new(AtomicBool::new(false));
     let group = {
         let (b, r, s) = (bootstrap.clone(), rec.clone(), group_stop.clone());
@@ -417,6 +436,11 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     let (b, r, parts) = (bootstrap.clone(), rec.clone(), opts.partitions);
     tokio::task::spawn_blocking(move || read_back(&b, parts, &r)).await.map_err(|e| e.to_string())??;
 
+    // The nodes' logs go with the history (their folders go when the nodes do).
+    for n in &nodes {
+        let path = opts.out.join(format!("node-{}.log", n.id));
+        std::fs::write(&path, n.log()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     let report = check(&rec.ops());
     let report_path = opts.out.join("report.json");
     let json = serde_json::json!({ "seed": opts.seed, "nodes": opts.nodes, "kills": kills, "faults": faults, "report": report });

@@ -26,5 +26,9 @@ async fn short_chaos_run_loses_nothing() {
     }
     assert!(o.kills >= 10, "only {} kills", o.kills);
     assert!(o.report.acknowledged > 1000, "only {} records acknowledged: the workload barely ran", o.report.acknowledged);
-    assert!(o.report.ok(), "seed {seed}: the checker found {} problems (history {})", o.report.findings.len(), o.history.display());
+    if !o.report.ok() {
+        // Keep the folder: history, report, node logs and the producers' librdkafka logs.
+        let kept = out.keep();
+        panic!("seed {seed}: the checker found {} problems (history, report and logs kept in {})", o.report.findings.len(), kept.display());
+    }
 }

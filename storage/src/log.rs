@@ -428,26 +428,30 @@ impl PartitionLog {
         self.remove_range(0, up_to_index, meta, true)
     }
 
-    /// Removes entries with index >= `from_index` (a Raft follower's conflicting suffix).
-    pub fn truncate_suffix(&self, from_index: u64, meta: &PartitionMeta) -> Result<u64> {
-        self.remove_range(from_index, u64::MAX, meta, false)
-    }
-
-    /// Stores producer states alone (a follower rolling back a truncated suffix).
-    pub fn put_producers(&self, producers: &[ProducerEntry]) -> Result<u64> {
+    /// Removes entries with index >= `from_index` (a Raft follower's conflicting suffix) and,
+    /// in the same atomic batch, stores the producer states rolled back to what the kept log
+    /// holds (`put`) and removes those it holds nothing of (`remove`): a crash never leaves
+    /// producer states that remember removed batches.
+    pub fn truncate_suffix(&self, from_index: u64, meta: &PartitionMeta, put: &[ProducerEntry], remove: &[i64]) -> Result<u64> {
         let mut b = sled::Batch::default();
-        for p in producers {
+        for p in put {
             b.insert(&keys::key(self.uid, PRODUCER, p.producer_id as u64), serde_json::to_vec(p).expect("producer state serializes"));
         }
-        self.tree().apply_batch(b)?;
-        Ok(self.store.note_write())
+        for id in remove {
+            b.remove(&keys::key(self.uid, PRODUCER, *id as u64));
+        }
+        self.remove_range_in(b, from_index, u64::MAX, meta, false)
     }
 
     /// Removes the entries with index in `first..=last` and their offset keys, and stores
     /// `meta`, as one atomic batch.
     /// With `reindex`, time-index keys are rebuilt for the entries the removed keys shadowed.
     fn remove_range(&self, first: u64, last: u64, meta: &PartitionMeta, reindex: bool) -> Result<u64> {
-        let mut b = sled::Batch::default();
+        self.remove_range_in(sled::Batch::default(), first, last, meta, reindex)
+    }
+
+    /// [`PartitionLog::remove_range`] added to batch `b` (which may hold other changes).
+    fn remove_range_in(&self, mut b: sled::Batch, first: u64, last: u64, meta: &PartitionMeta, reindex: bool) -> Result<u64> {
         let range = keys::key(self.uid, ENTRY, first)..=keys::key(self.uid, ENTRY, last);
         for kv in self.tree().range(range) {
             let (k, v) = kv?;

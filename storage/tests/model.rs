@@ -99,7 +99,7 @@ proptest! {
                     m.meta.bytes -= removed.iter().map(|e| e.payload.len() as u64).sum::<u64>();
                     m.next_index = removed[0].index;
                     m.next_offset = removed[0].base_offset;
-                    log.truncate_suffix(removed[0].index, &m.meta).unwrap();
+                    log.truncate_suffix(removed[0].index, &m.meta, &[], &[]).unwrap();
                 }
                 Op::Restart => {
                     store.flush().unwrap();

@@ -83,6 +83,11 @@ impl PartitionCore {
         self.producers.len()
     }
 
+    /// The remembered state of one idempotent producer (for logs and tests).
+    pub fn producer(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
     /// Checks batches from one produce request and plans their append at the log's tail.
     /// `batches` are CRC-checked headers and bytes from the wire. Changes nothing: the
     /// state moves when the proposed entries enter the log ([`PartitionCore::on_append`]).
@@ -149,29 +154,60 @@ impl PartitionCore {
     }
 
     /// The log lost its suffix from `from_offset` on (a follower's uncommitted entries that a
-    /// new leader replaced). Batches remembered from there on are forgotten; returns the
-    /// producer states that changed and the ids of producers left with nothing.
-    pub fn on_truncate(&mut self, from_offset: i64, bytes_removed: u64) -> (Vec<ProducerEntry>, Vec<i64>) {
+    /// new leader replaced). Returns the producers that remembered removed batches: their
+    /// state must be rebuilt from the kept log ([`PartitionCore::rebuild_producers`]) —
+    /// merely dropping the removed batches would forget the older ones that the window of
+    /// [`PRODUCER_BATCHES_KEPT`] had pushed out, and with them where the sequence stands.
+    pub fn on_truncate(&mut self, from_offset: i64, bytes_removed: u64) -> Vec<i64> {
         assert!(from_offset >= self.high_watermark, "truncating committed data: from {from_offset}, high watermark {}", self.high_watermark);
         self.next_offset = from_offset;
         self.meta.bytes = self.meta.bytes.saturating_sub(bytes_removed);
-        let (mut changed, mut gone) = (Vec::new(), Vec::new());
-        for p in self.producers.values_mut() {
-            let before = p.batches.len();
-            p.batches.retain(|b| b.2 < from_offset);
-            if p.batches.len() != before {
-                if p.batches.is_empty() {
-                    gone.push(p.producer_id);
-                } else {
-                    changed.push(p.clone());
-                }
-            }
-        }
-        for id in &gone {
+        let mut affected: Vec<i64> = self.producers.values().filter(|p| p.batches.iter().any(|b| b.2 >= from_offset)).map(|p| p.producer_id).collect();
+        affected.sort_unstable();
+        for id in &affected {
             self.producers.remove(id);
         }
         self.check();
-        (changed, gone)
+        affected
+    }
+
+    /// Rebuilds the state of producers `ids` from the batches of the log, `older` walking it
+    /// from the tail backwards as (header, base offset). Stops reading once every producer
+    /// has its window (or met an older epoch); what `older` does not reach is forgotten (the
+    /// caller bounds the walk). Returns the rebuilt states and the ids left with nothing.
+    pub fn rebuild_producers(&mut self, ids: &[i64], older: impl Iterator<Item = (BatchHeader, i64)>, now_ms: i64) -> (Vec<ProducerEntry>, Vec<i64>) {
+        let mut open: HashMap<i64, ProducerEntry> = HashMap::new();
+        let mut done: HashMap<i64, ProducerEntry> = HashMap::new();
+        let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
+        for (h, base) in older {
+            if done.len() == wanted.len() {
+                break;
+            }
+            assert!(base < self.next_offset, "batch at {base} past the log end {}", self.next_offset);
+            if !h.is_idempotent() || !wanted.contains(&h.producer_id) || done.contains_key(&h.producer_id) {
+                continue;
+            }
+            let p = open.entry(h.producer_id).or_insert_with(|| ProducerEntry { producer_id: h.producer_id, epoch: h.producer_epoch, batches: Vec::new(), last_timestamp_ms: now_ms });
+            if p.epoch != h.producer_epoch {
+                // Batches of an older epoch no longer count (a new epoch restarts sequences).
+                let p = open.remove(&h.producer_id).expect("open");
+                done.insert(p.producer_id, p);
+                continue;
+            }
+            p.batches.insert(0, (h.base_sequence, h.last_sequence(), base));
+            if p.batches.len() == PRODUCER_BATCHES_KEPT {
+                let p = open.remove(&h.producer_id).expect("open");
+                done.insert(p.producer_id, p);
+            }
+        }
+        done.extend(open);
+        let mut rebuilt: Vec<ProducerEntry> = done.into_values().collect();
+        rebuilt.sort_by_key(|p| p.producer_id);
+        for p in &rebuilt {
+            self.producers.insert(p.producer_id, p.clone());
+        }
+        let gone = ids.iter().copied().filter(|id| !self.producers.contains_key(id)).collect();
+        (rebuilt, gone)
     }
 
     /// The log was replaced by a snapshot point: it continues at `next_offset`.
@@ -288,17 +324,11 @@ enum SeqCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backwaters_proto::kafka::batch::{encode_batch, parse_batch, NewRecord};
+    use backwaters_proto::kafka::batch::{encode_batch, parse_batch, set_producer, NewRecord};
 
     fn idem_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> (BatchHeader, Bytes) {
         let recs = vec![NewRecord { value: Some(Bytes::from_static(b"x")), ..Default::default() }; n];
-        let mut b = encode_batch(&recs).unwrap().to_vec();
-        b[43..51].copy_from_slice(&pid.to_be_bytes());
-        b[51..53].copy_from_slice(&epoch.to_be_bytes());
-        b[53..57].copy_from_slice(&seq.to_be_bytes());
-        let crc = crc32c::crc32c(&b[21..]);
-        b[17..21].copy_from_slice(&crc.to_be_bytes());
-        let b = Bytes::from(b);
+        let b = if pid < 0 { encode_batch(&recs).unwrap() } else { set_producer(&encode_batch(&recs).unwrap(), pid, epoch, seq) };
         (parse_batch(&b).unwrap(), b)
     }
 
@@ -335,19 +365,72 @@ mod tests {
         assert_eq!(append(&mut c, fenced, 0), Err(PartitionError::InvalidProducerEpoch));
     }
 
+    /// The kept log as the partition actor walks it: (header, base offset), tail first.
+    fn walk_back(log: &[(BatchHeader, Bytes)], below: i64) -> impl Iterator<Item = (BatchHeader, i64)> + '_ {
+        log.iter().rev().map(|(h, b)| (h.clone(), i64::from_be_bytes(b[0..8].try_into().unwrap()))).filter(move |(_, base)| *base < below)
+    }
+
+    /// Appends and keeps what was written, as the log would.
+    fn append_kept(c: &mut PartitionCore, log: &mut Vec<(BatchHeader, Bytes)>, b: (BatchHeader, Bytes)) {
+        if let AppendPlan::Write { batches, .. } = append(c, b, 0).unwrap() {
+            for w in batches {
+                log.push((parse_batch(&w).unwrap(), w));
+            }
+        }
+    }
+
     #[test]
-    fn truncation_forgets_the_batches_it_removed() {
+    fn truncation_rebuilds_producers_from_the_kept_log() {
         let mut c = core();
-        append(&mut c, idem_batch(7, 0, 0, 3), 0).unwrap();
-        append(&mut c, idem_batch(7, 0, 3, 2), 0).unwrap();
-        append(&mut c, idem_batch(8, 0, 0, 1), 0).unwrap();
+        let mut log = Vec::new();
+        append_kept(&mut c, &mut log, idem_batch(7, 0, 0, 3));
+        append_kept(&mut c, &mut log, idem_batch(7, 0, 3, 2));
+        append_kept(&mut c, &mut log, idem_batch(8, 0, 0, 1));
         c.on_commit(3);
-        let (changed, gone) = c.on_truncate(3, 0);
+        let affected = c.on_truncate(3, 0);
+        assert_eq!(affected, vec![7, 8]);
+        let (rebuilt, gone) = c.rebuild_producers(&affected, walk_back(&log, 3), 0);
         assert_eq!(gone, vec![8]);
-        assert_eq!(changed.len(), 1);
+        assert_eq!(rebuilt.len(), 1);
+        assert_eq!(rebuilt[0].batches, vec![(0, 2, 0)]);
         assert_eq!(c.next_offset(), 3);
         // The retry of the removed batch is written again, at the new tail.
         assert!(matches!(append(&mut c, idem_batch(7, 0, 3, 2), 0).unwrap(), AppendPlan::Write { base_offset: 3, .. }));
+    }
+
+    /// The bug the chaos run found: a truncation that removed every remembered batch of a
+    /// producer forgot it, although older batches of it stayed in the log, so its next
+    /// batch was refused as out of order (and the client, bumping its epoch, wrote its
+    /// unacknowledged batches a second time).
+    #[test]
+    fn truncation_of_a_whole_window_keeps_the_older_batches() {
+        let mut c = core();
+        let mut log = Vec::new();
+        for i in 0..8 {
+            append_kept(&mut c, &mut log, idem_batch(7, 0, i * 2, 2));
+        }
+        c.on_commit(6);
+        // Offsets 6..16 (the last five batches) are replaced by the new leader's entries.
+        let affected = c.on_truncate(6, 0);
+        let (rebuilt, gone) = c.rebuild_producers(&affected, walk_back(&log, 6), 0);
+        assert!(gone.is_empty());
+        assert_eq!(rebuilt[0].batches, vec![(0, 1, 0), (2, 3, 2), (4, 5, 4)]);
+        // A retry of the batch at offset 4 is still a duplicate; the removed one is next.
+        assert_eq!(append(&mut c, idem_batch(7, 0, 4, 2), 0).unwrap(), AppendPlan::Duplicate { base_offset: 4, next_offset: 6 });
+        assert!(matches!(append(&mut c, idem_batch(7, 0, 6, 2), 0).unwrap(), AppendPlan::Write { base_offset: 6, .. }));
+    }
+
+    #[test]
+    fn rebuilding_stops_at_an_older_epoch() {
+        let mut c = core();
+        let mut log = Vec::new();
+        append_kept(&mut c, &mut log, idem_batch(7, 0, 0, 2));
+        append_kept(&mut c, &mut log, idem_batch(7, 1, 0, 2));
+        append_kept(&mut c, &mut log, idem_batch(7, 1, 2, 2));
+        c.on_commit(4);
+        let affected = c.on_truncate(4, 0);
+        let (rebuilt, _) = c.rebuild_producers(&affected, walk_back(&log, 4), 0);
+        assert_eq!((rebuilt[0].epoch, rebuilt[0].batches.clone()), (1, vec![(0, 1, 2)]));
     }
 
     #[test]

@@ -253,6 +253,9 @@ struct Unflushed {
     messages: Vec<Message>,
 }
 
+/// How far back (in entries) a truncation looks for the batches of the producers it touched.
+const PRODUCER_REBUILD_SCAN: u64 = 100_000;
+
 pub struct PartitionState {
     core: PartitionCore,
     raft: RawNode<LogStore>,
@@ -453,6 +456,10 @@ impl PartitionState {
         let plan = match self.core.prepare_append(&batches) {
             Ok(p) => p,
             Err(e) => {
+                if matches!(e, PartitionError::OutOfOrderSequence { .. } | PartitionError::InvalidProducerEpoch) {
+                    let h = &batches[0].0;
+                    tracing::warn!(topic = %self.shared.topic, partition = self.shared.partition, producer_id = h.producer_id, epoch = h.producer_epoch, base_sequence = h.base_sequence, last_sequence = h.last_sequence(), state = ?self.core.producer(h.producer_id), error = %e, "idempotent batch refused");
+                }
                 let _ = reply.send(Err(e));
                 return Ok(());
             }
@@ -460,6 +467,8 @@ impl PartitionState {
         let (base_offset, next_offset) = match plan {
             AppendPlan::Duplicate { base_offset, next_offset } => {
                 self.metrics.produce_duplicates.inc();
+                let h = &batches[0].0;
+                tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, producer_id = h.producer_id, base_sequence = h.base_sequence, base_offset, "retried batch answered with its original offset");
                 (base_offset, next_offset)
             }
             AppendPlan::Write { batches, base_offset, next_offset } => {
@@ -746,10 +755,9 @@ impl PartitionState {
                     }
                 }
             }
-            let (changed, gone) = self.core.on_truncate(removed.base_offset, bytes);
-            self.shared.log.truncate_suffix(first, &self.core.meta())?;
-            self.shared.log.put_producers(&changed)?;
-            self.shared.log.remove_producers(&gone)?;
+            let affected = self.core.on_truncate(removed.base_offset, bytes);
+            let (rebuilt, gone) = self.rebuild_producers(first, &affected);
+            self.shared.log.truncate_suffix(first, &self.core.meta(), &rebuilt, &gone)?;
             tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, from_index = first, from_offset = removed.base_offset, "uncommitted suffix replaced by the leader's");
         }
         let now = self.clock.now_ms();
@@ -768,6 +776,21 @@ impl PartitionState {
         self.store.note_appended(first, last.index, last.term);
         self.shared.log_end.store(self.core.next_offset(), Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Rebuilds producers `ids` from the log before index `below`, walking back at most
+    /// [`PRODUCER_REBUILD_SCAN`] entries (a producer idle for longer is forgotten: its next
+    /// batch must start a new sequence, as after expiry).
+    fn rebuild_producers(&mut self, below: u64, ids: &[i64]) -> (Vec<backwaters_storage::ProducerEntry>, Vec<i64>) {
+        if ids.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let log = self.shared.log.clone();
+        let lowest = self.store.first_index().max(below.saturating_sub(PRODUCER_REBUILD_SCAN));
+        let older = (lowest..below).rev().map_while(|i| log.entry(i).ok().flatten()).filter(|e| e.kind == EntryKind::Batch).filter_map(|e| e.batch_header().and_then(Result::ok).map(|h| (h, e.base_offset)));
+        let (rebuilt, gone) = self.core.rebuild_producers(ids, older, self.clock.now_ms());
+        tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, rebuilt = rebuilt.len(), forgotten = gone.len(), "producer states rebuilt from the kept log");
+        (rebuilt, gone)
     }
 
     fn install_snapshot(&mut self, snap: raft::prelude::Snapshot) -> Result<(), ActorProcessingErr> {

@@ -181,6 +181,20 @@ pub fn with_base_offset(batch: &[u8], base_offset: i64) -> Bytes {
     b.freeze()
 }
 
+/// Marks a batch as written by an idempotent producer (`producer_id`, `epoch`, first
+/// sequence `base_sequence`) and recomputes its CRC, which covers those fields. Used by
+/// tests that play an idempotent client without a Kafka client library.
+pub fn set_producer(batch: &[u8], producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
+    assert!(batch.len() >= HEADER_BYTES, "not a record batch");
+    let mut b = BytesMut::from(batch);
+    b[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    b[51..53].copy_from_slice(&epoch.to_be_bytes());
+    b[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
 /// One record to put in a batch built by Backwaters itself (gRPC produce path).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewRecord {
