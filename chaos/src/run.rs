@@ -424,17 +424,35 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     }
     eprintln!("chaos: {faults} faults ({kills} kills) in {:.0}s; settling", started.elapsed().as_secs_f64());
 
-    // Settle: let the last writes finish, stop the workload, read everything back.
+    // Settle: let the last writes finish, stop the workload, read everything back. Every
+    // step has a deadline and says how long it took: a run never hangs here.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let settling = Instant::now();
     stop.store(true, Ordering::SeqCst);
-    for p in producers {
-        let _ = p.await;
-    }
+    // A producer's last deliveries end within message.timeout.ms (45 s); a record still
+    // unanswered after that stays a send without an outcome, which the checker allows.
+    let producers_done = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(producers)).await.is_ok();
+    eprintln!("chaos: producers stopped in {:.1}s{}", settling.elapsed().as_secs_f64(), if producers_done { "" } else { " (gave up waiting for their last deliveries)" });
     group_stop.store(true, Ordering::SeqCst);
-    let _ = group.join();
+    // The member may sit in a synchronous commit while its coordinator moves: wait a while,
+    // then leave the thread behind (it holds nothing the check needs).
+    let group_done = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        while !group.is_finished() && t.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        group.is_finished()
+    })
+    .await
+    .unwrap_or(false);
+    eprintln!("chaos: group member stopped{}", if group_done { "" } else { " (no: its thread is left running)" });
+    let t = Instant::now();
     settle_replicas(&nodes, opts.partitions, &rec).await;
+    eprintln!("chaos: replicas compared after {:.1}s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
     let (b, r, parts) = (bootstrap.clone(), rec.clone(), opts.partitions);
     tokio::task::spawn_blocking(move || read_back(&b, parts, &r)).await.map_err(|e| e.to_string())??;
+    eprintln!("chaos: read back in {:.1}s", t.elapsed().as_secs_f64());
 
     // The nodes' logs go with the history (their folders go when the nodes do).
     for n in &nodes {

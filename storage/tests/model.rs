@@ -186,3 +186,30 @@ fn time_index_finds_the_first_batch_at_or_after_a_time() {
     assert_eq!(at(250), Some(4));
     assert_eq!(at(150), Some(3));
 }
+
+#[test]
+fn truncation_stores_rolled_back_producers_in_the_same_batch() {
+    use backwaters_storage::ProducerEntry;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (log, _) = PartitionLog::open(&store, 4).unwrap();
+    let mut meta = PartitionMeta::default();
+    let mut next = 0i64;
+    let p = |id: i64, batches: Vec<(i32, i32, i64)>| ProducerEntry { producer_id: id, epoch: 0, batches, last_timestamp_ms: 0 };
+    for index in 1..=3u64 {
+        let e = Entry { index, term: 1, base_offset: next, kind: EntryKind::Batch, payload: batch(2, next) };
+        meta.bytes += e.payload.len() as u64;
+        next = e.next_offset();
+        let seqs: Vec<(i32, i32, i64)> = (1..=index as i64).map(|i| (2 * (i as i32 - 1), 2 * i as i32 - 1, 2 * (i - 1))).collect();
+        log.append(&[e], &[p(7, seqs), p(8, vec![(0, 0, 0)])], &meta).unwrap();
+    }
+    // Entries 2 and 3 go; producer 7 keeps its first batch, producer 8 is forgotten.
+    log.truncate_suffix(2, &meta, &[p(7, vec![(0, 1, 0)])], &[8]).unwrap();
+    store.flush().unwrap();
+    drop(log);
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let (_, rec) = PartitionLog::open(&store, 4).unwrap();
+    assert_eq!(rec.last_index, 1);
+    assert_eq!(rec.producers, vec![p(7, vec![(0, 1, 0)])]);
+}

@@ -538,12 +538,20 @@ impl Node {
 
     /// Appends batches to a partition and waits until the write is durable (unless acks=0).
     pub async fn produce(&self, shared: &PartitionShared, batches: Vec<(BatchHeader, Bytes)>, acks: i16, timeout: Duration) -> Result<ProduceAck, PartitionError> {
-        let actor = shared.actor().ok_or(PartitionError::Busy)?;
+        let Some(actor) = shared.actor() else {
+            shared.note_refused(&batches, self.inner.clock.now_ms());
+            return Err(PartitionError::Busy);
+        };
+        // Kept for noting a refusal (cheap: `Bytes` are shared).
+        let sent = batches.clone();
         match actor.call(|reply| PartitionMsg::Produce { batches, acks, reply }, Some(timeout)).await {
             Ok(ractor::rpc::CallResult::Success(r)) => r,
             Ok(ractor::rpc::CallResult::Timeout) => Err(PartitionError::Timeout),
             // The actor died with the request: it restarts from disk; the client retries.
-            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(PartitionError::Busy),
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
+                shared.note_refused(&sent, self.inner.clock.now_ms());
+                Err(PartitionError::Busy)
+            }
         }
     }
 

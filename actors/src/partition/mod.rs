@@ -13,6 +13,7 @@
 //! `PartitionShared` outlives restarts.
 
 pub mod core;
+pub mod refusals;
 
 use crate::flusher::FlusherMsg;
 use crate::metrics::Metrics;
@@ -61,13 +62,22 @@ pub struct PartitionShared {
     in_sync: std::sync::Mutex<Vec<i32>>,
     /// Node ids of the replicas, the preferred leader first.
     pub replicas: Vec<i32>,
+    /// Idempotent batches refused retriably here (kept across actor restarts).
+    refusals: std::sync::Mutex<refusals::Refusals>,
 }
 
 impl PartitionShared {
     pub fn new(topic: String, partition: i32, store: &Store, uid: u64, replicas: Vec<i32>) -> Arc<PartitionShared> {
         let log = PartitionLog::handle(store, uid);
         let (hw_tx, _) = watch::channel(0);
-        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), leader: AtomicI64::new(-1), leader_term: std::sync::Mutex::new(0), in_sync: std::sync::Mutex::new(Vec::new()), replicas })
+        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), leader: AtomicI64::new(-1), leader_term: std::sync::Mutex::new(0), in_sync: std::sync::Mutex::new(Vec::new()), replicas, refusals: Default::default() })
+    }
+
+    /// An idempotent produce was refused with a retriable error without being written.
+    pub fn note_refused(&self, batches: &[(BatchHeader, Bytes)], now_ms: i64) {
+        if let Some((h, _)) = batches.first().filter(|(h, _)| h.is_idempotent()) {
+            self.refusals.lock().expect("refusals").note(h.producer_id, h.producer_epoch, h.base_sequence, now_ms);
+        }
     }
 
     /// A metadata record says `node` leads in `term` (for partitions without a local
@@ -444,17 +454,26 @@ impl PartitionState {
     }
 
     fn produce(&mut self, batches: Vec<(BatchHeader, Bytes)>, acks: i16, reply: RpcReplyPort<Result<ProduceAck, PartitionError>>) -> Result<(), ActorProcessingErr> {
+        let now = self.clock.now_ms();
         if !self.is_leader() || self.raft.raft.lead_transferee.is_some() {
+            self.shared.note_refused(&batches, now);
             let _ = reply.send(Err(PartitionError::NotLeader { leader: self.shared.leader().filter(|l| *l != self.node_id) }));
             return Ok(());
         }
         if self.waiters.len() >= MAX_PENDING_PRODUCES {
+            self.shared.note_refused(&batches, now);
             let _ = reply.send(Err(PartitionError::Busy));
             return Ok(());
         }
         let started = Instant::now();
         let plan = match self.core.prepare_append(&batches) {
             Ok(p) => p,
+            Err(PartitionError::OutOfOrderSequence { expected, got }) if self.shared.refusals.lock().expect("refusals").explains_gap(batches[0].0.producer_id, batches[0].0.producer_epoch, expected, now) => {
+                // The gap is a batch refused here a moment ago: have this one retried after it.
+                tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, producer_id = batches[0].0.producer_id, expected, got, "batch behind a refused one answered retriably");
+                let _ = reply.send(Err(PartitionError::NotLeader { leader: None }));
+                return Ok(());
+            }
             Err(e) => {
                 if matches!(e, PartitionError::OutOfOrderSequence { .. } | PartitionError::InvalidProducerEpoch) {
                     let h = &batches[0].0;
@@ -471,7 +490,11 @@ impl PartitionState {
                 tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, producer_id = h.producer_id, base_sequence = h.base_sequence, base_offset, "retried batch answered with its original offset");
                 (base_offset, next_offset)
             }
-            AppendPlan::Write { batches, base_offset, next_offset } => {
+            AppendPlan::Write { batches: written, base_offset, next_offset } => {
+                if batches[0].0.is_idempotent() {
+                    self.shared.refusals.lock().expect("refusals").written(batches[0].0.producer_id);
+                }
+                let batches = written;
                 let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
                 for b in batches {
                     // Refused only while leadership moves (checked above): the actor restarts

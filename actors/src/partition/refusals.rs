@@ -1,0 +1,101 @@
+//! Idempotent batches this replica refused with a retriable error, so that the batches
+//! pipelined behind them get a retriable error too instead of OUT_OF_ORDER_SEQUENCE_NUMBER.
+//!
+//! Why: librdkafka keeps up to five produce requests in flight per partition. When the first
+//! one (R1) is refused without being written — NOT_LEADER while leadership is moving, the
+//! partition restarting — and a later one (R2) reaches the same replica once it leads again,
+//! R2's sequence skips R1's. Answering that with OUT_OF_ORDER_SEQUENCE_NUMBER makes
+//! librdkafka bump the producer's epoch and renumber everything it has not seen
+//! acknowledged, on every partition; a batch that was written but whose answer was lost
+//! (a killed leader) is then written a second time under the new epoch. The chaos run found
+//! exactly that duplicate. Answered retriably, R2 is simply sent again after R1, in order,
+//! with the same sequence numbers.
+//!
+//! Only a gap that starts exactly at a batch refused here (same producer, epoch and first
+//! sequence) within [`REFUSAL_MEMORY_MS`] is answered this way: a gap left by a batch that
+//! failed for good still gets OUT_OF_ORDER_SEQUENCE_NUMBER.
+
+use std::collections::HashMap;
+
+/// How long a retriable refusal explains a gap (a client retries well within this).
+pub const REFUSAL_MEMORY_MS: i64 = 30_000;
+
+/// At most this many producers remembered; the oldest refusals go first.
+pub const MAX_REFUSALS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Refusal {
+    epoch: i16,
+    first_sequence: i32,
+    at_ms: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct Refusals {
+    by_producer: HashMap<i64, Refusal>,
+}
+
+impl Refusals {
+    /// A batch of `producer_id`/`epoch` starting at `first_sequence` was refused retriably.
+    /// Only the first refused sequence of a run matters: a later refusal of a batch behind
+    /// it does not move the gap's start.
+    pub fn note(&mut self, producer_id: i64, epoch: i16, first_sequence: i32, now_ms: i64) {
+        if let Some(r) = self.by_producer.get(&producer_id) {
+            if r.epoch == epoch && r.first_sequence <= first_sequence && now_ms - r.at_ms <= REFUSAL_MEMORY_MS {
+                return;
+            }
+        }
+        if self.by_producer.len() >= MAX_REFUSALS && !self.by_producer.contains_key(&producer_id) {
+            self.by_producer.retain(|_, r| now_ms - r.at_ms <= REFUSAL_MEMORY_MS);
+            if self.by_producer.len() >= MAX_REFUSALS {
+                if let Some(oldest) = self.by_producer.iter().min_by_key(|(_, r)| r.at_ms).map(|(id, _)| *id) {
+                    self.by_producer.remove(&oldest);
+                }
+            }
+        }
+        self.by_producer.insert(producer_id, Refusal { epoch, first_sequence, at_ms: now_ms });
+        assert!(self.by_producer.len() <= MAX_REFUSALS, "refusals unbounded");
+    }
+
+    /// Whether a gap that should have started at `expected` is explained by a recent
+    /// retriable refusal of that very batch.
+    pub fn explains_gap(&self, producer_id: i64, epoch: i16, expected: i32, now_ms: i64) -> bool {
+        self.by_producer.get(&producer_id).is_some_and(|r| r.epoch == epoch && r.first_sequence == expected && now_ms - r.at_ms <= REFUSAL_MEMORY_MS)
+    }
+
+    /// A batch of the producer was written: the gap, if any, is closed.
+    pub fn written(&mut self, producer_id: i64) {
+        self.by_producer.remove(&producer_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_at_a_refused_batch_is_explained_until_written_or_forgotten() {
+        let mut r = Refusals::default();
+        r.note(7, 0, 100, 1_000);
+        // A later batch refused behind it does not move the gap's start.
+        r.note(7, 0, 105, 1_001);
+        assert!(r.explains_gap(7, 0, 100, 1_002));
+        assert!(!r.explains_gap(7, 0, 105, 1_002));
+        assert!(!r.explains_gap(7, 1, 100, 1_002), "another epoch");
+        assert!(!r.explains_gap(8, 0, 100, 1_002), "another producer");
+        assert!(!r.explains_gap(7, 0, 100, 1_000 + REFUSAL_MEMORY_MS + 1), "too old");
+        r.written(7);
+        assert!(!r.explains_gap(7, 0, 100, 1_003));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut r = Refusals::default();
+        for id in 0..(MAX_REFUSALS as i64 + 50) {
+            r.note(id, 0, 0, id);
+        }
+        assert_eq!(r.by_producer.len(), MAX_REFUSALS);
+        assert!(r.explains_gap(MAX_REFUSALS as i64 + 49, 0, 0, MAX_REFUSALS as i64 + 50));
+        assert!(!r.explains_gap(0, 0, 0, 60), "the oldest went first");
+    }
+}
