@@ -210,11 +210,16 @@ impl PartitionCore {
         (rebuilt, gone)
     }
 
-    /// The log was replaced by a snapshot point: it continues at `next_offset`.
-    pub fn on_snapshot(&mut self, next_offset: i64) -> PartitionMeta {
+    /// The log was replaced by a snapshot point (Raft entry `index` of `term`): it continues
+    /// at `next_offset`. The snapshot point stays in the meta stored with every later append:
+    /// a leader restarted from disk must still know it, or it can never send a snapshot to a
+    /// replica that needs one (raft-rs would wait forever for it to become available).
+    pub fn on_snapshot(&mut self, index: u64, term: u64, next_offset: i64) -> PartitionMeta {
         self.next_offset = next_offset;
         self.high_watermark = next_offset;
         self.meta.log_start_offset = next_offset;
+        self.meta.snap_index = index;
+        self.meta.snap_term = term;
         self.meta.bytes = 0;
         self.producers.clear();
         self.check();
@@ -431,6 +436,15 @@ mod tests {
         let affected = c.on_truncate(4, 0);
         let (rebuilt, _) = c.rebuild_producers(&affected, walk_back(&log, 4), 0);
         assert_eq!((rebuilt[0].epoch, rebuilt[0].batches.clone()), (1, vec![(0, 1, 2)]));
+    }
+
+    #[test]
+    fn a_snapshot_point_stays_in_the_meta() {
+        let mut c = core();
+        let meta = c.on_snapshot(7, 3, 40);
+        assert_eq!((meta.snap_index, meta.snap_term, meta.log_start_offset), (7, 3, 40));
+        // What later appends store is the core's meta: it must still name the snapshot point.
+        assert_eq!((c.meta().snap_index, c.meta().snap_term), (7, 3));
     }
 
     #[test]

@@ -822,9 +822,7 @@ impl PartitionState {
             return Err(format!("snapshot at index {} continues at offset {}: refused", snap.get_metadata().index, data.next_offset).into());
         }
         let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
-        let mut meta = self.core.on_snapshot(data.next_offset);
-        meta.snap_index = index;
-        meta.snap_term = term;
+        let meta = self.core.on_snapshot(index, term, data.next_offset);
         self.shared.log.install_snapshot(&meta, &[])?;
         self.store.note_snapshot(index, term, data.next_offset);
         self.local_durable = data.next_offset;

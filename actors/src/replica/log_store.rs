@@ -61,6 +61,11 @@ impl LogStore {
         // A commit index past the log (the entries were lost with an unflushed write) would
         // make raft-rs panic; the leader re-sends what is missing.
         hs.commit = rec.hard_state.commit.min(rec.last_index);
+        if rec.first_index > 1 && rec.meta.snap_index == 0 {
+            // Written by a version that lost the snapshot point: this replica cannot send a
+            // snapshot until retention moves its start again.
+            tracing::error!(first_index = rec.first_index, "the log starts after index 1 but no snapshot point is stored");
+        }
         let cache = Cache {
             hs,
             voters: stored,
