@@ -403,10 +403,9 @@ mod tests {
         assert!(matches!(append(&mut c, idem_batch(7, 0, 3, 2), 0).unwrap(), AppendPlan::Write { base_offset: 3, .. }));
     }
 
-    /// The bug the chaos run found: a truncation that removed every remembered batch of a
-    /// producer forgot it, although older batches of it stayed in the log, so its next
-    /// batch was refused as out of order (and the client, bumping its epoch, wrote its
-    /// unacknowledged batches a second time).
+    /// A truncation that removed every remembered batch of a producer used to forget it,
+    /// although older batches of it stayed in the log: its next batch was then refused as
+    /// out of order (fatal for librdkafka at the head of the line, an epoch bump otherwise).
     #[test]
     fn truncation_of_a_whole_window_keeps_the_older_batches() {
         let mut c = core();

@@ -7,9 +7,12 @@
 //! R2's sequence skips R1's. Answering that with OUT_OF_ORDER_SEQUENCE_NUMBER makes
 //! librdkafka bump the producer's epoch and renumber everything it has not seen
 //! acknowledged, on every partition; a batch that was written but whose answer was lost
-//! (a killed leader) is then written a second time under the new epoch. The chaos run found
-//! exactly that duplicate. Answered retriably, R2 is simply sent again after R1, in order,
-//! with the same sequence numbers.
+//! (a killed leader) is then written a second time under the new epoch. Both halves were
+//! seen in chaos runs: librdkafka logging "failed due to skipped sequence numbers ... caused
+//! by previous failed request (NOT_LEADER_FOR_PARTITION)" and bumping the epoch of every
+//! partition, and (in CI) a batch of five records written twice, 40 offsets apart.
+//! Answered retriably, R2 is simply sent again after R1, in order, with the same sequence
+//! numbers.
 //!
 //! Only a gap that starts exactly at a batch refused here (same producer, epoch and first
 //! sequence) within [`REFUSAL_MEMORY_MS`] is answered this way: a gap left by a batch that
