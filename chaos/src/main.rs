@@ -62,6 +62,7 @@ fn main() {
         Ok(o) => {
             println!("chaos run, seed {seed}: {} faults, {} kills", o.faults, o.kills);
             print!("{}", o.report.table());
+            println!("  {:<26} {:>10}", "client epoch bumps", o.epoch_bumps);
             println!("history: {}\nreport:  {}", o.history.display(), o.report_path.display());
             if !o.report.ok() {
                 for f in o.report.findings.iter().take(10) {

@@ -68,6 +68,9 @@ impl Fault {
 }
 
 pub struct Outcome {
+    /// Times a producer's librdkafka bumped its epoch (renumbering what it had not seen
+    /// acknowledged): not a failure by itself, but the moment duplicates can appear.
+    pub epoch_bumps: usize,
     pub report: Report,
     pub kills: usize,
     pub faults: usize,
@@ -463,5 +466,6 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     let report_path = opts.out.join("report.json");
     let json = serde_json::json!({ "seed": opts.seed, "nodes": opts.nodes, "kills": kills, "faults": faults, "report": report });
     std::fs::write(&report_path, serde_json::to_string_pretty(&json).expect("json")).map_err(|e| format!("{}: {e}", report_path.display()))?;
-    Ok(Outcome { report, kills, faults, history, report_path })
+    let epoch_bumps = (1..=opts.producers).map(|k| std::fs::read_to_string(opts.out.join(format!("producer-{k}.log"))).unwrap_or_default().matches("bumped epoch").count()).sum();
+    Ok(Outcome { epoch_bumps, report, kills, faults, history, report_path })
 }

@@ -20,7 +20,7 @@ async fn short_chaos_run_loses_nothing() {
         out: out.path().to_path_buf(),
     };
     let o = run(opts).await.expect("chaos run");
-    eprintln!("seed {seed}: {} faults, {} kills\n{}", o.faults, o.kills, o.report.table());
+    eprintln!("seed {seed}: {} faults, {} kills, {} client epoch bumps\n{}", o.faults, o.kills, o.epoch_bumps, o.report.table());
     for f in &o.report.findings {
         eprintln!("FAIL {}: {}\n  window: {:?}", f.kind, f.detail, f.window);
     }
