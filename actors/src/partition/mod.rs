@@ -456,6 +456,9 @@ impl PartitionState {
     fn produce(&mut self, batches: Vec<(BatchHeader, Bytes)>, acks: i16, reply: RpcReplyPort<Result<ProduceAck, PartitionError>>) -> Result<(), ActorProcessingErr> {
         let now = self.clock.now_ms();
         if !self.is_leader() || self.raft.raft.lead_transferee.is_some() {
+            if self.is_leader() {
+                tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, "produce refused while leadership is handed over");
+            }
             self.shared.note_refused(&batches, now);
             let _ = reply.send(Err(PartitionError::NotLeader { leader: self.shared.leader().filter(|l| *l != self.node_id) }));
             return Ok(());
@@ -491,8 +494,9 @@ impl PartitionState {
                 (base_offset, next_offset)
             }
             AppendPlan::Write { batches: written, base_offset, next_offset } => {
-                if batches[0].0.is_idempotent() {
-                    self.shared.refusals.lock().expect("refusals").written(batches[0].0.producer_id);
+                let h = &batches[0].0;
+                if h.is_idempotent() {
+                    self.shared.refusals.lock().expect("refusals").written(h.producer_id, h.producer_epoch, h.last_sequence());
                 }
                 let batches = written;
                 let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();

@@ -26,6 +26,9 @@ pub const REFUSAL_MEMORY_MS: i64 = 30_000;
 /// At most this many producers remembered; the oldest refusals go first.
 pub const MAX_REFUSALS: usize = 10_000;
 
+/// Refused batches remembered per producer (librdkafka has at most five in flight).
+pub const REFUSALS_PER_PRODUCER: usize = 8;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Refusal {
     epoch: i16,
@@ -35,40 +38,47 @@ struct Refusal {
 
 #[derive(Debug, Default)]
 pub struct Refusals {
-    by_producer: HashMap<i64, Refusal>,
+    by_producer: HashMap<i64, Vec<Refusal>>,
 }
 
 impl Refusals {
     /// A batch of `producer_id`/`epoch` starting at `first_sequence` was refused retriably.
-    /// Only the first refused sequence of a run matters: a later refusal of a batch behind
-    /// it does not move the gap's start.
+    /// Every refused batch is remembered (a few per producer): an older refusal may be of a
+    /// batch that another leader wrote since, so it says nothing about where a gap starts.
     pub fn note(&mut self, producer_id: i64, epoch: i16, first_sequence: i32, now_ms: i64) {
-        if let Some(r) = self.by_producer.get(&producer_id) {
-            if r.epoch == epoch && r.first_sequence <= first_sequence && now_ms - r.at_ms <= REFUSAL_MEMORY_MS {
-                return;
-            }
-        }
         if self.by_producer.len() >= MAX_REFUSALS && !self.by_producer.contains_key(&producer_id) {
-            self.by_producer.retain(|_, r| now_ms - r.at_ms <= REFUSAL_MEMORY_MS);
+            self.by_producer.retain(|_, rs| rs.iter().any(|r| now_ms - r.at_ms <= REFUSAL_MEMORY_MS));
             if self.by_producer.len() >= MAX_REFUSALS {
-                if let Some(oldest) = self.by_producer.iter().min_by_key(|(_, r)| r.at_ms).map(|(id, _)| *id) {
-                    self.by_producer.remove(&oldest);
+                let oldest = self.by_producer.iter().min_by_key(|(_, rs)| rs.iter().map(|r| r.at_ms).max()).map(|(id, _)| *id);
+                if let Some(id) = oldest {
+                    self.by_producer.remove(&id);
                 }
             }
         }
-        self.by_producer.insert(producer_id, Refusal { epoch, first_sequence, at_ms: now_ms });
+        let rs = self.by_producer.entry(producer_id).or_default();
+        rs.retain(|r| now_ms - r.at_ms <= REFUSAL_MEMORY_MS && !(r.epoch == epoch && r.first_sequence == first_sequence));
+        rs.push(Refusal { epoch, first_sequence, at_ms: now_ms });
+        if rs.len() > REFUSALS_PER_PRODUCER {
+            rs.remove(0);
+        }
         assert!(self.by_producer.len() <= MAX_REFUSALS, "refusals unbounded");
     }
 
     /// Whether a gap that should have started at `expected` is explained by a recent
     /// retriable refusal of that very batch.
     pub fn explains_gap(&self, producer_id: i64, epoch: i16, expected: i32, now_ms: i64) -> bool {
-        self.by_producer.get(&producer_id).is_some_and(|r| r.epoch == epoch && r.first_sequence == expected && now_ms - r.at_ms <= REFUSAL_MEMORY_MS)
+        self.by_producer.get(&producer_id).is_some_and(|rs| rs.iter().any(|r| r.epoch == epoch && r.first_sequence == expected && now_ms - r.at_ms <= REFUSAL_MEMORY_MS))
     }
 
-    /// A batch of the producer was written: the gap, if any, is closed.
-    pub fn written(&mut self, producer_id: i64) {
-        self.by_producer.remove(&producer_id);
+    /// A batch of the producer ending at `last_sequence` was written: refusals up to it are
+    /// settled.
+    pub fn written(&mut self, producer_id: i64, epoch: i16, last_sequence: i32) {
+        if let Some(rs) = self.by_producer.get_mut(&producer_id) {
+            rs.retain(|r| r.epoch == epoch && r.first_sequence > last_sequence);
+            if rs.is_empty() {
+                self.by_producer.remove(&producer_id);
+            }
+        }
     }
 }
 
@@ -80,15 +90,27 @@ mod tests {
     fn a_gap_at_a_refused_batch_is_explained_until_written_or_forgotten() {
         let mut r = Refusals::default();
         r.note(7, 0, 100, 1_000);
-        // A later batch refused behind it does not move the gap's start.
         r.note(7, 0, 105, 1_001);
         assert!(r.explains_gap(7, 0, 100, 1_002));
-        assert!(!r.explains_gap(7, 0, 105, 1_002));
+        assert!(r.explains_gap(7, 0, 105, 1_002));
+        assert!(!r.explains_gap(7, 0, 103, 1_002), "not a refused batch's start");
         assert!(!r.explains_gap(7, 1, 100, 1_002), "another epoch");
         assert!(!r.explains_gap(8, 0, 100, 1_002), "another producer");
         assert!(!r.explains_gap(7, 0, 100, 1_000 + REFUSAL_MEMORY_MS + 1), "too old");
-        r.written(7);
+        r.written(7, 0, 104);
         assert!(!r.explains_gap(7, 0, 100, 1_003));
+        assert!(r.explains_gap(7, 0, 105, 1_003));
+    }
+
+    /// Seen in a chaos run: a follower refused a batch (written by the leader of the time),
+    /// later led, refused a newer batch while leadership moved, and answered the one behind
+    /// it out of order because only the older refusal was kept.
+    #[test]
+    fn an_older_refusal_does_not_hide_a_newer_one() {
+        let mut r = Refusals::default();
+        r.note(7, 0, 4_900, 1_000);
+        r.note(7, 0, 5_055, 5_000);
+        assert!(r.explains_gap(7, 0, 5_055, 5_001));
     }
 
     #[test]
@@ -100,5 +122,9 @@ mod tests {
         assert_eq!(r.by_producer.len(), MAX_REFUSALS);
         assert!(r.explains_gap(MAX_REFUSALS as i64 + 49, 0, 0, MAX_REFUSALS as i64 + 50));
         assert!(!r.explains_gap(0, 0, 0, 60), "the oldest went first");
+        for s in 0..20 {
+            r.note(1, 0, s * 5, 100_000);
+        }
+        assert_eq!(r.by_producer[&1].len(), REFUSALS_PER_PRODUCER);
     }
 }
