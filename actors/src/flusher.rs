@@ -19,6 +19,9 @@ pub enum FlusherMsg {
     FlushDone(Result<u64, String>),
 }
 
+// Local only (ractor's `cluster` feature wants every message type to say so).
+impl ractor::Message for FlusherMsg {}
+
 #[derive(Clone)]
 pub struct Flusher;
 

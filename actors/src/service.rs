@@ -19,6 +19,9 @@ pub enum ServiceMsg {
     Exited(Result<(), String>),
 }
 
+// Local only (ractor's `cluster` feature wants every message type to say so).
+impl ractor::Message for ServiceMsg {}
+
 pub struct ServiceState {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,

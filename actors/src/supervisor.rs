@@ -78,6 +78,9 @@ pub enum SupervisorMsg {
     Shutdown(RpcReplyPort<()>),
 }
 
+// Local only (ractor's `cluster` feature wants every message type to say so).
+impl ractor::Message for SupervisorMsg {}
+
 struct Child {
     spec: ChildSpec,
     cell: Option<ActorCell>,

@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     pub cluster_name: String,
+    /// Shared secret of the nodes' actor-cluster sessions (ractor_cluster's cookie). Nodes
+    /// with another secret are refused. Defaults to the cluster name, which is no secret:
+    /// set one wherever the session ports are reachable by others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_secret: Option<String>,
     #[serde(default)]
     pub defaults: Defaults,
     #[serde(default)]
@@ -151,6 +156,10 @@ pub struct NodeConfig {
     /// Prometheus metrics and health over HTTP (optional).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// Actor-cluster (ractor_cluster) session address, HOST:PORT: node sessions for
+    /// membership, process groups and remote monitoring. Set on every node or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actors: Option<String>,
     /// Relative paths are taken from the config file's folder.
     pub data_dir: PathBuf,
     /// Syslog, RELP and HTTP listeners of this node.
@@ -217,12 +226,18 @@ impl ClusterConfig {
             if n.zone.trim().is_empty() {
                 return Err(format!("{at}.zone: must not be empty (e.g. east, central, west)"));
             }
-            for (field, addr) in [("kafka", Some(&n.kafka)), ("grpc", Some(&n.grpc)), ("metrics", n.metrics.as_ref())] {
+            for (field, addr) in [("kafka", Some(&n.kafka)), ("grpc", Some(&n.grpc)), ("metrics", n.metrics.as_ref()), ("actors", n.actors.as_ref())] {
                 let Some(addr) = addr else { continue };
                 let parsed: SocketAddr = addr.parse().map_err(|_| format!("{at}.{field}: {addr:?} is not HOST:PORT with an IP address (e.g. 127.0.0.1:9092)"))?;
                 if !addrs.insert(parsed) {
                     return Err(format!("{at}.{field}: {addr} is used twice"));
                 }
+                if field == "actors" && parsed.port() == 0 {
+                    return Err(format!("{at}.actors: {addr}: the other nodes dial this address, so it needs a fixed port"));
+                }
+            }
+            if n.actors.is_some() != self.nodes[0].actors.is_some() {
+                return Err(format!("{at}.actors: set it on every node or on none (nodes[0] {} one)", if self.nodes[0].actors.is_some() { "has" } else { "has no" }));
             }
             if let Some(a) = &n.advertised_kafka {
                 split_host_port(a).map_err(|e| format!("{at}.advertised_kafka: {e}"))?;

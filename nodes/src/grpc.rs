@@ -276,7 +276,7 @@ impl admin_server::Admin for Api {
             .into_iter()
             .map(|(sup, c)| pb::ActorStatus { name: c.name, supervisor: sup, state: if c.running { "running".into() } else { "restarting".into() }, restarts: c.restarts })
             .collect();
-        let me = pb::NodeStatus { node_id: s.node_id, zone: s.zone.clone(), kafka_address: self.kafka_addr.clone(), grpc_address: self.grpc_addr.clone(), alive: true, actors };
+        let me = pb::NodeStatus { node_id: s.node_id, zone: s.zone.clone(), kafka_address: self.kafka_addr.clone(), grpc_address: self.grpc_addr.clone(), alive: true, actors, in_actor_cluster: false };
         let mut nodes = vec![me];
         if !req.into_inner().local_only {
             // Each other node reports itself; one that does not answer within a second is
@@ -295,6 +295,11 @@ impl admin_server::Admin for Api {
             });
             nodes.extend(futures::future::join_all(asks).await);
             nodes.sort_by_key(|n| n.node_id);
+        }
+        // Sessions as this node sees them (each node reports its own view of itself).
+        let sessions = self.node.actor_cluster_view();
+        for n in &mut nodes {
+            n.in_actor_cluster = sessions.get(&n.node_id).copied().unwrap_or(false);
         }
         Ok(Response::new(pb::ClusterStatusResponse {
             cluster_name: s.cluster_name.clone(),

@@ -69,6 +69,9 @@ enum Cmd {
         /// Prometheus metrics address.
         #[arg(long, default_value = "127.0.0.1:9644")]
         metrics: String,
+        /// Actor-cluster session address (of the first node; several nodes only).
+        #[arg(long, default_value = "127.0.0.1:7101")]
+        actors: String,
         /// Write the cluster config used to this file (to run it later with `node`).
         #[arg(long)]
         write_config: Option<PathBuf>,
@@ -154,10 +157,12 @@ fn main() {
 
 /// `up --nodes N` (N > 1): writes the cluster config into the data dir, starts one
 /// `backwaters node` process per node, prints the bootstrap list, and stops them all on Ctrl-C.
-async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, metrics: &str, write_config: Option<PathBuf>, partitions: i32, ingest: Vec<ingest::config::IngestConfig>) -> Result<(), String> {
+#[allow(clippy::too_many_arguments)]
+async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, metrics: &str, actors: &str, write_config: Option<PathBuf>, partitions: i32, ingest: Vec<ingest::config::IngestConfig>) -> Result<(), String> {
     let (khost, kport) = config::split_host_port(kafka)?;
     let (ghost, gport) = config::split_host_port(grpc)?;
     let (mhost, mport) = config::split_host_port(metrics)?;
+    let (ahost, aport) = config::split_host_port(actors)?;
     let zones = ["east", "central", "west"];
     let nodes: Vec<NodeConfig> = (0..n)
         .map(|i| {
@@ -170,6 +175,7 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
                 grpc: format!("{ghost}:{}", gport + i as i32),
                 advertised_grpc: None,
                 metrics: Some(format!("{mhost}:{}", mport + i as i32)),
+                actors: Some(format!("{ahost}:{}", aport + i as i32)),
                 data_dir: data_dir.join(name),
                 // Ingest listeners on the first node (east-1).
                 ingest: if i == 0 { ingest.clone() } else { vec![] },
@@ -178,6 +184,8 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
         .collect();
     let cluster = ClusterConfig {
         cluster_name: "backwaters-local".into(),
+        // A fresh secret per `up`: every node reads it from the config written below.
+        cluster_secret: Some(uuid::Uuid::new_v4().to_string()),
         defaults: Defaults { partitions, replication_factor: Some(n.min(3) as i16), ..Defaults::default() },
         limits: Limits::default(),
         groups: Default::default(),
@@ -248,7 +256,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let running = server::start(&cluster, node).await?;
             server::run_until_stopped(running).await
         }
-        Cmd::Up { nodes, data_dir, kafka, grpc, metrics, write_config, partitions, syslog, relp, http, hec_token } => {
+        Cmd::Up { nodes, data_dir, kafka, grpc, metrics, actors, write_config, partitions, syslog, relp, http, hec_token } => {
             init_logging();
             let data_dir = std::path::absolute(&data_dir).map_err(|e| e.to_string())?;
             if nodes == 0 || nodes > 99 {
@@ -256,9 +264,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             if nodes > 1 {
                 let ingest = default_ingest(&syslog, &relp, &http, &hec_token);
-                return up_many(nodes, &data_dir, &kafka, &grpc, &metrics, write_config, partitions, ingest).await;
+                return up_many(nodes, &data_dir, &kafka, &grpc, &metrics, &actors, write_config, partitions, ingest).await;
             }
             let cluster = ClusterConfig {
+                cluster_secret: None,
                 cluster_name: "backwaters-local".into(),
                 defaults: Defaults { partitions, ..Defaults::default() },
                 limits: Limits::default(),
@@ -271,6 +280,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     grpc,
                     advertised_grpc: None,
                     metrics: Some(metrics),
+                    actors: None,
                     data_dir: data_dir.join("east-1"),
                     ingest: default_ingest(&syslog, &relp, &http, &hec_token),
                 }],

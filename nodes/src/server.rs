@@ -92,6 +92,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
                 grpc_address: n.advertised_grpc.clone().unwrap_or_else(|| n.grpc.clone()),
                 alive: false,
                 actors: vec![],
+                in_actor_cluster: false,
             })
             .collect(),
     );
@@ -101,6 +102,18 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, others, cluster_name, faults, stop).await })
     });
     node.start_service("grpc", run, true).await?;
+
+    if let Some(a) = &nc.actors {
+        let listen: std::net::SocketAddr = a.parse().map_err(|_| format!("actors: {a:?} is not HOST:PORT"))?;
+        // ractor_cluster binds in its own actor; find out now if the port is taken.
+        drop(bind("actor-cluster", a)?);
+        let secret = cluster.cluster_secret.clone().unwrap_or_else(|| {
+            tracing::warn!("cluster_secret is not set: node sessions are authenticated with the cluster name");
+            cluster.cluster_name.clone()
+        });
+        let peers = cluster.nodes.iter().filter(|n| n.id != nc.id).filter_map(|n| n.actors.clone().map(|a| (n.id, a))).collect();
+        node.join_actor_cluster(backwaters_actors::node::membership::ActorClusterSettings { listen, secret, peers }).await?;
+    }
 
     if let Some(l) = metrics_l {
         let l = Arc::new(l);

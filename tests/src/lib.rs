@@ -45,6 +45,8 @@ pub struct TestNode {
     pub kafka: String,
     pub grpc: String,
     pub metrics: String,
+    /// Actor-cluster session address (nodes of a cluster; empty for a single node).
+    pub actors: String,
     pub config: PathBuf,
     child: Option<Child>,
     /// "node is serving" lines in the log before the current launch.
@@ -67,7 +69,7 @@ impl TestNode {
     pub fn start_full(extra_toml: &str, node_toml: &str) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("cluster.toml");
-        let mut n = TestNode { dir, kafka: String::new(), grpc: String::new(), metrics: String::new(), config, child: None, serving_before: 0, id: 1 };
+        let mut n = TestNode { dir, kafka: String::new(), grpc: String::new(), metrics: String::new(), actors: String::new(), config, child: None, serving_before: 0, id: 1 };
         // A free port can be taken by another test between probing and binding: retry with
         // fresh ports when that happens.
         for _ in 0..5 {
@@ -99,7 +101,7 @@ impl TestNode {
     pub fn start_cluster_full(n: usize, extra_toml: &str, first_node_toml: &str) -> Vec<TestNode> {
         let zones = ["east", "central", "west"];
         let mut ports = Vec::new();
-        while ports.len() < 3 * n {
+        while ports.len() < 4 * n {
             let p = free_port();
             if !ports.contains(&p) {
                 ports.push(p);
@@ -109,19 +111,20 @@ impl TestNode {
             .map(|i| {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let config = dir.path().join("cluster.toml");
-                let a = |k: usize| format!("127.0.0.1:{}", ports[3 * i + k]);
-                TestNode { dir, kafka: a(0), grpc: a(1), metrics: a(2), config, child: None, serving_before: 0, id: i as i32 + 1 }
+                let a = |k: usize| format!("127.0.0.1:{}", ports[4 * i + k]);
+                TestNode { dir, kafka: a(0), grpc: a(1), metrics: a(2), actors: a(3), config, child: None, serving_before: 0, id: i as i32 + 1 }
             })
             .collect();
-        let mut text = format!("cluster_name = \"test\"\n{extra_toml}\n");
+        let mut text = format!("cluster_name = \"test\"\ncluster_secret = \"test-secret\"\n{extra_toml}\n");
         for (i, node) in nodes.iter().enumerate() {
             text += &format!(
-                "[[nodes]]\nid = {}\nzone = \"{}\"\nkafka = \"{}\"\ngrpc = \"{}\"\nmetrics = \"{}\"\ndata_dir = \"{}\"\n",
+                "[[nodes]]\nid = {}\nzone = \"{}\"\nkafka = \"{}\"\ngrpc = \"{}\"\nmetrics = \"{}\"\nactors = \"{}\"\ndata_dir = \"{}\"\n",
                 node.id,
                 zones[i % 3],
                 node.kafka,
                 node.grpc,
                 node.metrics,
+                node.actors,
                 node.dir.path().join("data").display()
             );
             if node.id == 1 {

@@ -571,3 +571,74 @@ async fn drain_and_transfer_move_leadership() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// Node id -> "has an actor-cluster session with it", as node `grpc` reports.
+async fn sessions(grpc: &str) -> BTreeMap<i32, bool> {
+    let Ok(mut c) = AdminClient::connect(format!("http://{grpc}")).await else { return BTreeMap::new() };
+    let Ok(r) = c.cluster_status(backwaters_proto::grpc::v1::ClusterStatusRequest { local_only: false }).await else { return BTreeMap::new() };
+    r.into_inner().nodes.into_iter().map(|n| (n.node_id, n.in_actor_cluster)).collect()
+}
+
+async fn wait_for_sessions(grpc: &str, want: &[(i32, bool)], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = sessions(grpc).await;
+        if want.iter().all(|(id, s)| got.get(id) == Some(s)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sessions as {grpc} sees them: {got:?}, wanted {want:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// This test process as a member of the actor cluster (its own ractor_cluster node server).
+async fn join_actor_cluster(secret: &str, node: &str) -> ractor::ActorRef<ractor_cluster::NodeServerMessage> {
+    let server = ractor_cluster::NodeServer::new(0, secret.into(), format!("test-{secret}"), "127.0.0.1".into(), None, None);
+    let (server, _) = ractor::Actor::spawn(None, server, ()).await.expect("node server");
+    ractor_cluster::client_connect(&server, node).await.expect("connect");
+    server
+}
+
+/// The node processes form one actor cluster: sessions need the shared secret, node agents
+/// meet in process groups and answer remote calls, and when a node dies the others hear it
+/// from ractor_cluster (its agent leaves their groups) and see it again after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_form_an_actor_cluster_and_notice_a_dead_peer() {
+    use backwaters_actors::node::membership::{node_group, AgentMsg};
+    let mut nodes = tokio::task::spawn_blocking(|| TestNode::start_cluster(3, "")).await.unwrap();
+    let all = [(1, true), (2, true), (3, true)];
+    for n in &nodes {
+        wait_for_sessions(&n.grpc, &all, Duration::from_secs(30)).await;
+    }
+    let status = shell(&nodes[0].grpc, "cluster status");
+    assert!(status.contains("SESSION") && !status.contains(" no "), "{status}");
+
+    // A member with the wrong secret is refused: node 1's agent never shows up here.
+    let _wrong = join_actor_cluster("wrong-secret", &nodes[0].actors).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(ractor::pg::get_members(&node_group(1)).is_empty(), "a session with the wrong secret was accepted");
+
+    // With the cluster's secret, node 1's agent joins our groups and answers a remote call.
+    let _right = join_actor_cluster("test-secret", &nodes[0].actors).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let agent = loop {
+        if let Some(cell) = ractor::pg::get_members(&node_group(1)).into_iter().next() {
+            break ractor::ActorRef::<AgentMsg>::from(cell);
+        }
+        assert!(Instant::now() < deadline, "node 1's agent never joined this process's groups");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let about: serde_json::Value = serde_json::from_str(&ractor::call_t!(agent, AgentMsg::Describe, 5000).expect("remote call")).unwrap();
+    assert_eq!((about["node_id"].as_i64(), about["zone"].as_str()), (Some(1), Some("east")), "{about}");
+
+    // Node 3 dies: nodes 1 and 2 notice; it comes back: they see it again.
+    nodes[2].kill();
+    let t = Instant::now();
+    wait_for_sessions(&nodes[0].grpc, &[(3, false)], Duration::from_secs(15)).await;
+    wait_for_sessions(&nodes[1].grpc, &[(3, false)], Duration::from_secs(15)).await;
+    eprintln!("nodes 1 and 2 noticed node 3's death after {:?}", t.elapsed());
+    tokio::task::block_in_place(|| nodes[2].start_again());
+    for n in &nodes {
+        wait_for_sessions(&n.grpc, &all, Duration::from_secs(30)).await;
+    }
+}

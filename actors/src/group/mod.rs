@@ -130,6 +130,9 @@ pub enum CoordinatorMsg {
     Tick,
 }
 
+// Local only (ractor's `cluster` feature wants every message type to say so).
+impl ractor::Message for CoordinatorMsg {}
+
 /// What a waiting member is answered through.
 pub enum Waiter {
     Join(RpcReplyPort<JoinResult>),

@@ -23,6 +23,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 mod groups;
+pub mod membership;
 mod metadata;
 
 /// Most partitions one topic may have.
@@ -175,6 +176,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     flusher_name: String,
+    /// Which nodes this node has actor-cluster sessions with ([`membership`]).
+    member_view: membership::MemberView,
 }
 
 /// A running node. Cheap to clone.
@@ -254,6 +257,7 @@ impl Node {
                 metrics,
                 clock,
                 flusher_name,
+                member_view: Default::default(),
             }),
         };
         node.start_ticker().await?;

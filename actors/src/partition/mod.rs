@@ -217,6 +217,9 @@ pub enum PartitionMsg {
     InjectPanic,
 }
 
+// Local only (ractor's `cluster` feature wants every message type to say so).
+impl ractor::Message for PartitionMsg {}
+
 #[derive(Clone)]
 pub struct PartitionActor;
 

@@ -183,8 +183,12 @@ pub fn status_error(e: tonic::Status) -> String {
 pub async fn cluster_status(api: &mut Api) -> Result<Out, String> {
     let s = api.admin.cluster_status(pb::ClusterStatusRequest { local_only: false }).await.map_err(status_error)?.into_inner();
     let summary = Out::fields(&[("cluster", s.cluster_name.clone()), ("cluster id", s.cluster_id.clone()), ("controller", s.controller_id.to_string()), ("version", s.version.clone())]);
-    let rows = s.nodes.iter().map(|n| vec![n.node_id.to_string(), n.zone.clone(), if n.alive { "alive".into() } else { "down".into() }, n.kafka_address.clone(), n.grpc_address.clone()]).collect();
-    Ok(Out::Many(vec![summary, Out::table(Some("Nodes"), &["id", "zone", "state", "kafka", "grpc"], rows)]))
+    let rows = s
+        .nodes
+        .iter()
+        .map(|n| vec![n.node_id.to_string(), n.zone.clone(), if n.alive { "alive".into() } else { "down".into() }, if n.in_actor_cluster { "yes".into() } else { "no".into() }, n.kafka_address.clone(), n.grpc_address.clone()])
+        .collect();
+    Ok(Out::Many(vec![summary, Out::table(Some("Nodes"), &["id", "zone", "state", "session", "kafka", "grpc"], rows)]))
 }
 
 pub async fn node_tree(api: &mut Api) -> Result<Out, String> {

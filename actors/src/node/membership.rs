@@ -1,0 +1,215 @@
+//! The nodes' actor systems joined with ractor_cluster: membership and control, not data.
+//!
+//! Each node runs a ractor_cluster `NodeServer` (sessions authenticated with the cluster's
+//! shared secret, Erlang's "cookie") and a node agent. A dialer connects the node to every
+//! peer with a higher id that it has no session with (so two nodes never race to dial each
+//! other) and does it again when a session drops: ractor_cluster does not reconnect by
+//! itself. The agents join the process group [`NODES_GROUP`] and one group per node, and
+//! monitor [`NODES_GROUP`]: when a session closes, ractor_cluster removes the remote agent
+//! from the groups and every monitor hears it, which is how a node learns that another node's
+//! actor system went away (remote monitoring). The view feeds ClusterStatus; who leads what
+//! stays Raft's decision, and Raft messages and client data stay on gRPC.
+//!
+//! An agent answers [`AgentMsg::Describe`] over the session (a remote call through the
+//! process group), which the tests use to prove the sessions carry messages.
+
+use super::Node;
+use crate::supervisor::{ChildSpec, SupervisorMsg};
+use ractor::pg::GroupChangeMessage;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, RactorClusterMessage};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Every node agent of the cluster.
+pub const NODES_GROUP: &str = "backwaters.nodes";
+
+/// The group only node `id`'s agent joins (how a remote agent is told apart).
+pub fn node_group(id: i32) -> String {
+    format!("backwaters.node.{id}")
+}
+
+/// How this node joins the actor cluster.
+#[derive(Debug, Clone)]
+pub struct ActorClusterSettings {
+    /// Where the node server listens for sessions.
+    pub listen: SocketAddr,
+    /// The shared secret of node sessions.
+    pub secret: String,
+    /// The other nodes: id and session address.
+    pub peers: Vec<(i32, String)>,
+}
+
+/// Which nodes' agents this node sees in its process groups (itself included once joined).
+pub type MemberView = Arc<RwLock<BTreeMap<i32, bool>>>;
+
+#[derive(RactorClusterMessage)]
+pub enum AgentMsg {
+    /// Who the node is: JSON with its id, zone and version.
+    #[rpc]
+    Describe(RpcReplyPort<String>),
+}
+
+#[derive(Clone)]
+pub struct NodeAgent;
+
+pub struct AgentArgs {
+    pub node_id: i32,
+    pub zone: String,
+    pub members: Vec<i32>,
+    pub view: MemberView,
+}
+
+pub struct AgentState {
+    args: AgentArgs,
+}
+
+impl AgentState {
+    /// Recomputes which node agents the process groups hold; logs what changed.
+    fn refresh(&self) {
+        let mut view = self.args.view.write().expect("member view");
+        for id in &self.args.members {
+            let present = !ractor::pg::get_members(&node_group(*id)).is_empty();
+            let before = view.insert(*id, present);
+            if *id != self.args.node_id && before != Some(present) {
+                if present {
+                    tracing::info!(node = id, "node joined the actor cluster");
+                } else if before.is_some() {
+                    tracing::warn!(node = id, "node left the actor cluster (its session closed)");
+                }
+            }
+        }
+    }
+}
+
+impl Actor for NodeAgent {
+    type Msg = AgentMsg;
+    type State = AgentState;
+    type Arguments = AgentArgs;
+
+    async fn pre_start(&self, me: ActorRef<AgentMsg>, args: AgentArgs) -> Result<AgentState, ActorProcessingErr> {
+        ractor::pg::join(NODES_GROUP.to_string(), vec![me.get_cell()]);
+        ractor::pg::join(node_group(args.node_id), vec![me.get_cell()]);
+        ractor::pg::monitor(NODES_GROUP.to_string(), me.get_cell());
+        let st = AgentState { args };
+        st.refresh();
+        Ok(st)
+    }
+
+    async fn post_stop(&self, me: ActorRef<AgentMsg>, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
+        ractor::pg::demonitor(NODES_GROUP.to_string(), me.get_id());
+        st.args.view.write().expect("member view").clear();
+        Ok(())
+    }
+
+    async fn handle(&self, _me: ActorRef<AgentMsg>, msg: AgentMsg, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AgentMsg::Describe(reply) => {
+                let about = serde_json::json!({ "node_id": st.args.node_id, "zone": st.args.zone, "version": env!("CARGO_PKG_VERSION") });
+                let _ = reply.send(about.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, _me: ActorRef<AgentMsg>, evt: SupervisionEvent, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ProcessGroupChanged(change) = evt {
+            let group = match &change {
+                GroupChangeMessage::Join(_, g, _) | GroupChangeMessage::Leave(_, g, _) => g.clone(),
+            };
+            if group == NODES_GROUP {
+                st.refresh();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Logs node sessions as ractor_cluster reports them.
+struct SessionLog;
+
+impl NodeEventSubscription for SessionLog {
+    fn node_session_opened(&self, s: ractor_cluster::node::NodeServerSessionInformation) {
+        tracing::debug!(peer = %s.peer_addr, "node session opened");
+    }
+    fn node_session_disconnected(&self, s: ractor_cluster::node::NodeServerSessionInformation) {
+        tracing::info!(peer = %s.peer_addr, name = ?s.peer_name.map(|n| n.name), "node session closed");
+    }
+    fn node_session_authenticated(&self, s: ractor_cluster::node::NodeServerSessionInformation) {
+        tracing::info!(peer = %s.peer_addr, name = ?s.peer_name.map(|n| n.name), "node session authenticated");
+    }
+}
+
+/// The session name of node `id` (ractor_cluster adds "@host").
+fn session_name(id: i32) -> String {
+    format!("backwaters-{id}")
+}
+
+impl Node {
+    /// Joins the actor cluster: the node server and the agent under the root supervisor,
+    /// the dialer as a service. The view is what [`Node::actor_cluster_view`] reports.
+    pub async fn join_actor_cluster(&self, settings: ActorClusterSettings) -> Result<(), String> {
+        let id = self.inner.settings.node_id;
+        let server_name = format!("{}/actor-cluster", self.prefix());
+        let (listen, secret) = (settings.listen, settings.secret.clone());
+        let host = listen.ip().to_string();
+        let n = server_name.clone();
+        let server = ChildSpec {
+            name: server_name.clone(),
+            start: Arc::new(move |sup: ActorCell| {
+                let (n, host, secret) = (n.clone(), host.clone(), secret.clone());
+                Box::pin(async move {
+                    let server = NodeServer::new(listen.port(), secret, session_name(id), host, None, None).with_listen_addr(listen.ip());
+                    Actor::spawn_linked(Some(n.clone()), server, (), sup).await.map(|(r, _)| r.get_cell()).map_err(|e| format!("starting {n}: {e}"))
+                })
+            }),
+        };
+        ractor::call!(self.inner.root, SupervisorMsg::StartChild, server).map_err(|e| e.to_string())??;
+
+        let members: Vec<i32> = self.inner.settings.members().iter().map(|m| m.id).collect();
+        let view = self.inner.member_view.clone();
+        let zone = self.inner.settings.zone.clone();
+        let agent = ChildSpec::new(format!("{}/node-agent", self.prefix()), NodeAgent, move || AgentArgs { node_id: id, zone: zone.clone(), members: members.clone(), view: view.clone() });
+        ractor::call!(self.inner.root, SupervisorMsg::StartChild, agent).map_err(|e| e.to_string())??;
+
+        let peers: Vec<(i32, String)> = settings.peers.into_iter().filter(|(p, _)| *p > id).collect();
+        let run: crate::service::RunFn = Arc::new(move |stop| Box::pin(dial(server_name.clone(), peers.clone(), stop)));
+        self.start_service("actor-cluster-dialer", run, false).await
+    }
+
+    /// Node id -> whether this node has a session with it (its agent is in the process
+    /// groups here). Empty when the node is not in an actor cluster.
+    pub fn actor_cluster_view(&self) -> BTreeMap<i32, bool> {
+        self.inner.member_view.read().expect("member view").clone()
+    }
+}
+
+/// Every second: connect to each peer (with a higher id) that has no session.
+async fn dial(server_name: String, peers: Vec<(i32, String)>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
+    let mut subscribed_to = None;
+    loop {
+        if let Some(server) = ractor::registry::where_is(server_name.clone()).map(ActorRef::<NodeServerMessage>::from) {
+            if subscribed_to != Some(server.get_id()) {
+                server.cast(NodeServerMessage::SubscribeToEvents { id: "backwaters-log".into(), subscription: Box::new(SessionLog) }).map_err(|e| e.to_string())?;
+                subscribed_to = Some(server.get_id());
+            }
+            let sessions = ractor::call_t!(server, NodeServerMessage::GetSessions, 1000).unwrap_or_default();
+            for (peer, addr) in &peers {
+                let name = session_name(*peer);
+                // A session still authenticating has no name yet: its address tells.
+                let connected = sessions.values().any(|s| s.peer_addr == *addr || s.peer_name.as_ref().is_some_and(|n| n.name.split('@').next() == Some(name.as_str())));
+                if !connected {
+                    if let Err(e) = ractor_cluster::client_connect(&server, addr.as_str()).await {
+                        tracing::debug!(peer, %addr, error = %e, "no node session yet");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
