@@ -325,4 +325,21 @@ data_dir = "d1"
         let route = ingest("kind = \"syslog-udp\"\nlisten = \"127.0.0.1:5514\"\n[[nodes.ingest.routes]]\ntopic = \"a\"\nseverity_max = 9");
         assert!(route.unwrap_err().starts_with("nodes[0].ingest[0].routes[0].severity_max"));
     }
+
+    #[test]
+    fn actor_cluster_addresses_are_checked() {
+        let two = |a1: Option<&str>, a2: Option<&str>| {
+            let node = |id: i32, port: u16, actors: Option<&str>| {
+                format!("[[nodes]]\nid = {id}\nzone = \"east\"\nkafka = \"127.0.0.1:{}\"\ngrpc = \"127.0.0.1:{}\"\ndata_dir = \"d{id}\"\n{}", port, port + 1, actors.map(|a| format!("actors = \"{a}\"\n")).unwrap_or_default())
+            };
+            let text = format!("cluster_name = \"t\"\ncluster_secret = \"s\"\n{}{}", node(1, 9000, a1), node(2, 9100, a2));
+            toml::from_str::<ClusterConfig>(&text).map_err(|e| e.to_string()).and_then(|c| c.validate())
+        };
+        assert!(two(Some("127.0.0.1:7101"), Some("127.0.0.1:7102")).is_ok());
+        assert!(two(None, None).is_ok());
+        assert!(two(Some("127.0.0.1:7101"), None).unwrap_err().starts_with("nodes[1].actors: set it on every node"));
+        assert!(two(Some("127.0.0.1:0"), Some("127.0.0.1:7102")).unwrap_err().contains("fixed port"));
+        assert!(two(Some("127.0.0.1:7101"), Some("127.0.0.1:9000")).unwrap_err().contains("used twice"));
+        assert!(two(Some("here"), Some("127.0.0.1:7102")).unwrap_err().starts_with("nodes[0].actors"));
+    }
 }
