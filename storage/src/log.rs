@@ -197,6 +197,19 @@ impl PartitionLog {
         self.store.log_tree()
     }
 
+    /// The stored idempotent-producer states (as of the log's last entry).
+    pub fn producers(&self) -> Result<Vec<ProducerEntry>> {
+        let mut producers = Vec::new();
+        for kv in self.tree().scan_prefix(keys::prefix(self.uid, PRODUCER)) {
+            let (_, v) = kv?;
+            producers.push(serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
+                what: format!("partition {} producer state", self.uid),
+                why: e.to_string(),
+            })?);
+        }
+        Ok(producers)
+    }
+
     /// Reads back what the partition holds: last entry, next offset, meta, producers.
     pub fn recover(&self) -> Result<Recovered> {
         let meta: PartitionMeta = match self.tree().get(keys::prefix(self.uid, STATE))? {
@@ -206,14 +219,7 @@ impl PartitionLog {
             })?,
             None => PartitionMeta::default(),
         };
-        let mut producers = Vec::new();
-        for kv in self.tree().scan_prefix(keys::prefix(self.uid, PRODUCER)) {
-            let (_, v) = kv?;
-            producers.push(serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt {
-                what: format!("partition {} producer state", self.uid),
-                why: e.to_string(),
-            })?);
-        }
+        let producers = self.producers()?;
         let last = self.last_entry()?;
         let first = self.first_entry()?;
         let (last_index, last_term, next_offset) = match &last {

@@ -642,3 +642,49 @@ async fn nodes_form_an_actor_cluster_and_notice_a_dead_peer() {
         wait_for_sessions(&n.grpc, &all, Duration::from_secs(30)).await;
     }
 }
+
+/// A replica refilled from a snapshot (its leader's log start moved past everything it
+/// could send) gets the idempotent producers' state with the snapshot: once it leads, the
+/// same producer goes on writing. Without that state it would answer the producer's next
+/// batch out of order, which librdkafka treats as fatal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_refilled_from_a_snapshot_keeps_producer_state() {
+    const T: &str = "snap";
+    let mut nodes = tokio::task::spawn_blocking(|| TestNode::start_cluster(3, "[limits]\nretention_check_ms = 200\n")).await.unwrap();
+    create_topic(&nodes[0].grpc, T, 1).await;
+    let bootstrap = nodes.iter().map(|n| n.kafka.clone()).collect::<Vec<_>>().join(",");
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("enable.idempotence", "true").set("acks", "all").set("linger.ms", "5").set("topic.metadata.refresh.interval.ms", "500").create().unwrap();
+    produce_all(&producer, T, 0, (0..20).map(|i| format!("a-{i}")).collect()).await;
+
+    // Everything written so far goes from the leader's log (DeleteRecords, then retention).
+    let admin_k: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    let mut del = rdkafka::TopicPartitionList::new();
+    del.add_partition_offset(T, 0, rdkafka::Offset::Offset(20)).unwrap();
+    admin_k.delete_records(&del, &rdkafka::admin::AdminOptions::new().request_timeout(Some(Duration::from_secs(10)))).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // A follower loses its disk and is refilled: by a snapshot, as the entries are gone.
+    let leader = describe_topic(&nodes[0].grpc, T).await[0].leader;
+    let f = nodes.iter().position(|n| n.id != leader).unwrap();
+    nodes[f].kill();
+    nodes[f].wipe_data();
+    tokio::task::block_in_place(|| nodes[f].start_again());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refilled = |grpc: String| async move {
+        // The wiped node learns of the topic from the metadata log first: NotFound until then.
+        let Ok(mut c) = AdminClient::connect(format!("http://{grpc}")).await else { return false };
+        c.describe_topic(DescribeTopicRequest { name: T.into(), local_only: true }).await.is_ok_and(|r| r.into_inner().partitions.iter().any(|p| p.local && p.high_watermark == 20))
+    };
+    while !refilled(nodes[f].grpc.clone()).await {
+        assert!(Instant::now() < deadline, "the wiped replica was not refilled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(nodes[f].log().contains("installed a snapshot from the leader"), "the refill did not go through a snapshot");
+
+    // It takes over, and the same producer's next batches are accepted there.
+    let mut admin = AdminClient::connect(format!("http://{}", nodes[0].grpc)).await.unwrap();
+    admin.transfer_leadership(backwaters_proto::grpc::v1::TransferLeadershipRequest { topic: T.into(), partition: 0, to_node: nodes[f].id }).await.unwrap();
+    produce_all(&producer, T, 0, (0..20).map(|i| format!("b-{i}")).collect()).await;
+    let refused = nodes[f].log().matches("idempotent batch refused").count();
+    assert_eq!(refused, 0, "the new leader refused the producer's batches:\n{}", nodes[f].log());
+}

@@ -214,7 +214,8 @@ impl PartitionCore {
     /// at `next_offset`. The snapshot point stays in the meta stored with every later append:
     /// a leader restarted from disk must still know it, or it can never send a snapshot to a
     /// replica that needs one (raft-rs would wait forever for it to become available).
-    pub fn on_snapshot(&mut self, index: u64, term: u64, next_offset: i64) -> PartitionMeta {
+    /// `producers` are the producers' recent batches before the point (shipped with it).
+    pub fn on_snapshot(&mut self, index: u64, term: u64, next_offset: i64, producers: &[ProducerEntry]) -> PartitionMeta {
         self.next_offset = next_offset;
         self.high_watermark = next_offset;
         self.meta.log_start_offset = next_offset;
@@ -222,6 +223,10 @@ impl PartitionCore {
         self.meta.snap_term = term;
         self.meta.bytes = 0;
         self.producers.clear();
+        for p in producers {
+            assert!(p.batches.iter().all(|b| b.2 < next_offset), "a snapshot at offset {next_offset} remembers a batch after it: {p:?}");
+            self.producers.insert(p.producer_id, p.clone());
+        }
         self.check();
         self.meta
     }
@@ -440,10 +445,28 @@ mod tests {
     #[test]
     fn a_snapshot_point_stays_in_the_meta() {
         let mut c = core();
-        let meta = c.on_snapshot(7, 3, 40);
+        let meta = c.on_snapshot(7, 3, 40, &[]);
         assert_eq!((meta.snap_index, meta.snap_term, meta.log_start_offset), (7, 3, 40));
         // What later appends store is the core's meta: it must still name the snapshot point.
         assert_eq!((c.meta().snap_index, c.meta().snap_term), (7, 3));
+    }
+
+    /// A replica that starts from a snapshot knows the producers' batches before it: a
+    /// retry of one is answered with its offsets, the next sequence is accepted.
+    #[test]
+    fn producers_shipped_with_a_snapshot_are_remembered() {
+        let mut leader = core();
+        for i in 0..3 {
+            append(&mut leader, idem_batch(7, 0, i * 2, 2), 0).unwrap();
+        }
+        let tail = vec![leader.producer(7).unwrap().clone()];
+        // The snapshot point sits after offset 4: the batch at 4..6 is not part of it.
+        let data = crate::replica::log_store::SnapshotData::at(4, tail);
+        assert_eq!(data.producers[0].batches, vec![(0, 1, 0), (2, 3, 2)]);
+        let mut follower = core();
+        follower.on_snapshot(9, 2, 4, &data.producers);
+        assert_eq!(append(&mut follower, idem_batch(7, 0, 2, 2), 0).unwrap(), AppendPlan::Duplicate { base_offset: 2, next_offset: 4 });
+        assert!(matches!(append(&mut follower, idem_batch(7, 0, 4, 2), 0).unwrap(), AppendPlan::Write { base_offset: 4, .. }));
     }
 
     #[test]

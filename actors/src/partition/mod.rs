@@ -829,8 +829,8 @@ impl PartitionState {
             return Err(format!("snapshot at index {} continues at offset {}: refused", snap.get_metadata().index, data.next_offset).into());
         }
         let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
-        let meta = self.core.on_snapshot(index, term, data.next_offset);
-        self.shared.log.install_snapshot(&meta, &[])?;
+        let meta = self.core.on_snapshot(index, term, data.next_offset, &data.producers);
+        self.shared.log.install_snapshot(&meta, &data.producers)?;
         self.store.note_snapshot(index, term, data.next_offset);
         self.local_durable = data.next_offset;
         self.shared.publish(&self.core);

@@ -168,10 +168,30 @@ impl LogStore {
     }
 }
 
-/// The data of a snapshot: where the log continues (retention removed what came before).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The data of a snapshot: where the log continues (retention removed what came before) and
+/// the idempotent producers' recent batches below that point, so a replica that starts from
+/// the snapshot still recognises their retries and knows where their sequences stand (it
+/// learns the batches after the point from the entries that follow).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotData {
     pub next_offset: i64,
+    #[serde(default)]
+    pub producers: Vec<backwaters_storage::ProducerEntry>,
+}
+
+impl SnapshotData {
+    /// The snapshot point with the producer states `tail` (as of the log's end) cut down to
+    /// the batches before it.
+    pub fn at(next_offset: i64, tail: Vec<backwaters_storage::ProducerEntry>) -> SnapshotData {
+        let producers = tail
+            .into_iter()
+            .filter_map(|mut p| {
+                p.batches.retain(|b| b.2 < next_offset);
+                (!p.batches.is_empty()).then_some(p)
+            })
+            .collect();
+        SnapshotData { next_offset, producers }
+    }
 }
 
 impl raft::Storage for LogStore {
@@ -257,7 +277,14 @@ impl raft::Storage for LogStore {
         };
         let mut s = Snapshot::default();
         s.set_metadata(meta);
-        s.data = Bytes::from(serde_json::to_vec(&SnapshotData { next_offset }).expect("serializes"));
+        let producers = match self.log.producers() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "producer states unreadable; snapshot postponed");
+                return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+            }
+        };
+        s.data = Bytes::from(serde_json::to_vec(&SnapshotData::at(next_offset, producers)).expect("serializes"));
         Ok(s)
     }
 }
