@@ -56,6 +56,7 @@ fn main() {
         }
     }
     let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) % 1_000_000);
+    let a_out = a.out.clone();
     let opts = Options { nodes: a.nodes, duration: a.duration, min_kills: a.min_kills, seed, partitions: a.partitions, producers: a.producers, fault_every: a.fault_every, out: a.out };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match rt.block_on(run(opts)) {
@@ -63,8 +64,12 @@ fn main() {
             println!("chaos run, seed {seed}: {} faults, {} kills", o.faults, o.kills);
             print!("{}", o.report.table());
             println!("  {:<26} {:>10}", "client epoch bumps", o.epoch_bumps);
+            println!("  {:<26} {:>10}", "client fatal errors", o.fatal_errors);
             println!("history: {}\nreport:  {}", o.history.display(), o.report_path.display());
-            if !o.report.ok() {
+            if o.fatal_errors > 0 {
+                println!("FAIL a producer stopped with a fatal error (see producer-*.log in {})", a_out.display());
+            }
+            if !o.report.ok() || o.fatal_errors > 0 {
                 for f in o.report.findings.iter().take(10) {
                     println!("FAIL {}: {} (window: {} ops from t={}ms)", f.kind, f.detail, f.window.len(), f.window.first().map(|o| o.t()).unwrap_or(0));
                 }

@@ -71,6 +71,9 @@ pub struct Outcome {
     /// Times a producer's librdkafka bumped its epoch (renumbering what it had not seen
     /// acknowledged): not a failure by itself, but the moment duplicates can appear.
     pub epoch_bumps: usize,
+    /// Fatal errors of the producers' librdkafka (an idempotent producer stops for good: the
+    /// broker answered something it cannot reconcile). Any is a failure of the run.
+    pub fatal_errors: usize,
     pub report: Report,
     pub kills: usize,
     pub faults: usize,
@@ -466,6 +469,8 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     let report_path = opts.out.join("report.json");
     let json = serde_json::json!({ "seed": opts.seed, "nodes": opts.nodes, "kills": kills, "faults": faults, "report": report });
     std::fs::write(&report_path, serde_json::to_string_pretty(&json).expect("json")).map_err(|e| format!("{}: {e}", report_path.display()))?;
-    let epoch_bumps = (1..=opts.producers).map(|k| std::fs::read_to_string(opts.out.join(format!("producer-{k}.log"))).unwrap_or_default().matches("bumped epoch").count()).sum();
-    Ok(Outcome { epoch_bumps, report, kills, faults, history, report_path })
+    let client_logs: Vec<String> = (1..=opts.producers).map(|k| std::fs::read_to_string(opts.out.join(format!("producer-{k}.log"))).unwrap_or_default()).collect();
+    let epoch_bumps = client_logs.iter().map(|l| l.matches("bumped epoch").count()).sum();
+    let fatal_errors = client_logs.iter().map(|l| l.matches("Fatal error").count()).sum();
+    Ok(Outcome { epoch_bumps, fatal_errors, report, kills, faults, history, report_path })
 }

@@ -20,15 +20,15 @@ async fn short_chaos_run_loses_nothing() {
         out: out.path().to_path_buf(),
     };
     let o = run(opts).await.expect("chaos run");
-    eprintln!("seed {seed}: {} faults, {} kills, {} client epoch bumps\n{}", o.faults, o.kills, o.epoch_bumps, o.report.table());
+    eprintln!("seed {seed}: {} faults, {} kills, {} client epoch bumps, {} client fatal errors\n{}", o.faults, o.kills, o.epoch_bumps, o.fatal_errors, o.report.table());
     for f in &o.report.findings {
         eprintln!("FAIL {}: {}\n  window: {:?}", f.kind, f.detail, f.window);
     }
     assert!(o.kills >= 10, "only {} kills", o.kills);
     assert!(o.report.acknowledged > 1000, "only {} records acknowledged: the workload barely ran", o.report.acknowledged);
-    if !o.report.ok() {
+    if !o.report.ok() || o.fatal_errors > 0 {
         // Keep the folder: history, report, node logs and the producers' librdkafka logs.
         let kept = out.keep();
-        panic!("seed {seed}: the checker found {} problems (history, report and logs kept in {})", o.report.findings.len(), kept.display());
+        panic!("seed {seed}: the checker found {} problems, producers hit {} fatal errors (history, report and logs kept in {})", o.report.findings.len(), o.fatal_errors, kept.display());
     }
 }

@@ -474,9 +474,16 @@ impl PartitionState {
         let started = Instant::now();
         let plan = match self.core.prepare_append(&batches) {
             Ok(p) => p,
-            Err(PartitionError::OutOfOrderSequence { expected, got }) if self.shared.refusals.lock().expect("refusals").explains_gap(batches[0].0.producer_id, batches[0].0.producer_epoch, expected, now) => {
-                // The gap is a batch refused here a moment ago: have this one retried after it.
-                tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, producer_id = batches[0].0.producer_id, expected, got, "batch behind a refused one answered retriably");
+            Err(PartitionError::OutOfOrderSequence { expected, got })
+                if got > expected && {
+                    let (pid, epoch) = (batches[0].0.producer_id, batches[0].0.producer_epoch);
+                    let mut r = self.shared.refusals.lock().expect("refusals");
+                    r.explains_gap(pid, epoch, expected, now) || r.in_gap_grace(pid, epoch, expected, now)
+                } =>
+            {
+                // The missing batch was refused retriably (here or by the previous leader):
+                // have this one retried after it (see `refusals`).
+                tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, producer_id = batches[0].0.producer_id, expected, got, "batch behind a missing one answered retriably");
                 let _ = reply.send(Err(PartitionError::NotLeader { leader: None }));
                 return Ok(());
             }

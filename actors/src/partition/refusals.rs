@@ -14,9 +14,16 @@
 //! Answered retriably, R2 is simply sent again after R1, in order, with the same sequence
 //! numbers.
 //!
-//! Only a gap that starts exactly at a batch refused here (same producer, epoch and first
-//! sequence) within [`REFUSAL_MEMORY_MS`] is answered this way: a gap left by a batch that
-//! failed for good still gets OUT_OF_ORDER_SEQUENCE_NUMBER.
+//! A gap that starts exactly at a batch refused here (same producer, epoch and first
+//! sequence) within [`REFUSAL_MEMORY_MS`] is answered this way at once. R1 may also have been
+//! refused by the previous leader while R2 already reached this one (librdkafka does not
+//! always wait for the old leader's answers; the soak showed it), or this replica is a
+//! leader that was paused and has not heard of its successor yet, so the producer is far
+//! ahead of what it knows (the soak: a head-of-line OUT_OF_ORDER_SEQUENCE_NUMBER, which
+//! librdkafka treats as fatal, stopped a producer for good). Any other gap is answered
+//! retriably for [`GAP_GRACE_MS`] from when it was first seen, long enough for R1's retry to
+//! arrive. A gap still open after that is a real one (the client gave R1 up) and gets
+//! OUT_OF_ORDER_SEQUENCE_NUMBER; librdkafka bumps its epoch on its own in that case anyway.
 
 use std::collections::HashMap;
 
@@ -29,6 +36,9 @@ pub const MAX_REFUSALS: usize = 10_000;
 /// Refused batches remembered per producer (librdkafka has at most five in flight).
 pub const REFUSALS_PER_PRODUCER: usize = 8;
 
+/// How long an unexplained sequence gap is answered retriably before it counts as real.
+pub const GAP_GRACE_MS: i64 = 10_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Refusal {
     epoch: i16,
@@ -39,6 +49,8 @@ struct Refusal {
 #[derive(Debug, Default)]
 pub struct Refusals {
     by_producer: HashMap<i64, Vec<Refusal>>,
+    /// Open gaps: producer -> (epoch, the sequence expected, first seen at).
+    gaps: HashMap<i64, (i16, i32, i64)>,
 }
 
 impl Refusals {
@@ -70,9 +82,26 @@ impl Refusals {
         self.by_producer.get(&producer_id).is_some_and(|rs| rs.iter().any(|r| r.epoch == epoch && r.first_sequence == expected && now_ms - r.at_ms <= REFUSAL_MEMORY_MS))
     }
 
+    /// Whether a batch that skips ahead of `expected` should be retried rather than refused
+    /// for good: true for [`GAP_GRACE_MS`] after this gap was first seen.
+    pub fn in_gap_grace(&mut self, producer_id: i64, epoch: i16, expected: i32, now_ms: i64) -> bool {
+        if self.gaps.len() >= MAX_REFUSALS && !self.gaps.contains_key(&producer_id) {
+            self.gaps.retain(|_, g| now_ms - g.2 <= GAP_GRACE_MS);
+            if self.gaps.len() >= MAX_REFUSALS {
+                return false;
+            }
+        }
+        let g = self.gaps.entry(producer_id).or_insert((epoch, expected, now_ms));
+        if (g.0, g.1) != (epoch, expected) {
+            *g = (epoch, expected, now_ms);
+        }
+        now_ms - g.2 <= GAP_GRACE_MS
+    }
+
     /// A batch of the producer ending at `last_sequence` was written: refusals up to it are
-    /// settled.
+    /// settled, and so is its gap.
     pub fn written(&mut self, producer_id: i64, epoch: i16, last_sequence: i32) {
+        self.gaps.remove(&producer_id);
         if let Some(rs) = self.by_producer.get_mut(&producer_id) {
             rs.retain(|r| r.epoch == epoch && r.first_sequence > last_sequence);
             if rs.is_empty() {
@@ -111,6 +140,20 @@ mod tests {
         r.note(7, 0, 4_900, 1_000);
         r.note(7, 0, 5_055, 5_000);
         assert!(r.explains_gap(7, 0, 5_055, 5_001));
+    }
+
+    /// Seen in the soak: the old leader refused R1 while R2 already reached the new one.
+    #[test]
+    fn an_unexplained_gap_is_retried_for_a_while_then_refused() {
+        let mut r = Refusals::default();
+        assert!(r.in_gap_grace(7, 0, 12_042, 1_000));
+        assert!(r.in_gap_grace(7, 0, 12_042, 1_000 + GAP_GRACE_MS));
+        assert!(!r.in_gap_grace(7, 0, 12_042, 1_001 + GAP_GRACE_MS), "a gap that stays open is real");
+        // R1's retry closes it; a later gap gets its own grace.
+        r.written(7, 0, 12_049);
+        assert!(r.in_gap_grace(7, 0, 12_100, 2_000 + GAP_GRACE_MS));
+        // Another epoch starts a new gap.
+        assert!(r.in_gap_grace(7, 1, 5, 3_000 + 2 * GAP_GRACE_MS));
     }
 
     #[test]
