@@ -33,6 +33,9 @@ struct Args {
     /// Folder for history.jsonl, report.json, the nodes' logs and the producers' librdkafka logs.
     #[arg(long, default_value = "chaos-out")]
     out: PathBuf,
+    /// Check a recorded history.jsonl again (no cluster is started) and print the table.
+    #[arg(long, value_name = "HISTORY")]
+    check: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -49,6 +52,21 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() {
     let a = Args::parse();
+    if let Some(path) = &a.check {
+        let ops = match backwaters_chaos::history::load(path) {
+            Ok(ops) => ops,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        };
+        let report = backwaters_chaos::checker::check(&ops);
+        print!("{}", report.table());
+        for f in report.findings.iter().take(10) {
+            println!("FAIL {}: {}", f.kind, f.detail);
+        }
+        std::process::exit(if report.ok() { 0 } else { 1 });
+    }
     // The nodes run the `backwaters` binary beside this one unless told otherwise.
     if std::env::var_os("BACKWATERS_BIN").is_none() {
         if let Some(b) = std::env::current_exe().ok().map(|e| e.with_file_name("backwaters")).filter(|b| b.exists()) {
