@@ -2,7 +2,8 @@
 //!
 //! As Kafka's KRaft, the metadata is a log: the partition `__cluster_metadata`-0, replicated
 //! by Raft over every node, holds one JSON record per change (topics with their partition
-//! assignments and configs, partition leaders, producer-id blocks). Every node applies the
+//! assignments and configs, partition leaders, producer-id blocks, node drains and node
+//! liveness as the controller sees it in the actor cluster). Every node applies the
 //! committed records in order to its own copy (the catalog behind Metadata), starting the
 //! replicas it is assigned and stopping those of deleted topics. Changes are decided by the
 //! leader of that group (the controller): a node forwards a request to it, the controller
@@ -36,6 +37,8 @@ pub enum MetaRecord {
     ProducerIds { node: i32, first: i64, count: i64 },
     /// `node` is drained (leads nothing; its leaderships move to other replicas) or back.
     Drain { node: i32, drained: bool },
+    /// The controller saw `node`'s actor system join (alive) or leave the actor cluster.
+    Liveness { node: i32, alive: bool },
 }
 
 /// What a node asks of the controller.
@@ -49,6 +52,7 @@ pub enum ControllerRequest {
     ProducerIds { node: i32 },
     Leader { uid: u64, node: i32, term: u64 },
     Drain { node: i32, drained: bool },
+    Liveness { node: i32, alive: bool },
 }
 
 impl ControllerRequest {

@@ -276,7 +276,7 @@ impl admin_server::Admin for Api {
             .into_iter()
             .map(|(sup, c)| pb::ActorStatus { name: c.name, supervisor: sup, state: if c.running { "running".into() } else { "restarting".into() }, restarts: c.restarts })
             .collect();
-        let me = pb::NodeStatus { node_id: s.node_id, zone: s.zone.clone(), kafka_address: self.kafka_addr.clone(), grpc_address: self.grpc_addr.clone(), alive: true, actors, in_actor_cluster: false };
+        let me = pb::NodeStatus { node_id: s.node_id, zone: s.zone.clone(), kafka_address: self.kafka_addr.clone(), grpc_address: self.grpc_addr.clone(), alive: true, actors, in_actor_cluster: false, recorded: String::new() };
         let mut nodes = vec![me];
         if !req.into_inner().local_only {
             // Each other node reports itself; one that does not answer within a second is
@@ -297,9 +297,14 @@ impl admin_server::Admin for Api {
             nodes.sort_by_key(|n| n.node_id);
         }
         // Sessions as this node sees them (each node reports its own view of itself).
-        let sessions = self.node.actor_cluster_view();
+        let (sessions, recorded) = (self.node.actor_cluster_view(), self.node.liveness());
         for n in &mut nodes {
             n.in_actor_cluster = sessions.get(&n.node_id).copied().unwrap_or(false);
+            n.recorded = match recorded.get(&n.node_id) {
+                Some(true) => "up".into(),
+                Some(false) => "down".into(),
+                None => String::new(),
+            };
         }
         Ok(Response::new(pb::ClusterStatusResponse {
             cluster_name: s.cluster_name.clone(),

@@ -93,6 +93,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
                 alive: false,
                 actors: vec![],
                 in_actor_cluster: false,
+                recorded: String::new(),
             })
             .collect(),
     );

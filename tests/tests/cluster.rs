@@ -572,11 +572,29 @@ async fn drain_and_transfer_move_leadership() {
     }
 }
 
-/// Node id -> "has an actor-cluster session with it", as node `grpc` reports.
-async fn sessions(grpc: &str) -> BTreeMap<i32, bool> {
+/// Node id -> ("has an actor-cluster session with it", liveness recorded in the metadata
+/// log), as node `grpc` reports.
+async fn cluster_view(grpc: &str) -> BTreeMap<i32, (bool, String)> {
     let Ok(mut c) = AdminClient::connect(format!("http://{grpc}")).await else { return BTreeMap::new() };
     let Ok(r) = c.cluster_status(backwaters_proto::grpc::v1::ClusterStatusRequest { local_only: false }).await else { return BTreeMap::new() };
-    r.into_inner().nodes.into_iter().map(|n| (n.node_id, n.in_actor_cluster)).collect()
+    r.into_inner().nodes.into_iter().map(|n| (n.node_id, (n.in_actor_cluster, n.recorded))).collect()
+}
+
+async fn sessions(grpc: &str) -> BTreeMap<i32, bool> {
+    cluster_view(grpc).await.into_iter().map(|(id, v)| (id, v.0)).collect()
+}
+
+/// Waits until node `grpc`'s copy of the metadata log records node `id` as `want`.
+async fn wait_for_recorded(grpc: &str, id: i32, want: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = cluster_view(grpc).await;
+        if got.get(&id).is_some_and(|v| v.1 == want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "liveness of node {id} as {grpc} has it recorded: {got:?}, wanted {want}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn wait_for_sessions(grpc: &str, want: &[(i32, bool)], within: Duration) {
@@ -601,7 +619,8 @@ async fn join_actor_cluster(secret: &str, node: &str) -> ractor::ActorRef<ractor
 
 /// The node processes form one actor cluster: sessions need the shared secret, node agents
 /// meet in process groups and answer remote calls, and when a node dies the others hear it
-/// from ractor_cluster (its agent leaves their groups) and see it again after a restart.
+/// from ractor_cluster (its agent leaves their groups) and see it again after a restart; the
+/// controller records both in the metadata log, so every node's copy knows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_form_an_actor_cluster_and_notice_a_dead_peer() {
     use backwaters_actors::node::membership::{node_group, AgentMsg};
@@ -631,16 +650,26 @@ async fn nodes_form_an_actor_cluster_and_notice_a_dead_peer() {
     let about: serde_json::Value = serde_json::from_str(&ractor::call_t!(agent, AgentMsg::Describe, 5000).expect("remote call")).unwrap();
     assert_eq!((about["node_id"].as_i64(), about["zone"].as_str()), (Some(1), Some("east")), "{about}");
 
-    // Node 3 dies: nodes 1 and 2 notice; it comes back: they see it again.
+    // The controller records every node up in the metadata log; each node's copy has it.
+    for id in 1..=3 {
+        wait_for_recorded(&nodes[1].grpc, id, "up", Duration::from_secs(20)).await;
+    }
+
+    // Node 3 dies: nodes 1 and 2 notice, and the metadata log records it down; it comes
+    // back: they see it again, and the record says up.
     nodes[2].kill();
     let t = Instant::now();
     wait_for_sessions(&nodes[0].grpc, &[(3, false)], Duration::from_secs(15)).await;
     wait_for_sessions(&nodes[1].grpc, &[(3, false)], Duration::from_secs(15)).await;
     eprintln!("nodes 1 and 2 noticed node 3's death after {:?}", t.elapsed());
+    wait_for_recorded(&nodes[1].grpc, 3, "down", Duration::from_secs(20)).await;
+    wait_for_recorded(&nodes[0].grpc, 3, "down", Duration::from_secs(20)).await;
+    eprintln!("node 3 recorded down in the metadata log after {:?}", t.elapsed());
     tokio::task::block_in_place(|| nodes[2].start_again());
     for n in &nodes {
         wait_for_sessions(&n.grpc, &all, Duration::from_secs(30)).await;
     }
+    wait_for_recorded(&nodes[2].grpc, 3, "up", Duration::from_secs(20)).await;
 }
 
 /// A replica refilled from a snapshot (its leader's log start moved past everything it

@@ -11,7 +11,9 @@
 //! stays Raft's decision, and Raft messages and client data stay on gRPC.
 //!
 //! An agent answers [`AgentMsg::Describe`] over the session (a remote call through the
-//! process group), which the tests use to prove the sessions carry messages.
+//! process group), which the tests use to prove the sessions carry messages. The controller
+//! turns what its agent sees into `Liveness` records of the metadata log, so node liveness is
+//! part of the replicated cluster metadata.
 
 use super::Node;
 use crate::supervisor::{ChildSpec, SupervisorMsg};
@@ -176,13 +178,55 @@ impl Node {
 
         let peers: Vec<(i32, String)> = settings.peers.into_iter().filter(|(p, _)| *p > id).collect();
         let run: crate::service::RunFn = Arc::new(move |stop| Box::pin(dial(server_name.clone(), peers.clone(), stop)));
-        self.start_service("actor-cluster-dialer", run, false).await
+        self.start_service("actor-cluster-dialer", run, false).await?;
+
+        let weak = self.downgrade();
+        let run: crate::service::RunFn = Arc::new(move |stop| Box::pin(record_liveness(weak.clone(), stop)));
+        self.start_service("liveness-recorder", run, false).await
     }
 
     /// Node id -> whether this node has a session with it (its agent is in the process
     /// groups here). Empty when the node is not in an actor cluster.
     pub fn actor_cluster_view(&self) -> BTreeMap<i32, bool> {
         self.inner.member_view.read().expect("member view").clone()
+    }
+}
+
+/// Checks in a row the controller's view must differ from the record before it writes.
+const LIVENESS_CHECKS: u32 = 2;
+
+/// On the controller, every second: when a node's presence in the actor cluster has differed
+/// from what the metadata log records for [`LIVENESS_CHECKS`] checks, record it there, so
+/// every node's replicated copy knows which nodes are up (ClusterStatus reports it).
+async fn record_liveness(weak: super::WeakNode, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
+    let mut differing: BTreeMap<i32, u32> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return Ok(()),
+        }
+        let Some(node) = weak.upgrade() else { return Ok(()) };
+        if node.controller_id() != Some(node.inner.settings.node_id) {
+            differing.clear();
+            continue;
+        }
+        let (seen, recorded) = (node.actor_cluster_view(), node.liveness());
+        for (id, alive) in seen {
+            if recorded.get(&id) == Some(&alive) {
+                differing.remove(&id);
+                continue;
+            }
+            let n = differing.entry(id).or_insert(0);
+            *n += 1;
+            if *n >= LIVENESS_CHECKS {
+                match node.controller(crate::controller::ControllerRequest::Liveness { node: id, alive }).await {
+                    Ok(()) => {
+                        differing.remove(&id);
+                    }
+                    Err(e) => tracing::debug!(node = id, alive, error = %e, "liveness not recorded yet"),
+                }
+            }
+        }
     }
 }
 

@@ -128,6 +128,10 @@ impl Node {
                 }
                 tracing::info!(node, drained, "node drain state");
             }
+            MetaRecord::Liveness { node, alive } => {
+                self.inner.liveness.write().expect("lock").insert(node, alive);
+                tracing::info!(node, alive, "node liveness recorded");
+            }
             MetaRecord::ProducerIds { node, first, count } => {
                 {
                     let mut end = self.inner.producer_block_end.lock().expect("lock");
@@ -252,6 +256,12 @@ impl Node {
                     return Err(AdminError::InvalidConfig(format!("node {node} is not in the cluster")));
                 }
                 vec![MetaRecord::Drain { node, drained }]
+            }
+            ControllerRequest::Liveness { node, alive } => {
+                if !self.inner.settings.members().iter().any(|m| m.id == node) {
+                    return Err(AdminError::InvalidConfig(format!("node {node} is not in the cluster")));
+                }
+                vec![MetaRecord::Liveness { node, alive }]
             }
         })
     }

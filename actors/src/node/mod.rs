@@ -173,6 +173,8 @@ struct Inner {
     coordinators: tokio::sync::Mutex<BTreeMap<i32, u64>>,
     /// Nodes drained by an operator (from the metadata log): they lead nothing.
     drained: Arc<RwLock<std::collections::BTreeSet<i32>>>,
+    /// Node liveness as the controller recorded it in the metadata log.
+    liveness: RwLock<BTreeMap<i32, bool>>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     flusher_name: String,
@@ -254,6 +256,7 @@ impl Node {
                 groups_ready: tokio::sync::OnceCell::new(),
                 coordinators: tokio::sync::Mutex::new(BTreeMap::new()),
                 drained: Arc::default(),
+                liveness: Default::default(),
                 metrics,
                 clock,
                 flusher_name,
@@ -646,6 +649,11 @@ impl Node {
     /// Nodes drained by an operator.
     pub fn drained(&self) -> Vec<i32> {
         self.inner.drained.read().expect("lock").iter().copied().collect()
+    }
+
+    /// Node liveness as recorded in the metadata log (nodes never recorded are missing).
+    pub fn liveness(&self) -> BTreeMap<i32, bool> {
+        self.inner.liveness.read().expect("lock").clone()
     }
 
     /// The node leading the metadata log (the controller), if one is known.

@@ -186,9 +186,12 @@ pub async fn cluster_status(api: &mut Api) -> Result<Out, String> {
     let rows = s
         .nodes
         .iter()
-        .map(|n| vec![n.node_id.to_string(), n.zone.clone(), if n.alive { "alive".into() } else { "down".into() }, if n.in_actor_cluster { "yes".into() } else { "no".into() }, n.kafka_address.clone(), n.grpc_address.clone()])
+        .map(|n| {
+            let recorded = if n.recorded.is_empty() { "-".to_string() } else { n.recorded.clone() };
+            vec![n.node_id.to_string(), n.zone.clone(), if n.alive { "alive".into() } else { "down".into() }, if n.in_actor_cluster { "yes".into() } else { "no".into() }, recorded, n.kafka_address.clone(), n.grpc_address.clone()]
+        })
         .collect();
-    Ok(Out::Many(vec![summary, Out::table(Some("Nodes"), &["id", "zone", "state", "session", "kafka", "grpc"], rows)]))
+    Ok(Out::Many(vec![summary, Out::table(Some("Nodes"), &["id", "zone", "state", "session", "recorded", "kafka", "grpc"], rows)]))
 }
 
 pub async fn node_tree(api: &mut Api) -> Result<Out, String> {
