@@ -177,7 +177,7 @@ impl Node {
         ractor::call!(self.inner.root, SupervisorMsg::StartChild, agent).map_err(|e| e.to_string())??;
 
         let peers: Vec<(i32, String)> = settings.peers.into_iter().filter(|(p, _)| *p > id).collect();
-        let run: crate::service::RunFn = Arc::new(move |stop| Box::pin(dial(server_name.clone(), peers.clone(), stop)));
+        let run: crate::service::RunFn = Arc::new(move |stop| Box::pin(dial(id, server_name.clone(), peers.clone(), stop)));
         self.start_service("actor-cluster-dialer", run, false).await?;
 
         let weak = self.downgrade();
@@ -230,10 +230,24 @@ async fn record_liveness(weak: super::WeakNode, mut stop: tokio::sync::watch::Re
     }
 }
 
-/// Every second: connect to each peer (with a higher id) that has no session.
-async fn dial(server_name: String, peers: Vec<(i32, String)>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
+/// How often the agent announces its groups again (in dialer rounds of a second).
+const REANNOUNCE_ROUNDS: u32 = 5;
+
+/// Every second: connect to each peer (with a higher id) that has no session. Every few
+/// seconds the agent joins its groups again: ractor_cluster forwards every join to the
+/// sessions, which heals a session that missed the agent in its first exchange (seen under
+/// load: a session both sides had authenticated, one agent never announced).
+async fn dial(me: i32, server_name: String, peers: Vec<(i32, String)>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
     let mut subscribed_to = None;
+    let mut round = 0u32;
     loop {
+        round = round.wrapping_add(1);
+        if round % REANNOUNCE_ROUNDS == 0 {
+            for agent in ractor::pg::get_local_members(&node_group(me)) {
+                ractor::pg::join(NODES_GROUP.to_string(), vec![agent.clone()]);
+                ractor::pg::join(node_group(me), vec![agent]);
+            }
+        }
         if let Some(server) = ractor::registry::where_is(server_name.clone()).map(ActorRef::<NodeServerMessage>::from) {
             if subscribed_to != Some(server.get_id()) {
                 server.cast(NodeServerMessage::SubscribeToEvents { id: "backwaters-log".into(), subscription: Box::new(SessionLog) }).map_err(|e| e.to_string())?;
@@ -242,8 +256,10 @@ async fn dial(server_name: String, peers: Vec<(i32, String)>, mut stop: tokio::s
             let sessions = ractor::call_t!(server, NodeServerMessage::GetSessions, 1000).unwrap_or_default();
             for (peer, addr) in &peers {
                 let name = session_name(*peer);
-                // A session still authenticating has no name yet: its address tells.
-                let connected = sessions.values().any(|s| s.peer_addr == *addr || s.peer_name.as_ref().is_some_and(|n| n.name.split('@').next() == Some(name.as_str())));
+                // Only a session that got through the handshake (it has the peer's name)
+                // counts: one stuck before it (seen on a loaded machine) would otherwise
+                // keep the nodes apart for good. ractor_cluster keeps one of duplicates.
+                let connected = sessions.values().any(|s| s.peer_name.as_ref().is_some_and(|n| n.name.split('@').next() == Some(name.as_str())));
                 if !connected {
                     if let Err(e) = ractor_cluster::client_connect(&server, addr.as_str()).await {
                         tracing::debug!(peer, %addr, error = %e, "no node session yet");
