@@ -280,6 +280,20 @@ impl PartitionLog {
         }
     }
 
+    /// Headers and base offsets of the batch entries with index in `lowest..below`, newest
+    /// first, read from the entries' head values only (no payload chunks): for walking back
+    /// over a producer's recent batches. Stops at the first unreadable entry.
+    pub fn batch_heads_back(&self, lowest: u64, below: u64) -> impl Iterator<Item = (BatchHeader, i64)> + '_ {
+        let range = keys::key(self.uid, ENTRY, lowest)..keys::key(self.uid, ENTRY, below);
+        self.tree().range(range).rev().map_while(move |kv| {
+            let (k, v) = kv.ok()?;
+            let head = Head::parse(keys::key_suffix(&k), &v).ok()?;
+            Some((head, v))
+        })
+        .filter(|(head, _)| head.kind == EntryKind::Batch)
+        .filter_map(|(head, v)| backwaters_proto::kafka::batch::peek_header(&v[ENTRY_HEADER..]).ok().map(|h| (h, head.base_offset)))
+    }
+
     /// Stores Raft's hard state (not flushed).
     pub fn set_hard_state(&self, hs: &HardState) -> Result<u64> {
         self.tree().insert(keys::prefix(self.uid, keys::HARD_STATE), serde_json::to_vec(hs).expect("hard state serializes"))?;

@@ -213,3 +213,24 @@ fn truncation_stores_rolled_back_producers_in_the_same_batch() {
     assert_eq!(rec.last_index, 1);
     assert_eq!(rec.producers, vec![p(7, vec![(0, 1, 0)])]);
 }
+
+#[test]
+fn batch_heads_are_walked_back_without_payloads() {
+    use backwaters_proto::kafka::batch::set_producer;
+    let store = Store::temporary().unwrap();
+    let (log, _) = PartitionLog::open(&store, 5).unwrap();
+    let mut meta = PartitionMeta::default();
+    let mut next = 0i64;
+    for index in 1..=4u64 {
+        let kind = if index == 2 { EntryKind::Noop } else { EntryKind::Batch };
+        // Entry 4 spans several chunks: only its head value is read.
+        let payload = if kind == EntryKind::Noop { Bytes::new() } else { set_producer(&batch_of(3, next, if index == 4 { 70_000 } else { 0 }), 9, 0, index as i32 * 10) };
+        let e = Entry { index, term: 1, base_offset: next, kind, payload };
+        meta.bytes += e.payload.len() as u64;
+        next = e.next_offset();
+        log.append(&[e], &[], &meta).unwrap();
+    }
+    let got: Vec<(i32, i64)> = log.batch_heads_back(1, 5).map(|(h, base)| (h.base_sequence, base)).collect();
+    assert_eq!(got, vec![(40, 6), (30, 3), (10, 0)]);
+    assert_eq!(log.batch_heads_back(2, 4).count(), 1, "the range is lowest..below");
+}

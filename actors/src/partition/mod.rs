@@ -744,7 +744,7 @@ impl PartitionState {
         }
         let log = self.shared.log.clone();
         let lowest = self.store.first_index().max(below.saturating_sub(PRODUCER_REBUILD_SCAN));
-        let older = (lowest..below).rev().map_while(|i| log.entry(i).ok().flatten()).filter(|e| e.kind == EntryKind::Batch).filter_map(|e| e.batch_header().and_then(Result::ok).map(|h| (h, e.base_offset)));
+        let older = log.batch_heads_back(lowest, below);
         let (rebuilt, gone) = self.core.rebuild_producers(ids, older, self.clock.now_ms());
         tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, rebuilt = rebuilt.len(), forgotten = gone.len(), "producer states rebuilt from the kept log");
         (rebuilt, gone)

@@ -101,9 +101,11 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Parses and checks the header of the batch at the start of `buf` (which may hold more
-/// batches after it): magic 2, a sane length, counts that agree, and the CRC32C.
-pub fn parse_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+/// Reads the header fields of the batch at the start of `buf`, which needs only the first
+/// [`HEADER_BYTES`] of it; nothing is checked beyond the magic byte. For batches already
+/// checked once ([`parse_batch`]) and stored: a walk over stored headers then reads no
+/// payload.
+pub fn peek_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if buf.len() < HEADER_BYTES {
         return Err(BatchError::Truncated { have: buf.len(), need: HEADER_BYTES });
     }
@@ -111,17 +113,9 @@ pub fn parse_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if magic != 2 {
         return Err(BatchError::UnsupportedMagic(magic));
     }
-    let batch_length = be_i32(buf, 8);
-    if batch_length < (HEADER_BYTES - LOG_OVERHEAD) as i32 {
-        return Err(BatchError::Invalid("batch length shorter than the header"));
-    }
-    let total = LOG_OVERHEAD + batch_length as usize;
-    if buf.len() < total {
-        return Err(BatchError::Truncated { have: buf.len(), need: total });
-    }
-    let header = BatchHeader {
+    Ok(BatchHeader {
         base_offset: be_i64(buf, 0),
-        batch_length,
+        batch_length: be_i32(buf, 8),
         partition_leader_epoch: be_i32(buf, 12),
         magic,
         crc: u32::from_be_bytes(buf[17..21].try_into().expect("4 bytes")),
@@ -133,7 +127,21 @@ pub fn parse_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         producer_epoch: be_i16(buf, 51),
         base_sequence: be_i32(buf, 53),
         record_count: be_i32(buf, 57),
-    };
+    })
+}
+
+/// Parses and checks the header of the batch at the start of `buf` (which may hold more
+/// batches after it): magic 2, a sane length, counts that agree, and the CRC32C.
+pub fn parse_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = peek_header(buf)?;
+    let batch_length = header.batch_length;
+    if batch_length < (HEADER_BYTES - LOG_OVERHEAD) as i32 {
+        return Err(BatchError::Invalid("batch length shorter than the header"));
+    }
+    let total = LOG_OVERHEAD + batch_length as usize;
+    if buf.len() < total {
+        return Err(BatchError::Truncated { have: buf.len(), need: total });
+    }
     let actual = crc32c::crc32c(&buf[CRC_START..total]);
     if actual != header.crc {
         return Err(BatchError::CorruptCrc { expected: header.crc, actual });
