@@ -31,6 +31,15 @@ pub enum Compression {
     Zstd,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Client {
+    /// librdkafka through the `rdkafka` crate: what most users run.
+    Librdkafka,
+    /// Backwaters' own lean producer (`bench_native`): measures the broker without
+    /// librdkafka's busy polling, which competes with the brokers for CPU on a small machine.
+    Native,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Kafka bootstrap address(es), comma-separated.
@@ -65,6 +74,9 @@ pub struct BenchArgs {
     /// Use the idempotent producer (only with --acks all).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub idempotence: bool,
+    /// Producer used by `bench produce`.
+    #[arg(long, value_enum, default_value = "librdkafka")]
+    pub client: Client,
 }
 
 struct Ctx {
@@ -114,8 +126,32 @@ async fn ensure_topic(a: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Random-looking but fixed payload (compressible only as real logs are: not at all here).
+fn payload(size: usize) -> Vec<u8> {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    (0..size)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            b'a' + (seed % 26) as u8
+        })
+        .collect()
+}
+
+/// Prints the throughput line and the latency line of a produce run.
+pub fn print_summary(a: &BenchArgs, secs: f64, errors: u64, h: &Histogram<u64>) {
+    let bytes = (a.records as usize * a.record_size) as f64;
+    println!("produce: {} records, {:.0} records/s, {:.1} MB/s, {errors} errors, {secs:.2} s", a.records, a.records as f64 / secs, mb(bytes) / secs);
+    print_latency("produce", h);
+}
+
 pub async fn produce(a: BenchArgs) -> Result<(), String> {
     ensure_topic(&a).await?;
+    if a.client == Client::Native {
+        eprintln!("producing {} records of {} bytes to {} with the native client (acks={:?}, idempotence={})", a.records, a.record_size, a.topic, a.acks, a.idempotence);
+        return crate::bench_native::produce(&a, payload(a.record_size).into()).await;
+    }
     let ctx = Arc::new(Ctx { hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram")), errors: Default::default(), done: Default::default() });
     let acks = match a.acks {
         Acks::All => "all",
@@ -134,16 +170,7 @@ pub async fn produce(a: BenchArgs) -> Result<(), String> {
         .set("queue.buffering.max.messages", "1000000")
         .create_with_context(BenchContext(ctx.clone()))
         .map_err(|e| e.to_string())?;
-    // Random-looking but fixed payload (compressible only as real logs are: not at all here).
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let payload: Vec<u8> = (0..a.record_size)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            b'a' + (seed % 26) as u8
-        })
-        .collect();
+    let payload = payload(a.record_size);
     eprintln!("producing {} records of {} bytes to {} (acks={acks}, compression={compression}, idempotence={})", a.records, a.record_size, a.topic, a.idempotence);
     // Warm up (connection, metadata, producer id) so start-up is not counted as latency.
     producer.send(BaseRecord::with_opaque_to(&a.topic, Box::new(Instant::now())).payload(&payload).key("warmup")).map_err(|(e, _)| format!("send failed: {e}"))?;
@@ -179,9 +206,7 @@ pub async fn produce(a: BenchArgs) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = start.elapsed().as_secs_f64();
-    let bytes = (a.records as usize * a.record_size) as f64;
-    println!("produce: {} records, {:.0} records/s, {:.1} MB/s, {} errors, {:.2} s", a.records, a.records as f64 / secs, mb(bytes) / secs, ctx.errors.load(std::sync::atomic::Ordering::Relaxed), secs);
-    print_latency("produce", &ctx.hist.lock().expect("lock"));
+    print_summary(&a, secs, ctx.errors.load(std::sync::atomic::Ordering::Relaxed), &ctx.hist.lock().expect("lock"));
     Ok(())
 }
 

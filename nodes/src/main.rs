@@ -16,16 +16,17 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc 3's `mi_option_e` (mimalloc.h); the Rust bindings
-/// have no constant for it. Its default is 10 (ms), which `keep_freed_memory` checks before
+/// have no constant for it. Its default is 1000 (ms), which `keep_freed_memory` checks before
 /// it sets anything, so a renumbered enum in a future version is noticed, not misapplied.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-const MI_PURGE_DELAY_DEFAULT_MS: std::os::raw::c_long = 10;
+const MI_PURGE_DELAY_DEFAULT_MS: std::os::raw::c_long = 1000;
 
 /// Tells mimalloc never to hand freed memory back to the OS (a broker's heap, like a JVM's,
 /// stays at its peak). sled allocates a fresh copy of a B-tree node (up to about 1 MiB here)
 /// for every key it inserts and an 8 MiB buffer per log segment; with mimalloc's default
-/// 10 ms purge delay that memory was decommitted between uses and faulted in again, and
-/// zeroing the faulted pages took a quarter of the node's CPU in the produce benchmark.
+/// 1 s purge delay that memory was still decommitted between uses and faulted in again, and
+/// zeroing the faulted pages took a quarter of the node's CPU in the produce benchmark
+/// (an eighth with a 1 s delay set explicitly; next to nothing with purging off).
 /// `MIMALLOC_PURGE_DELAY` in the environment still wins.
 fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
@@ -40,6 +41,7 @@ fn keep_freed_memory() {
 }
 
 mod bench;
+mod bench_native;
 mod bench_syslog;
 mod config;
 mod grpc;
@@ -351,5 +353,19 @@ async fn run(cli: Cli) -> Result<(), String> {
             BenchKind::Consume(a) => bench::consume(a).await,
             BenchKind::Syslog(a) => bench_syslog::run(a).await,
         },
+    }
+}
+
+#[cfg(test)]
+mod allocator_tests {
+    /// The option number is right for the mimalloc we link: its default is what
+    /// `keep_freed_memory` expects, so the call takes effect.
+    #[test]
+    fn freed_memory_is_kept() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        super::keep_freed_memory();
+        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) }, -1);
     }
 }

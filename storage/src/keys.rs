@@ -1,14 +1,23 @@
 //! Key and value layout.
 //!
-//! Tree `log`, one key space per partition, prefixed by the partition's node-unique id:
-//! - `[uid:8][0][index:8]`  -> entry: `[fmt:1][term:8][base_offset:8][kind:1][crc32c:4]
+//! Tree `log`, one key space per partition, prefixed by a region byte and the partition's
+//! node-unique id:
+//! - `[1][uid:8][0][index:8]`  -> entry: `[fmt:1][term:8][base_offset:8][kind:1][crc32c:4]
 //!   [payload_len:4][first chunk of the payload]`
-//! - `[uid:8][4][index:8][n:4]` -> chunk n (n >= 1) of that entry's payload
-//! - `[uid:8][5][timestamp:8]` -> index where the running max timestamp reached it
-//! - `[uid:8][1][base_offset:8]` -> index of the entry holding that batch
-//! - `[uid:8][2][producer_id:8]` -> idempotent producer state (JSON)
-//! - `[uid:8][3]` -> partition state (JSON): log start offset, bytes held, snapshot point
-//! - `[uid:8][6]` -> Raft hard state (JSON); `[uid:8][7]` -> Raft voters (JSON)
+//! - `[1][uid:8][4][index:8][n:4]` -> chunk n (n >= 1) of that entry's payload
+//! - `[0][uid:8][5][timestamp:8]` -> index where the running max timestamp reached it
+//! - `[0][uid:8][1][base_offset:8]` -> index of the entry holding that batch
+//! - `[0][uid:8][2][producer_id:8]` -> idempotent producer state (JSON)
+//! - `[0][uid:8][3]` -> partition state (JSON): log start offset, bytes held, snapshot point
+//! - `[0][uid:8][6]` -> Raft hard state (JSON); `[0][uid:8][7]` -> Raft voters (JSON)
+//!
+//! Why two regions: sled rewrites a whole B-tree leaf every few updates of any key in it
+//! (page consolidation) and copies it on every insert. The small keys above change with
+//! every Raft ready (hard state, partition state, producers); in the format-2 layout they
+//! shared leaves with the neighbouring partition's payloads, so each hard-state update
+//! dragged up to a megabyte of records through the log again: at 10k records/s in small
+//! batches each replica wrote 56 bytes to disk per byte of payload. Payload keys (region 1)
+//! now only ever sit with other payload keys, which are appended and removed in order.
 //!
 //! Payloads are cut into chunks of at most [`CHUNK_BYTES`]: sled 0.34 moves values larger than
 //! about 128 KiB into separate blob files, which its flush does not fsync. Kept under the
@@ -18,7 +27,7 @@
 //! negative once stored, so the sign bit is never set.
 
 /// Version of this layout, kept under `meta/format_version`.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 pub const ENTRY: u8 = 0;
 pub const OFFSET: u8 = 1;
@@ -36,30 +45,54 @@ pub const VOTERS: u8 = 7;
 /// Largest piece of a payload stored under one key (well under sled's blob threshold).
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
+/// Region of the small, often rewritten keys.
+const SMALL: u8 = 0;
+/// Region of the payload keys (entries and their chunks).
+const PAYLOAD: u8 = 1;
+
+fn region(kind: u8) -> u8 {
+    if kind == ENTRY || kind == CHUNK {
+        PAYLOAD
+    } else {
+        SMALL
+    }
+}
+
 /// Key of chunk `n` of entry `index`.
-pub fn chunk_key(uid: u64, index: u64, n: u32) -> [u8; 21] {
-    let mut k = [0u8; 21];
-    k[..17].copy_from_slice(&key(uid, CHUNK, index));
-    k[17..].copy_from_slice(&n.to_be_bytes());
+pub fn chunk_key(uid: u64, index: u64, n: u32) -> [u8; 22] {
+    let mut k = [0u8; 22];
+    k[..18].copy_from_slice(&key(uid, CHUNK, index));
+    k[18..].copy_from_slice(&n.to_be_bytes());
     k
 }
 
-pub fn prefix(uid: u64, kind: u8) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[..8].copy_from_slice(&uid.to_be_bytes());
-    k[8] = kind;
+pub fn prefix(uid: u64, kind: u8) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = region(kind);
+    k[1..9].copy_from_slice(&uid.to_be_bytes());
+    k[9] = kind;
     k
 }
 
-pub fn key(uid: u64, kind: u8, n: u64) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[..9].copy_from_slice(&prefix(uid, kind));
-    k[9..].copy_from_slice(&n.to_be_bytes());
+pub fn key(uid: u64, kind: u8, n: u64) -> [u8; 18] {
+    let mut k = [0u8; 18];
+    k[..10].copy_from_slice(&prefix(uid, kind));
+    k[10..].copy_from_slice(&n.to_be_bytes());
     k
 }
 
 pub fn key_suffix(k: &[u8]) -> u64 {
-    u64::from_be_bytes(k[9..17].try_into().expect("17-byte key"))
+    u64::from_be_bytes(k[10..18].try_into().expect("18-byte key"))
+}
+
+/// Every key of partition `uid` starts with one of these.
+pub fn partition_prefixes(uid: u64) -> [[u8; 9]; 2] {
+    [SMALL, PAYLOAD].map(|r| {
+        let mut k = [0u8; 9];
+        k[0] = r;
+        k[1..].copy_from_slice(&uid.to_be_bytes());
+        k
+    })
 }
 
 /// Entry header length before the payload.

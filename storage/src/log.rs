@@ -529,9 +529,11 @@ impl PartitionLog {
     /// Deletes every key of this partition (topic deletion).
     pub fn destroy(&self) -> Result<u64> {
         let mut b = sled::Batch::default();
-        for kv in self.tree().scan_prefix(self.uid.to_be_bytes()) {
-            let (k, _) = kv?;
-            b.remove(k);
+        for p in keys::partition_prefixes(self.uid) {
+            for kv in self.tree().scan_prefix(p) {
+                let (k, _) = kv?;
+                b.remove(k);
+            }
         }
         self.tree().apply_batch(b)?;
         Ok(self.store.note_write())

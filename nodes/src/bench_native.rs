@@ -1,0 +1,367 @@
+//! `backwaters bench produce --client native`: a lean Kafka producer for measuring the
+//! broker rather than the client.
+//!
+//! Why it exists: librdkafka's idempotent producer busy-polls (poll with a zero timeout, tens
+//! of thousands of times a second per broker thread) whenever a partition has its five
+//! requests in flight and more records are due, because it computes its wake-up time before
+//! it applies the in-flight limit (`rd_kafka_toppar_producer_serve`). On a machine where
+//! the client and three brokers share two cores, that spin took about half the CPU and the
+//! brokers' latency fed it: a hiccup of a few ms turned into hundreds of ms. This client
+//! does what librdkafka does on the wire — one connection per broker, record batches v2 of
+//! up to `--batch-size` bytes or `--linger-ms`, an idempotent producer id with per-partition
+//! sequence numbers, at most five requests in flight per partition, Produce v9 — and sleeps
+//! when it has nothing to do. Records go to partitions in turn. Any failed batch ends the run
+//! with the broker's error (no retries: a benchmark should not hide them).
+
+use crate::bench::{Acks, BenchArgs, Compression};
+use backwaters_proto::kafka::batch::{encode_batch_with, set_producer, NewRecord};
+use bytes::{Buf, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+const PRODUCE_VERSION: i16 = 9;
+const METADATA_VERSION: i16 = 9;
+const INIT_PRODUCER_ID_VERSION: i16 = 4;
+/// Requests in flight per partition: the broker's idempotence window.
+const IN_FLIGHT: usize = 5;
+/// Records waiting per partition before the sender blocks (librdkafka's queue, in spirit).
+const QUEUE: usize = 200_000;
+
+type Answer = oneshot::Sender<Result<Bytes, String>>;
+
+/// One request to write: the framed bytes and, unless it expects no answer, who gets it.
+struct Outgoing {
+    frame: BytesMut,
+    correlation_id: i32,
+    answer: Option<Answer>,
+}
+
+/// One connection to one broker: a writer task and a reader task. Kafka answers the requests
+/// of a connection in order, so the reader matches each answer to the oldest request waiting.
+#[derive(Clone)]
+struct Conn {
+    addr: String,
+    tx: mpsc::Sender<Outgoing>,
+    next_id: Arc<std::sync::atomic::AtomicI32>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Result<Conn, String> {
+        let s = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        s.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (mut r, mut w) = s.into_split();
+        let waiting: Arc<Mutex<VecDeque<(i32, Answer)>>> = Arc::default();
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(1024);
+        let w_waiting = waiting.clone();
+        tokio::spawn(async move {
+            let mut out = BytesMut::new();
+            while let Some(first) = rx.recv().await {
+                // Write whatever is queued in one go.
+                let mut next = Some(first);
+                while let Some(o) = next.take() {
+                    if let Some(a) = o.answer {
+                        w_waiting.lock().expect("lock").push_back((o.correlation_id, a));
+                    }
+                    out.extend_from_slice(&o.frame);
+                    if out.len() < 1 << 20 {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if w.write_all(&out).await.is_err() {
+                    break;
+                }
+                out.clear();
+            }
+        });
+        let addr_r = addr.to_string();
+        tokio::spawn(async move {
+            let fail = |why: String| {
+                for (_, a) in waiting.lock().expect("lock").drain(..) {
+                    let _ = a.send(Err(why.clone()));
+                }
+            };
+            loop {
+                let mut len = [0u8; 4];
+                if let Err(e) = r.read_exact(&mut len).await {
+                    return fail(format!("{addr_r} closed the connection: {e}"));
+                }
+                let mut body = vec![0u8; i32::from_be_bytes(len).max(0) as usize];
+                if let Err(e) = r.read_exact(&mut body).await {
+                    return fail(format!("{addr_r} closed the connection: {e}"));
+                }
+                let Some((id, a)) = waiting.lock().expect("lock").pop_front() else {
+                    return fail(format!("{addr_r} answered a request nobody sent"));
+                };
+                let got = body.get(..4).map(|b| i32::from_be_bytes(b.try_into().expect("4 bytes")));
+                if got != Some(id) {
+                    let _ = a.send(Err(format!("{addr_r} answered correlation id {got:?}, expected {id}")));
+                    return fail(format!("{addr_r} answered out of order"));
+                }
+                let _ = a.send(Ok(Bytes::from(body)));
+            }
+        });
+        Ok(Conn { addr: addr.to_string(), tx, next_id: Arc::default() })
+    }
+
+    /// Queues a request; the receiver gets the answer (header included), or nothing is
+    /// awaited when `answered` is false (acks=0 produce).
+    async fn send<Q: Encodable>(&self, key: ApiKey, version: i16, body: &Q, answered: bool) -> Result<Option<oneshot::Receiver<Result<Bytes, String>>>, String> {
+        let correlation_id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut frame = BytesMut::with_capacity(256);
+        frame.extend_from_slice(&[0u8; 4]);
+        let header = RequestHeader::default().with_request_api_key(key as i16).with_request_api_version(version).with_correlation_id(correlation_id).with_client_id(Some(StrBytes::from_static_str("backwaters-bench")));
+        header.encode(&mut frame, key.request_header_version(version)).map_err(|e| e.to_string())?;
+        body.encode(&mut frame, version).map_err(|e| e.to_string())?;
+        let len = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&len.to_be_bytes());
+        let (answer, rx) = if answered {
+            let (a, rx) = oneshot::channel();
+            (Some(a), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.tx.send(Outgoing { frame, correlation_id, answer }).await.map_err(|_| format!("connection to {} is closed", self.addr))?;
+        Ok(rx)
+    }
+
+    async fn call<Q: Encodable, R: Decodable>(&self, key: ApiKey, version: i16, body: &Q) -> Result<R, String> {
+        let rx = self.send(key, version, body, true).await?.expect("answered");
+        let frame = rx.await.map_err(|_| format!("connection to {} is closed", self.addr))??;
+        decode_answer(key, version, frame)
+    }
+}
+
+fn decode_answer<R: Decodable>(key: ApiKey, version: i16, mut frame: Bytes) -> Result<R, String> {
+    ResponseHeader::decode(&mut frame, key.response_header_version(version)).map_err(|e| format!("{key:?} answer header: {e}"))?;
+    let r = R::decode(&mut frame, version).map_err(|e| format!("{key:?} v{version} answer: {e}"))?;
+    if frame.has_remaining() {
+        return Err(format!("{key:?} v{version} answer has {} bytes left over", frame.remaining()));
+    }
+    Ok(r)
+}
+
+/// Leader address of every partition of `topic`.
+async fn leaders(bootstrap: &str, topic: &str) -> Result<Vec<String>, String> {
+    let first = bootstrap.split(',').next().unwrap_or(bootstrap).trim();
+    let conn = Conn::open(first).await?;
+    let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]));
+    for _ in 0..50 {
+        let md: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
+        let brokers: HashMap<i32, String> = md.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
+        let t = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).ok_or(format!("metadata has no topic {topic}"))?;
+        let mut parts: Vec<_> = t.partitions.iter().map(|p| (p.partition_index, brokers.get(&p.leader_id.0).cloned())).collect();
+        parts.sort();
+        if t.error_code == 0 && !parts.is_empty() && parts.iter().all(|(_, l)| l.is_some()) {
+            return Ok(parts.into_iter().map(|(_, l)| l.expect("checked")).collect());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("topic {topic} has partitions without a leader"))
+}
+
+/// A record waiting to be batched: when it was handed to the client.
+type Pending = Instant;
+
+struct Shared {
+    hist: Mutex<Histogram<u64>>,
+    done: std::sync::atomic::AtomicU64,
+    failure: Mutex<Option<String>>,
+}
+
+pub async fn produce(a: &BenchArgs, payload: Bytes) -> Result<(), String> {
+    let leaders = leaders(&a.bootstrap, &a.topic).await?;
+    let mut conns: HashMap<String, Conn> = HashMap::new();
+    for l in &leaders {
+        if !conns.contains_key(l) {
+            conns.insert(l.clone(), Conn::open(l).await?);
+        }
+    }
+    let acks: i16 = match a.acks {
+        Acks::All => -1,
+        Acks::One => 1,
+        Acks::Zero => 0,
+    };
+    let idempotent = a.idempotence && matches!(a.acks, Acks::All);
+    let (producer_id, epoch) = if idempotent {
+        let conn = conns.values().next().expect("a leader");
+        let r: InitProducerIdResponse = conn.call(ApiKey::InitProducerId, INIT_PRODUCER_ID_VERSION, &InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)).await?;
+        if r.error_code != 0 {
+            return Err(format!("InitProducerId failed with error code {}", r.error_code));
+        }
+        (r.producer_id.0, r.producer_epoch)
+    } else {
+        (-1, -1)
+    };
+    let compression = match a.compression {
+        Compression::None => kafka_protocol::records::Compression::None,
+        Compression::Gzip => kafka_protocol::records::Compression::Gzip,
+        Compression::Snappy => kafka_protocol::records::Compression::Snappy,
+        Compression::Lz4 => kafka_protocol::records::Compression::Lz4,
+        Compression::Zstd => kafka_protocol::records::Compression::Zstd,
+    };
+    let shared = Arc::new(Shared { hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram")), done: Default::default(), failure: Mutex::new(None) });
+    let mut queues = Vec::new();
+    for (p, leader) in leaders.iter().enumerate() {
+        let (tx, rx) = mpsc::channel::<Pending>(QUEUE);
+        queues.push(tx);
+        let cfg = PartitionSender {
+            conn: conns[leader].clone(),
+            topic: a.topic.clone(),
+            partition: p as i32,
+            acks,
+            producer: idempotent.then_some((producer_id, epoch)),
+            linger: Duration::from_millis(a.linger_ms),
+            batch_bytes: a.batch_size.max(payload.len() + 100),
+            payload: payload.clone(),
+            compression,
+            shared: shared.clone(),
+        };
+        tokio::spawn(cfg.run(rx));
+    }
+    eprintln!("native client: {} partitions on {} brokers, producer id {producer_id}", leaders.len(), conns.len());
+
+    let start = Instant::now();
+    let mut last_report = Instant::now();
+    for i in 0..a.records {
+        if a.rate > 0 {
+            let due = start + Duration::from_secs_f64(i as f64 / a.rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        if let Some(f) = shared.failure.lock().expect("lock").clone() {
+            return Err(f);
+        }
+        let q = &queues[(i % queues.len() as u64) as usize];
+        q.send(Instant::now()).await.map_err(|_| "a partition sender stopped".to_string())?;
+        if last_report.elapsed() > Duration::from_secs(2) {
+            let done = shared.done.load(std::sync::atomic::Ordering::Relaxed);
+            eprintln!("  {done} acknowledged ({:.0} records/s)", done as f64 / start.elapsed().as_secs_f64());
+            last_report = Instant::now();
+        }
+    }
+    drop(queues);
+    while shared.done.load(std::sync::atomic::Ordering::Relaxed) < a.records {
+        if let Some(f) = shared.failure.lock().expect("lock").clone() {
+            return Err(f);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    crate::bench::print_summary(a, secs, 0, &shared.hist.lock().expect("lock"));
+    Ok(())
+}
+
+struct PartitionSender {
+    conn: Conn,
+    topic: String,
+    partition: i32,
+    acks: i16,
+    producer: Option<(i64, i16)>,
+    linger: Duration,
+    batch_bytes: usize,
+    payload: Bytes,
+    compression: kafka_protocol::records::Compression,
+    shared: Arc<Shared>,
+}
+
+impl PartitionSender {
+    async fn run(self, mut rx: mpsc::Receiver<Pending>) {
+        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        let per_record = self.payload.len() + 40;
+        let mut sequence: i32 = 0;
+        let mut carry: Option<Pending> = None;
+        loop {
+            let permit = slots.clone().acquire_owned().await.expect("never closed");
+            // A batch: the oldest waiting record, then whatever arrives until the batch is
+            // full or the oldest record has waited `linger`.
+            let first = match carry.take() {
+                Some(f) => f,
+                None => match rx.recv().await {
+                    Some(f) => f,
+                    None => return,
+                },
+            };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::from(first + self.linger);
+            while batch.len() * per_record < self.batch_bytes {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        tokio::select! {
+                            r = rx.recv() => match r {
+                                Some(r) => batch.push(r),
+                                None => break,
+                            },
+                            _ = tokio::time::sleep_until(deadline) => break,
+                        }
+                    }
+                }
+            }
+            if batch.len() * per_record > self.batch_bytes && batch.len() > 1 {
+                carry = batch.pop();
+            }
+            let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+            let records: Vec<NewRecord> = batch.iter().map(|_| NewRecord { key: None, value: Some(self.payload.clone()), headers: vec![], timestamp_ms: now_ms }).collect();
+            let mut encoded = match encode_batch_with(&records, self.compression) {
+                Ok(b) => b,
+                Err(e) => return self.fail(format!("encoding a batch: {e}")),
+            };
+            if let Some((pid, epoch)) = self.producer {
+                encoded = set_producer(&encoded, pid, epoch, sequence);
+                sequence = sequence.wrapping_add(batch.len() as i32);
+            }
+            let req = ProduceRequest::default().with_acks(self.acks).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(self.topic.clone())))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(self.partition).with_records(Some(encoded))])]);
+            let answer = match self.conn.send(ApiKey::Produce, PRODUCE_VERSION, &req, self.acks != 0).await {
+                Ok(a) => a,
+                Err(e) => return self.fail(e),
+            };
+            let shared = self.shared.clone();
+            let partition = self.partition;
+            tokio::spawn(async move {
+                let result = match answer {
+                    None => Ok(()),
+                    Some(rx) => match rx.await {
+                        Err(_) => Err("connection closed".to_string()),
+                        Ok(Err(e)) => Err(e),
+                        Ok(Ok(frame)) => decode_answer::<ProduceResponse>(ApiKey::Produce, PRODUCE_VERSION, frame).and_then(|r| {
+                            let code = r.responses.first().and_then(|t| t.partition_responses.first()).map(|p| p.error_code).unwrap_or(-1);
+                            if code == 0 {
+                                Ok(())
+                            } else {
+                                Err(format!("partition {partition}: produce failed with error code {code}"))
+                            }
+                        }),
+                    },
+                };
+                match result {
+                    Ok(()) => {
+                        let mut h = shared.hist.lock().expect("lock");
+                        for sent in &batch {
+                            let _ = h.record((sent.elapsed().as_micros() as u64).max(1));
+                        }
+                        shared.done.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        shared.failure.lock().expect("lock").get_or_insert(e);
+                    }
+                }
+                drop(permit);
+            });
+        }
+    }
+
+    fn fail(&self, why: String) {
+        self.shared.failure.lock().expect("lock").get_or_insert(why);
+    }
+}
