@@ -265,6 +265,9 @@ struct Unflushed {
     tail: i64,
     /// Messages raft-rs may only send once this ready is persisted (votes, append answers).
     messages: Vec<Message>,
+    /// Whether this ready waits for a flush of its own (entries, a snapshot, a new term or
+    /// vote). One that does not still completes only after every ready before it.
+    needs_flush: bool,
 }
 
 /// How far back (in entries) a truncation looks for the batches of the producers it touched.
@@ -625,8 +628,11 @@ impl PartitionState {
                 wrote = true;
             }
             if let Some(hs) = rd.hs() {
+                // Written after this ready's entries, so a store recovered after a crash
+                // never has a commit index beyond its own log. A change of the commit index
+                // alone need not be flushed (raft-rs's `must_sync` is false then: the
+                // commit is learned again from the leader); a new term or vote must be.
                 self.store.set_hard_state(hs)?;
-                wrote = true;
             }
             let number = rd.number();
             let messages = rd.take_persisted_messages();
@@ -635,7 +641,7 @@ impl PartitionState {
             if let Some(last) = committed.last() {
                 self.raft.advance_apply_to(last.index);
             }
-            self.unflushed.push_back(Unflushed { number, tail: self.core.next_offset(), messages });
+            self.unflushed.push_back(Unflushed { number, tail: self.core.next_offset(), messages, needs_flush: must_sync });
             if must_sync {
                 let seq = self.shared.log.written_seq();
                 let flusher = (self.flusher)().ok_or("flusher is not running")?;
@@ -650,7 +656,8 @@ impl PartitionState {
                     }),
                 })?;
             } else {
-                self.on_persisted_inner(number);
+                // Nothing of its own to flush: done as soon as every earlier ready is.
+                self.on_persisted_inner(0);
             }
             self.check_leadership();
         }
@@ -663,15 +670,19 @@ impl PartitionState {
         self.turn()
     }
 
+    /// Completes, in order, the readies up to `number` and any after them that need no
+    /// flush of their own. raft-rs takes `on_persist_ready(n)` to mean every ready up to `n`
+    /// is on disk, so a ready without writes must never complete ahead of an earlier one
+    /// still waiting for its flush (its answers would acknowledge entries not yet durable).
     fn on_persisted_inner(&mut self, number: u64) {
-        let mut any = false;
-        while self.unflushed.front().is_some_and(|u| u.number <= number) {
+        let mut last = None;
+        while self.unflushed.front().is_some_and(|u| u.number <= number || !u.needs_flush) {
             let u = self.unflushed.pop_front().expect("front");
             self.transport.send(self.group, u.messages);
             self.local_durable = u.tail;
-            any = true;
+            last = Some(u.number);
         }
-        if any {
+        if let Some(number) = last {
             // Readies complete in order; a later flush covering an earlier one is fine.
             self.raft.on_persist_ready(number);
             if let Some((n, index)) = self.snap_to_apply {
