@@ -39,6 +39,10 @@ pub enum MetaRecord {
     Drain { node: i32, drained: bool },
     /// The controller saw `node`'s actor system join (alive) or leave the actor cluster.
     Liveness { node: i32, alive: bool },
+    /// Records of partition `uid` before `offset` are deleted (DeleteRecords): every replica
+    /// moves its log start there once its high watermark has, so a new leader never serves
+    /// them again.
+    LogStart { uid: u64, offset: i64 },
 }
 
 /// What a node asks of the controller.
@@ -53,6 +57,7 @@ pub enum ControllerRequest {
     Leader { uid: u64, node: i32, term: u64 },
     Drain { node: i32, drained: bool },
     Liveness { node: i32, alive: bool },
+    LogStart { uid: u64, offset: i64 },
 }
 
 impl ControllerRequest {

@@ -30,7 +30,7 @@ pub enum StorageError {
     Sled(#[from] sled::Error),
     #[error("corrupt entry at {what}: {why}")]
     Corrupt { what: String, why: String },
-    #[error("data directory was written by storage format {found}, this build reads {expected}")]
+    #[error("data directory was written by storage format {found}, this build reads {expected} (there is no converter: point this build at an empty data directory, or run the build that wrote it)")]
     FormatVersion { found: u32, expected: u32 },
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -677,7 +677,7 @@ async fn nodes_form_an_actor_cluster_and_notice_a_dead_peer() {
 /// same producer goes on writing. Without that state it would answer the producer's next
 /// batch out of order, which librdkafka treats as fatal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_replica_refilled_from_a_snapshot_keeps_producer_state() {
+async fn deleted_records_stay_deleted_and_a_replica_refilled_from_a_snapshot_keeps_producer_state() {
     const T: &str = "snap";
     let mut nodes = tokio::task::spawn_blocking(|| TestNode::start_cluster(3, "[limits]\nretention_check_ms = 200\n")).await.unwrap();
     create_topic(&nodes[0].grpc, T, 1).await;
@@ -690,7 +690,21 @@ async fn a_replica_refilled_from_a_snapshot_keeps_producer_state() {
     let mut del = rdkafka::TopicPartitionList::new();
     del.add_partition_offset(T, 0, rdkafka::Offset::Offset(20)).unwrap();
     admin_k.delete_records(&del, &rdkafka::admin::AdminOptions::new().request_timeout(Some(Duration::from_secs(10)))).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // DeleteRecords is recorded in the metadata log: every replica's log starts at 20, not
+    // just the leader's (a later leader must not serve the deleted records again).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in &nodes {
+        let mut c = AdminClient::connect(format!("http://{}", n.grpc)).await.unwrap();
+        loop {
+            let parts = c.describe_topic(DescribeTopicRequest { name: T.into(), local_only: true }).await.unwrap().into_inner().partitions;
+            let start = parts.iter().find(|p| p.local).map(|p| p.log_start_offset);
+            if start == Some(20) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {}: log start {start:?} after DeleteRecords to 20", n.id);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 
     // A follower loses its disk and is refilled: by a snapshot, as the entries are gone.
     let leader = describe_topic(&nodes[0].grpc, T).await[0].leader;

@@ -128,6 +128,13 @@ impl Node {
                 }
                 tracing::info!(node, drained, "node drain state");
             }
+            MetaRecord::LogStart { uid, offset } => {
+                for t in self.topics() {
+                    if let Some(i) = t.record.partition_uids.iter().position(|u| *u == uid) {
+                        t.partitions[i].raise_log_start(offset);
+                    }
+                }
+            }
             MetaRecord::Liveness { node, alive } => {
                 self.inner.liveness.write().expect("lock").insert(node, alive);
                 tracing::info!(node, alive, "node liveness recorded");
@@ -262,6 +269,12 @@ impl Node {
                     return Err(AdminError::InvalidConfig(format!("node {node} is not in the cluster")));
                 }
                 vec![MetaRecord::Liveness { node, alive }]
+            }
+            ControllerRequest::LogStart { uid, offset } => {
+                if !self.topics().iter().any(|t| t.record.partition_uids.contains(&uid)) {
+                    return Err(AdminError::InvalidConfig(format!("no partition has uid {uid}")));
+                }
+                vec![MetaRecord::LogStart { uid, offset }]
             }
         })
     }

@@ -609,6 +609,25 @@ impl Node {
         }
     }
 
+    /// DeleteRecords as clients ask for it: the leader moves its log start (durably), then
+    /// the metadata log records it, so every replica follows and a later leader never serves
+    /// the deleted records again. (`delete_records` alone is leader-local: the offsets topic
+    /// trims itself with it, where a new leader re-reading superseded records is harmless.)
+    pub async fn delete_records_everywhere(&self, shared: &PartitionShared, offset: i64, timeout: Duration) -> Result<i64, PartitionError> {
+        let low = self.delete_records(shared, offset, timeout).await?;
+        if shared.recorded_log_start() >= low {
+            return Ok(low);
+        }
+        match tokio::time::timeout(timeout, self.controller(ControllerRequest::LogStart { uid: shared.log.uid(), offset: low })).await {
+            Ok(Ok(())) => Ok(low),
+            Ok(Err(e)) => {
+                tracing::warn!(topic = %shared.topic, partition = shared.partition, error = %e, "DeleteRecords done on the leader but not recorded in the metadata log");
+                Err(PartitionError::Busy)
+            }
+            Err(_) => Err(PartitionError::Timeout),
+        }
+    }
+
     pub async fn partition_status(&self, shared: &PartitionShared) -> Option<PartitionStatus> {
         let actor = shared.actor()?;
         ractor::call_t!(actor, PartitionMsg::Status, 5_000).ok()

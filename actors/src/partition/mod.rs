@@ -65,13 +65,31 @@ pub struct PartitionShared {
     pub replicas: Vec<i32>,
     /// Idempotent batches refused retriably here (kept across actor restarts).
     refusals: std::sync::Mutex<refusals::Refusals>,
+    /// The log start the metadata log records for this partition (DeleteRecords); the
+    /// replica moves its own log start up to it once its high watermark allows.
+    recorded_log_start: AtomicI64,
 }
 
 impl PartitionShared {
     pub fn new(topic: String, partition: i32, store: &Store, uid: u64, replicas: Vec<i32>) -> Arc<PartitionShared> {
         let log = PartitionLog::handle(store, uid);
         let (hw_tx, _) = watch::channel(0);
-        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), leader: AtomicI64::new(-1), leader_term: std::sync::Mutex::new(0), in_sync: std::sync::Mutex::new(Vec::new()), replicas, refusals: Default::default() })
+        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), leader: AtomicI64::new(-1), leader_term: std::sync::Mutex::new(0), in_sync: std::sync::Mutex::new(Vec::new()), replicas, refusals: Default::default(), recorded_log_start: AtomicI64::new(0) })
+    }
+
+    /// The metadata log recorded a DeleteRecords up to `offset`: the replica applies it now
+    /// (or, if it is behind, once it has caught up that far).
+    pub fn raise_log_start(&self, offset: i64) {
+        if self.recorded_log_start.fetch_max(offset, Ordering::SeqCst) < offset {
+            if let Some(a) = self.actor() {
+                let _ = a.cast(PartitionMsg::Retention);
+            }
+        }
+    }
+
+    /// The log start the metadata log records (0 when it records none).
+    pub fn recorded_log_start(&self) -> i64 {
+        self.recorded_log_start.load(Ordering::SeqCst)
     }
 
     /// An idempotent produce was refused with a retriable error without being written.
@@ -400,6 +418,10 @@ impl Actor for PartitionActor {
             }
             PartitionMsg::FlushFailed(e) => return Err(format!("flush failed: {e}").into()),
             PartitionMsg::DeleteRecords { offset, reply } => {
+                if !st.is_leader() {
+                    let _ = reply.send(Err(PartitionError::NotLeader { leader: st.shared.leader() }));
+                    return Ok(());
+                }
                 let r = st.core.set_log_start(offset);
                 if r.is_ok() {
                     let seq = st.shared.log.set_meta(&st.core.meta())?;
@@ -780,6 +802,12 @@ impl PartitionState {
     /// forgets idle producers.
     fn remove_expired(&mut self) -> Result<(), ActorProcessingErr> {
         let now = self.clock.now_ms();
+        let recorded = self.shared.recorded_log_start.load(Ordering::SeqCst).min(self.core.high_watermark());
+        if recorded > self.core.log_start_offset() {
+            self.core.set_log_start(recorded)?;
+            self.shared.log.set_meta(&self.core.meta())?;
+            self.shared.publish(&self.core);
+        }
         let gone = self.core.expire_producers(now);
         if !gone.is_empty() {
             self.shared.log.remove_producers(&gone)?;

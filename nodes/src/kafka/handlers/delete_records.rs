@@ -1,4 +1,5 @@
-//! DeleteRecords (key 21): move a partition's log start forward (-1: to the high watermark).
+//! DeleteRecords (key 21): move a partition's log start forward (-1: to the high watermark),
+//! on the leader at once and on every replica through the metadata log.
 
 use super::{timeout_ms, topic_name, KafkaCtx};
 use crate::kafka::errors;
@@ -21,7 +22,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DeleteRecordsReques
                 parts.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
-            parts.push(match ctx.node.delete_records(&part, p.offset, timeout).await {
+            parts.push(match ctx.node.delete_records_everywhere(&part, p.offset, timeout).await {
                 Ok(low) => r.with_low_watermark(low),
                 Err(e) => r.with_error_code(errors::partition_error(&e)),
             });
