@@ -98,3 +98,23 @@ pub fn partition_prefixes(uid: u64) -> [[u8; 9]; 2] {
 /// Entry header length before the payload.
 pub const ENTRY_HEADER: usize = 1 + 8 + 8 + 1 + 4 + 4;
 pub const ENTRY_FMT: u8 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every small key of every partition sorts before every payload key, so no sled leaf
+    /// ever holds both (what format 3 is for).
+    #[test]
+    fn small_keys_never_sit_between_payload_keys() {
+        let uids = [0u64, 1, 7, u64::MAX / 2, u64::MAX];
+        let highest_small = uids.iter().flat_map(|u| [OFFSET, PRODUCER, STATE, TIME, HARD_STATE, VOTERS].map(|k| key(*u, k, u64::MAX).to_vec())).max().unwrap();
+        let lowest_payload = uids.iter().flat_map(|u| [key(*u, ENTRY, 0).to_vec(), chunk_key(*u, 0, 0).to_vec()]).min().unwrap();
+        assert!(highest_small < lowest_payload);
+        for u in uids {
+            assert_eq!(key_suffix(&key(u, ENTRY, 42)), 42);
+            let [small, payload] = partition_prefixes(u);
+            assert!(key(u, STATE, 0).starts_with(&small) && chunk_key(u, 3, 1).starts_with(&payload));
+        }
+    }
+}
