@@ -45,7 +45,16 @@ pub struct ActorClusterSettings {
 }
 
 /// Which nodes' agents this node sees in its process groups (itself included once joined).
-pub type MemberView = Arc<RwLock<BTreeMap<i32, bool>>>;
+pub type MemberView = Arc<RwLock<Members>>;
+
+/// This node's view of the actor cluster.
+#[derive(Default)]
+pub struct Members {
+    /// Node id -> whether this node has a session with it.
+    pub present: BTreeMap<i32, bool>,
+    /// Nodes that had a session and lost it (not those never seen yet, as at start-up).
+    pub departed: std::collections::BTreeSet<i32>,
+}
 
 #[derive(RactorClusterMessage)]
 pub enum AgentMsg {
@@ -74,7 +83,12 @@ impl AgentState {
         let mut view = self.args.view.write().expect("member view");
         for id in &self.args.members {
             let present = !ractor::pg::get_members(&node_group(*id)).is_empty();
-            let before = view.insert(*id, present);
+            let before = view.present.insert(*id, present);
+            if present {
+                view.departed.remove(id);
+            } else if before == Some(true) {
+                view.departed.insert(*id);
+            }
             if *id != self.args.node_id && before != Some(present) {
                 if present {
                     tracing::info!(node = id, "node joined the actor cluster");
@@ -102,7 +116,7 @@ impl Actor for NodeAgent {
 
     async fn post_stop(&self, me: ActorRef<AgentMsg>, st: &mut AgentState) -> Result<(), ActorProcessingErr> {
         ractor::pg::demonitor(NODES_GROUP.to_string(), me.get_id());
-        st.args.view.write().expect("member view").clear();
+        *st.args.view.write().expect("member view") = Members::default();
         Ok(())
     }
 
@@ -188,7 +202,13 @@ impl Node {
     /// Node id -> whether this node has a session with it (its agent is in the process
     /// groups here). Empty when the node is not in an actor cluster.
     pub fn actor_cluster_view(&self) -> BTreeMap<i32, bool> {
-        self.inner.member_view.read().expect("member view").clone()
+        self.inner.member_view.read().expect("member view").present.clone()
+    }
+
+    /// Nodes whose actor-cluster session closed (and has not come back): very likely dead,
+    /// long before Raft's election timeout says so.
+    pub fn departed_nodes(&self) -> std::collections::BTreeSet<i32> {
+        self.inner.member_view.read().expect("member view").departed.clone()
     }
 }
 

@@ -54,15 +54,19 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
     )
 }
 
-fn topic_entry(_ctx: &KafkaCtx, t: &Arc<Topic>) -> MetadataResponseTopic {
+fn topic_entry(ctx: &KafkaCtx, t: &Arc<Topic>) -> MetadataResponseTopic {
+    // A leader whose node has left the actor cluster is gone before Raft notices (its
+    // election timeout is 1-1.5 s; a dropped session is seen in ~0.1 s): say so, and clients
+    // look again soon instead of backing off while reconnecting to a dead broker.
+    let departed = ctx.node.departed_nodes();
     let partitions = t
         .partitions
         .iter()
         .map(|p| {
             let replicas: Vec<BrokerId> = p.replicas.iter().map(|r| BrokerId(*r)).collect();
             let (code, leader) = match p.leader() {
-                Some(l) => (errors::NONE, l),
-                None => (ResponseError::LeaderNotAvailable.code(), -1),
+                Some(l) if !departed.contains(&l) => (errors::NONE, l),
+                _ => (ResponseError::LeaderNotAvailable.code(), -1),
             };
             MetadataResponsePartition::default()
                 .with_error_code(code)
