@@ -35,6 +35,8 @@ const INIT_PRODUCER_ID_VERSION: i16 = 4;
 const IN_FLIGHT: usize = 5;
 /// Records waiting per partition before the sender blocks (librdkafka's queue, in spirit).
 const QUEUE: usize = 200_000;
+/// Largest answer accepted from a broker (a produce answer is a few hundred bytes).
+const MAX_ANSWER: i32 = 64 << 20;
 
 type Answer = oneshot::Sender<Result<Bytes, String>>;
 
@@ -94,7 +96,11 @@ impl Conn {
                 if let Err(e) = r.read_exact(&mut len).await {
                     return fail(format!("{addr_r} closed the connection: {e}"));
                 }
-                let mut body = vec![0u8; i32::from_be_bytes(len).max(0) as usize];
+                let len = i32::from_be_bytes(len);
+                if !(4..=MAX_ANSWER).contains(&len) {
+                    return fail(format!("{addr_r} sent a frame of {len} bytes"));
+                }
+                let mut body = vec![0u8; len as usize];
                 if let Err(e) = r.read_exact(&mut body).await {
                     return fail(format!("{addr_r} closed the connection: {e}"));
                 }

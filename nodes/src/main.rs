@@ -17,7 +17,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc 3's `mi_option_e` (mimalloc.h); the Rust bindings
 /// have no constant for it. Its default is 1000 (ms), which `keep_freed_memory` checks before
-/// it sets anything, so a renumbered enum in a future version is noticed, not misapplied.
+/// it sets anything, so a renumbered enum in a future version is not misapplied (and the unit
+/// test below fails).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 const MI_PURGE_DELAY_DEFAULT_MS: std::os::raw::c_long = 1000;
 
@@ -25,8 +26,8 @@ const MI_PURGE_DELAY_DEFAULT_MS: std::os::raw::c_long = 1000;
 /// stays at its peak). sled allocates a fresh copy of a B-tree node (up to about 1 MiB here)
 /// for every key it inserts and an 8 MiB buffer per log segment; with mimalloc's default
 /// 1 s purge delay that memory was still decommitted between uses and faulted in again, and
-/// zeroing the faulted pages took a quarter of the node's CPU in the produce benchmark
-/// (an eighth with a 1 s delay set explicitly; next to nothing with purging off).
+/// zeroing the faulted pages took 13-27% of the nodes' CPU in the produce benchmark (1.4%
+/// with purging off).
 /// `MIMALLOC_PURGE_DELAY` in the environment still wins.
 fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
