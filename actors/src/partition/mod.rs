@@ -14,6 +14,7 @@
 
 pub mod core;
 mod produce;
+mod retention;
 pub mod refusals;
 
 use crate::flusher::FlusherMsg;
@@ -43,8 +44,6 @@ pub const MAX_PENDING_PRODUCES: usize = 10_000;
 /// the default 100 ms tick).
 const REBALANCE_TICKS: u64 = 30;
 
-/// Entries removed per retention pass, so a big backlog does not stall the partition.
-const RETENTION_BATCH_MAX: usize = 1_000;
 
 /// Where a partition is and what it knows, shared by the actor (writer) and readers.
 pub struct PartitionShared {
@@ -417,24 +416,7 @@ impl Actor for PartitionActor {
                 st.turn()?;
             }
             PartitionMsg::FlushFailed(e) => return Err(format!("flush failed: {e}").into()),
-            PartitionMsg::DeleteRecords { offset, reply } => {
-                if !st.is_leader() {
-                    let _ = reply.send(Err(PartitionError::NotLeader { leader: st.shared.leader() }));
-                    return Ok(());
-                }
-                let r = st.core.set_log_start(offset);
-                if r.is_ok() {
-                    let seq = st.shared.log.set_meta(&st.core.meta())?;
-                    st.shared.publish(&st.core);
-                    st.remove_expired()?;
-                    // Answer once the new log start is durable.
-                    if let Some(f) = (st.flusher)() {
-                        f.cast(FlusherMsg::Register { seq, done: Box::new(move |res| { let _ = reply.send(res.map_err(PartitionError::Storage).and(r)); }) })?;
-                        return Ok(());
-                    }
-                }
-                let _ = reply.send(r);
-            }
+            PartitionMsg::DeleteRecords { offset, reply } => st.delete_records(offset, reply)?,
             PartitionMsg::Retention => st.remove_expired()?,
             PartitionMsg::SetConfig(c) => st.core.config = c,
             PartitionMsg::Status(reply) => {
@@ -795,55 +777,6 @@ impl PartitionState {
         self.local_durable = data.next_offset;
         self.shared.publish(&self.core);
         tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, index, next_offset = data.next_offset, "installed a snapshot from the leader");
-        Ok(())
-    }
-
-    /// Removes batches from the front that retention (or DeleteRecords) no longer keeps, and
-    /// forgets idle producers.
-    fn remove_expired(&mut self) -> Result<(), ActorProcessingErr> {
-        let now = self.clock.now_ms();
-        let recorded = self.shared.recorded_log_start.load(Ordering::SeqCst).min(self.core.high_watermark());
-        if recorded > self.core.log_start_offset() {
-            self.core.set_log_start(recorded)?;
-            self.shared.log.set_meta(&self.core.meta())?;
-            self.shared.publish(&self.core);
-        }
-        let gone = self.core.expire_producers(now);
-        if !gone.is_empty() {
-            self.shared.log.remove_producers(&gone)?;
-        }
-        let mut last: Option<(u64, u64, i64)> = None;
-        let mut bytes = 0u64;
-        let mut n = 0;
-        let mut index = self.store.first_index();
-        let applied = self.raft.raft.raft_log.applied;
-        while n < RETENTION_BATCH_MAX && index <= applied {
-            let Some(e) = self.shared.log.entry(index)? else { break };
-            if e.kind != EntryKind::Batch {
-                // A leader's no-op holds nothing; it goes with the batches around it.
-                last = Some((e.index, e.term, e.next_offset()));
-                index += 1;
-                n += 1;
-                continue;
-            }
-            let size = e.payload.len() as u64;
-            let held = self.core.bytes().saturating_sub(bytes);
-            if !self.core.retention_due(held, size, e.max_timestamp(), e.next_offset(), now) {
-                break;
-            }
-            bytes += size;
-            last = Some((e.index, e.term, e.next_offset()));
-            index += 1;
-            n += 1;
-        }
-        if let Some((up_to, term, next)) = last {
-            let meta = self.core.on_prefix_removed(up_to, term, bytes, next);
-            self.shared.log.remove_prefix(up_to, &meta)?;
-            self.store.note_prefix_removed(up_to, term, next);
-            self.metrics.retention_removed_batches.add(n as u64);
-            self.shared.publish(&self.core);
-            tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, removed = n, log_start = meta.log_start_offset, "retention removed batches");
-        }
         Ok(())
     }
 }

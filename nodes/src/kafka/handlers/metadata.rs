@@ -29,13 +29,14 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
     };
     let auto_create = v < 4 || req.allow_auto_topic_creation;
     let mut topics = Vec::new();
+    let departed = ctx.node.departed_nodes();
     match requested {
-        None => topics.extend(ctx.node.topics().iter().map(|t| topic_entry(ctx, t))),
+        None => topics.extend(ctx.node.topics().iter().map(|t| topic_entry(t, &departed))),
         Some(names) => {
             for name in names {
                 let found = if auto_create { ctx.node.topic_or_auto_create(&name).await } else { ctx.node.topic(&name) };
                 topics.push(match found {
-                    Some(t) => topic_entry(ctx, &t),
+                    Some(t) => topic_entry(&t, &departed),
                     None => {
                         let code = if validate_topic_name(&name).is_err() { ResponseError::InvalidTopicException } else { ResponseError::UnknownTopicOrPartition };
                         MetadataResponseTopic::default().with_name(Some(topic_name(&name))).with_error_code(code.code()).with_topic_authorized_operations(AUTHORIZED_OPS_OMITTED)
@@ -54,11 +55,11 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
     )
 }
 
-fn topic_entry(ctx: &KafkaCtx, t: &Arc<Topic>) -> MetadataResponseTopic {
-    // A leader whose node has left the actor cluster is gone before Raft notices (its
-    // election timeout is 1-1.5 s; a dropped session is seen in ~0.1 s): say so, and clients
-    // look again soon instead of backing off while reconnecting to a dead broker.
-    let departed = ctx.node.departed_nodes();
+/// `departed`: nodes whose actor-cluster session closed. A leader there is gone before Raft
+/// notices (its election timeout is 1-1.5 s; a dropped session is seen in ~0.1 s): the
+/// partition is reported leaderless, and clients look again soon instead of backing off
+/// while reconnecting to a dead broker.
+fn topic_entry(t: &Arc<Topic>, departed: &std::collections::BTreeSet<i32>) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
