@@ -318,6 +318,20 @@ pub fn read_topic(bootstrap: &str, topic: &str, want: usize, limit: Duration) ->
     out
 }
 
+/// Records the topic holds (high watermark minus log start, summed over its partitions).
+pub fn records_in_topic(bootstrap: &str, topic: &str) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("consumer");
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("metadata");
+    let partitions = md.topics().first().map(|t| t.partitions().len()).unwrap_or(0) as i32;
+    (0..partitions)
+        .map(|p| {
+            let (lo, hi) = c.fetch_watermarks(topic, p, Duration::from_secs(5)).expect("watermarks");
+            (hi - lo).max(0) as usize
+        })
+        .sum()
+}
+
 /// Runs a command to completion, killing it (and failing) after `limit`.
 pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");

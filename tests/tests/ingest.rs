@@ -3,7 +3,7 @@
 //! proxy, NDJSON and HEC shapes; bad input on every listener. Records are read back through
 //! librdkafka and their parsed fields checked.
 
-use backwaters_tests::{client_available, free_port, read_topic, TestNode};
+use backwaters_tests::{client_available, free_port, read_topic, records_in_topic, TestNode};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -172,11 +172,13 @@ fn relp_lines_survive_a_node_kill_because_rsyslog_resends_what_was_not_acknowled
     std::thread::sleep(Duration::from_millis(500));
     node.restart();
     sender.join().unwrap();
-    // Resent duplicates count toward a read's total: read again until every line is there
-    // (rsyslog may still be resending its last window) or the time is up.
+    // Resent duplicates count toward a read's total, so read everything the topic holds (not
+    // just as many records as lines: the tail would be cut off), again until every line is
+    // there (rsyslog may still be resending its last window) or the time is up.
     let deadline = Instant::now() + Duration::from_secs(90);
     let (got, missing) = loop {
-        let got = read_topic(&node.kafka, "relp.kill", lines.len(), Duration::from_secs(10));
+        let held = records_in_topic(&node.kafka, "relp.kill").max(lines.len());
+        let got = read_topic(&node.kafka, "relp.kill", held, Duration::from_secs(10));
         let msgs = messages(&got);
         let missing: Vec<String> = lines.iter().filter(|l| !msgs.contains(*l)).cloned().collect();
         if missing.is_empty() || Instant::now() > deadline {
