@@ -90,6 +90,9 @@ pub struct Metrics {
     pub fetch_bytes: Counter,
     pub flushes: Counter,
     pub flush_latency_us: Histogram,
+    /// Time to write a Raft ready's entries into the store (not yet flushed), spent on the
+    /// partition actor's thread: a slow write holds up everything else on that worker.
+    pub log_write_us: Histogram,
     pub produce_latency_us: Histogram,
     pub retention_removed_batches: Counter,
     pub group_rebalances: Counter,
@@ -156,6 +159,7 @@ impl Metrics {
         }
         self.render_ingest(&mut s);
         self.flush_latency_us.render(&mut s, "backwaters_flush_seconds", "Time of one store flush");
+        self.log_write_us.render(&mut s, "backwaters_log_write_seconds", "Time to write one Raft ready's entries into the store (before its flush)");
         self.produce_latency_us.render(&mut s, "backwaters_produce_seconds", "Produce request time until durable");
         s
     }

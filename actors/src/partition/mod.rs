@@ -743,7 +743,9 @@ impl PartitionState {
             out.push(le);
         }
         let producers: Vec<_> = producers.into_values().collect();
+        let started = std::time::Instant::now();
         self.shared.log.append(&out, &producers, &self.core.meta())?;
+        self.metrics.log_write_us.record(started.elapsed().as_micros() as u64);
         let last = out.last().expect("entries");
         self.store.note_appended(first, last.index, last.term);
         self.shared.log_end.store(self.core.next_offset(), Ordering::SeqCst);
@@ -780,3 +782,4 @@ impl PartitionState {
         Ok(())
     }
 }
+
