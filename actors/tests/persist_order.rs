@@ -85,10 +85,15 @@ async fn an_append_is_answered_only_after_its_flush() {
     let mut append = from_leader(MessageType::MsgAppend);
     append.entries = vec![Entry { term: 1, index: 1, ..Default::default() }].into();
     partition.cast(PartitionMsg::Raft(Box::new(append))).unwrap();
-    // Then a heartbeat, whose answer needs nothing written.
+    // Its ready is handed to the flusher (and held there)...
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while held.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the append was never handed to the flusher");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...then a heartbeat arrives, whose answer needs nothing written: a ready of its own.
     partition.cast(PartitionMsg::Raft(Box::new(from_leader(MessageType::MsgHeartbeat)))).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!held.lock().unwrap().is_empty(), "the append was handed to the flusher");
     assert!(sent.of(MessageType::MsgAppendResponse).is_empty(), "an append was acknowledged before its flush: {:?}", sent.of(MessageType::MsgAppendResponse));
 
     // The flush completes: now both answers go out, the append's first.

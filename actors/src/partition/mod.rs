@@ -222,6 +222,8 @@ pub enum PartitionMsg {
     Persisted { number: u64 },
     /// A Raft message from a peer replica.
     Raft(Box<Message>),
+    /// Runs the ready loop (sent by the actor to itself, see [`PartitionState::turn_soon`]).
+    Turn,
     /// One Raft tick (the node's ticker drives every partition).
     Tick,
     /// Hand leadership to the replica on `node`.
@@ -322,6 +324,8 @@ pub struct PartitionState {
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     me: ActorRef<PartitionMsg>,
+    /// A `Turn` is in the mailbox.
+    turn_pending: bool,
 }
 
 impl Actor for PartitionActor {
@@ -377,6 +381,7 @@ impl Actor for PartitionActor {
             clock: args.clock,
             metrics: args.metrics,
             me,
+            turn_pending: false,
         };
         st.turn()?;
         Ok(st)
@@ -390,15 +395,20 @@ impl Actor for PartitionActor {
     async fn handle(&self, _me: ActorRef<PartitionMsg>, msg: PartitionMsg, st: &mut PartitionState) -> Result<(), ActorProcessingErr> {
         match msg {
             PartitionMsg::Produce { batches, acks, reply } => st.produce(batches, acks, reply)?,
-            PartitionMsg::Persisted { number } => st.on_persisted(number)?,
+            PartitionMsg::Persisted { number } => {
+                st.on_persisted_inner(number);
+                st.turn_soon()?;
+            }
             PartitionMsg::Raft(mut m) => {
-                if st.lost_entries(&mut m) {
-                    st.turn()?;
-                    return Ok(());
+                if !st.lost_entries(&mut m) {
+                    if let Err(e) = st.raft.step(*m) {
+                        tracing::debug!(topic = %st.shared.topic, partition = st.shared.partition, error = %e, "raft message refused");
+                    }
                 }
-                if let Err(e) = st.raft.step(*m) {
-                    tracing::debug!(topic = %st.shared.topic, partition = st.shared.partition, error = %e, "raft message refused");
-                }
+                st.turn_soon()?;
+            }
+            PartitionMsg::Turn => {
+                st.turn_pending = false;
                 st.turn()?;
             }
             PartitionMsg::Tick => {
@@ -668,10 +678,17 @@ impl PartitionState {
         Ok(())
     }
 
-    /// Readies up to `number` are on disk: send what waited for it, tell raft-rs, go on.
-    fn on_persisted(&mut self, number: u64) -> Result<(), ActorProcessingErr> {
-        self.on_persisted_inner(number);
-        self.turn()
+    /// Runs the ready loop after the messages already in the mailbox: a follower steps every
+    /// append that has arrived (and the leader every answer and flush) before it writes, so
+    /// under load one sled write and one flush registration cover many messages instead of
+    /// one each. The produce path still turns at once (its proposals must enter the log
+    /// before the next request is planned).
+    fn turn_soon(&mut self) -> Result<(), ActorProcessingErr> {
+        if !self.turn_pending {
+            self.turn_pending = true;
+            self.me.cast(PartitionMsg::Turn)?;
+        }
+        Ok(())
     }
 
     /// Completes, in order, the readies up to `number` and any after them that need no
