@@ -155,23 +155,39 @@ fn decode_answer<R: Decodable>(key: ApiKey, version: i16, mut frame: Bytes) -> R
     Ok(r)
 }
 
-/// Leader address of every partition of `topic`.
+/// Leader address of every partition of `topic`. Waits (up to about 30 s) for every partition
+/// to be led by its preferred replica (the first listed): the cluster moves leadership back
+/// there on its own, and this client does not follow a leader that moves mid-run.
 async fn leaders(bootstrap: &str, topic: &str) -> Result<Vec<String>, String> {
     let first = bootstrap.split(',').next().unwrap_or(bootstrap).trim();
     let conn = Conn::open(first).await?;
     let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]));
-    for _ in 0..50 {
+    let mut settled_wait_told = false;
+    let mut found = None;
+    for attempt in 0..150 {
         let md: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
         let brokers: HashMap<i32, String> = md.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
         let t = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).ok_or(format!("metadata has no topic {topic}"))?;
-        let mut parts: Vec<_> = t.partitions.iter().map(|p| (p.partition_index, brokers.get(&p.leader_id.0).cloned())).collect();
+        let mut parts: Vec<_> = t.partitions.iter().map(|p| (p.partition_index, brokers.get(&p.leader_id.0).cloned(), p.replica_nodes.first() == Some(&p.leader_id))).collect();
         parts.sort();
-        if t.error_code == 0 && !parts.is_empty() && parts.iter().all(|(_, l)| l.is_some()) {
-            return Ok(parts.into_iter().map(|(_, l)| l.expect("checked")).collect());
+        if t.error_code == 0 && !parts.is_empty() && parts.iter().all(|(_, l, _)| l.is_some()) {
+            let preferred = parts.iter().all(|(_, _, p)| *p);
+            let leaders: Vec<String> = parts.into_iter().map(|(_, l, _)| l.expect("checked")).collect();
+            if preferred {
+                return Ok(leaders);
+            }
+            if !settled_wait_told {
+                eprintln!("waiting for partition leadership to move back to the preferred replicas");
+                settled_wait_told = true;
+            }
+            found = Some(leaders);
+        } else if attempt >= 50 {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(format!("topic {topic} has partitions without a leader"))
+    // Leadership did not settle (a replica is down?): go on with the leaders there are.
+    found.ok_or(format!("topic {topic} has partitions without a leader"))
 }
 
 /// A record waiting to be batched: when it was handed to the client.
