@@ -29,7 +29,7 @@ fn blocked(peer: i32) -> bool {
 
 /// Raft messages queued per peer before new ones are dropped.
 const QUEUE: usize = 65_536;
-/// Most messages in one RPC.
+/// Most messages in one batch on the stream.
 const BATCH: usize = 4_096;
 
 pub struct GrpcPeers {
