@@ -799,4 +799,3 @@ impl PartitionState {
         Ok(())
     }
 }
-
