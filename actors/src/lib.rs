@@ -75,6 +75,8 @@ pub enum PartitionError {
     UnknownTopicOrPartition,
     #[error("storage: {0}")]
     Storage(String),
+    #[error("only {free_mib} MiB free under {dir} (limits.min_free_disk_bytes is {min_mib} MiB): writes are refused until space is freed (retention, DeleteRecords, deleting topics) or the limit is lowered")]
+    DiskFull { free_mib: u64, min_mib: u64, dir: String },
 }
 
 impl From<backwaters_storage::StorageError> for PartitionError {

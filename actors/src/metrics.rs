@@ -93,6 +93,8 @@ pub struct Metrics {
     /// Time to write a Raft ready's entries into the store (not yet flushed), spent on the
     /// partition actor's thread: a slow write holds up everything else on that worker.
     pub log_write_us: Histogram,
+    /// Free bytes on the data folder's file system (last reading).
+    pub disk_free_bytes: AtomicU64,
     pub produce_latency_us: Histogram,
     pub retention_removed_batches: Counter,
     pub group_rebalances: Counter,
@@ -158,6 +160,7 @@ impl Metrics {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
         }
         self.render_ingest(&mut s);
+        let _ = writeln!(s, "# HELP backwaters_disk_free_bytes Free bytes on the data folder's file system\n# TYPE backwaters_disk_free_bytes gauge\nbackwaters_disk_free_bytes {}", self.disk_free_bytes.load(Ordering::Relaxed));
         self.flush_latency_us.render(&mut s, "backwaters_flush_seconds", "Time of one store flush");
         self.log_write_us.render(&mut s, "backwaters_log_write_seconds", "Time to write one Raft ready's entries into the store (before its flush)");
         self.produce_latency_us.render(&mut s, "backwaters_produce_seconds", "Produce request time until durable");

@@ -127,15 +127,22 @@ pub struct Limits {
     /// How long a preferred replica must have been caught up before leadership goes back to
     /// it, in ms.
     pub leader_rebalance_ms: u64,
+    /// Writes are refused (KAFKA_STORAGE_ERROR, which clients retry) while the file system of
+    /// a node's data folder has less free space than this, in bytes; 0 never refuses.
+    pub min_free_disk_bytes: u64,
     /// Test clusters only: accept `Internal.InjectFault` (cut this node off from chosen
     /// peers, for chaos runs without root or iptables).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_fault_injection: bool,
 }
 
+/// Room kept free on a node's disk by default: sled needs space to finish a segment and to
+/// clean; a write that fails on a full disk costs the whole store until the node restarts.
+pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 512 * 1024 * 1024;
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100, leader_rebalance_ms: 10_000, allow_fault_injection: false }
+        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100, leader_rebalance_ms: 10_000, min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES, allow_fault_injection: false }
     }
 }
 

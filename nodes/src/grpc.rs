@@ -51,6 +51,7 @@ fn partition_status(e: PartitionError) -> Status {
         PartitionError::Busy | PartitionError::NotLeader { .. } => Status::unavailable(msg),
         PartitionError::Timeout => Status::deadline_exceeded(msg),
         PartitionError::UnknownTopicOrPartition => Status::not_found(msg),
+        PartitionError::DiskFull { .. } => Status::resource_exhausted(msg),
         _ => Status::failed_precondition(msg),
     }
 }

@@ -201,6 +201,7 @@ fn produce_result(r: pb::ProduceResult) -> Result<ProduceAck, PartitionError> {
         2 => Err(PartitionError::Busy),
         3 => Err(PartitionError::Timeout),
         4 => Err(PartitionError::UnknownTopicOrPartition),
+        6 => Err(PartitionError::Storage(r.error)),
         _ => Err(PartitionError::CorruptRecord(r.error)),
     }
 }
@@ -213,6 +214,7 @@ fn produce_reply(r: Result<ProduceAck, PartitionError>) -> pb::ProduceResult {
         Err(PartitionError::Busy | PartitionError::Storage(_)) => (2, -1),
         Err(PartitionError::Timeout) => (3, -1),
         Err(PartitionError::UnknownTopicOrPartition) => (4, -1),
+        Err(PartitionError::DiskFull { .. }) => (6, -1),
         Err(_) => (5, -1),
     };
     let (base_offset, log_start_offset) = r.as_ref().map(|a| (a.base_offset, a.log_start_offset)).unwrap_or((-1, -1));

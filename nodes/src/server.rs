@@ -48,6 +48,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         groups: cluster.groups.settings(),
         raft_tick_ms: cluster.limits.raft_tick_ms,
         leader_rebalance_ms: cluster.limits.leader_rebalance_ms,
+        min_free_disk_bytes: cluster.limits.min_free_disk_bytes,
         members: cluster.nodes.iter().map(|n| Member { id: n.id, zone: n.zone.clone() }).collect(),
     };
     let others: Vec<(i32, String)> = cluster.nodes.iter().filter(|n| n.id != nc.id).map(|n| (n.id, n.advertised_grpc.clone().unwrap_or_else(|| n.grpc.clone()))).collect();

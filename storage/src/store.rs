@@ -17,6 +17,8 @@ pub struct Store {
 
 struct Inner {
     db: sled::Db,
+    /// Where the store lives on disk (None for a temporary store).
+    dir: Option<std::path::PathBuf>,
     log: sled::Tree,
     meta: sled::Tree,
     /// Bumped after every write; a flush that starts after a write's bump covers it.
@@ -59,15 +61,15 @@ impl Store {
             // We flush before acknowledging; sled's own timer flush only adds latency noise.
             .flush_every_ms(None)
             .open()?;
-        Self::from_db(db)
+        Self::from_db(db, Some(dir.to_path_buf()))
     }
 
     /// A throwaway store in memory, for tests.
     pub fn temporary() -> Result<Store> {
-        Self::from_db(sled::Config::new().temporary(true).open()?)
+        Self::from_db(sled::Config::new().temporary(true).open()?, None)
     }
 
-    fn from_db(db: sled::Db) -> Result<Store> {
+    fn from_db(db: sled::Db, dir: Option<std::path::PathBuf>) -> Result<Store> {
         let log = db.open_tree("log")?;
         let meta = db.open_tree("meta")?;
         match meta.get("format_version")? {
@@ -86,8 +88,13 @@ impl Store {
             }
         }
         Ok(Store {
-            inner: Arc::new(Inner { db, log, meta, write_seq: AtomicU64::new(0), flushed_seq: AtomicU64::new(0) }),
+            inner: Arc::new(Inner { db, dir, log, meta, write_seq: AtomicU64::new(0), flushed_seq: AtomicU64::new(0) }),
         })
+    }
+
+    /// Bytes free for this process on the store's file system (None for a temporary store).
+    pub fn available_bytes(&self) -> std::io::Result<Option<u64>> {
+        self.inner.dir.as_deref().map(fs2::available_space).transpose()
     }
 
     pub(crate) fn log_tree(&self) -> &sled::Tree {

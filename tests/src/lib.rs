@@ -210,6 +210,11 @@ impl TestNode {
         panic!("node did not start listening within 30 s; log:\n{}", self.log());
     }
 
+    /// The node's Prometheus page (`GET /metrics` over a plain socket).
+    pub fn metrics_page(&self) -> String {
+        metrics_page(&self.metrics)
+    }
+
     /// The node's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
@@ -347,4 +352,14 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The Prometheus page a node serves at `addr` (`GET /metrics` over a plain socket).
+pub fn metrics_page(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut http = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    http.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    http.read_to_string(&mut body).unwrap();
+    body
 }

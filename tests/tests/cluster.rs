@@ -461,11 +461,7 @@ async fn syslog_on_one_node_reaches_leaders_on_others() {
 
 /// A counter's value from a node's Prometheus endpoint.
 fn metric(addr: &str, name: &str) -> f64 {
-    use std::io::{Read, Write};
-    let mut http = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-    http.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut body = String::new();
-    http.read_to_string(&mut body).unwrap();
+    let body = backwaters_tests::metrics_page(addr);
     body.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("{name} not in the metrics of {addr}"))
 }
 

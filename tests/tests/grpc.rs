@@ -63,10 +63,7 @@ async fn grpc_and_kafka_see_the_same_records() {
     assert_eq!(status.nodes[0].zone, "east");
     assert!(status.nodes[0].actors.iter().any(|a| a.supervisor == "partitions"));
     // Prometheus metrics over HTTP.
-    let mut http = std::net::TcpStream::connect(&node.metrics).unwrap();
-    std::io::Write::write_all(&mut http, b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut body = String::new();
-    std::io::Read::read_to_string(&mut http, &mut body).unwrap();
+    let body = node.metrics_page();
     assert!(body.contains("backwaters_produce_batches_total 4"), "{body}");
     assert!(body.contains("backwaters_partition_high_watermark{topic=\"mixed\""), "{body}");
     let missing = admin.describe_topic(pb::DescribeTopicRequest { name: "nope".into(), local_only: false }).await.unwrap_err();
@@ -123,4 +120,34 @@ async fn fault_injection_is_refused_unless_enabled() {
     assert!(e.message().contains("allow_fault_injection"), "{e}");
     let e = c.inject_fault(pb::FaultRequest { cluster_name: "other".into(), blocked_peers: vec![] }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+}
+
+/// A node whose disk has less free space than `limits.min_free_disk_bytes` refuses writes
+/// with an error that says so (gRPC RESOURCE_EXHAUSTED, Kafka KAFKA_STORAGE_ERROR, which
+/// clients retry), writes nothing, and keeps serving reads and admin requests. The floor is
+/// set above any real disk so the refusal is certain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nearly_full_disk_refuses_writes_with_a_clear_error() {
+    let node = TestNode::start_with("[limits]\nmin_free_disk_bytes = 1152921504606846976");
+    let mut admin = AdminClient::connect(node.grpc_url()).await.unwrap();
+    admin.create_topic(pb::CreateTopicRequest { name: "full".into(), partitions: 1, replication_factor: 1, configs: vec![] }).await.unwrap();
+
+    // The free space is read once before the node serves anything.
+    let mut prod = ProduceClient::connect(node.grpc_url()).await.unwrap();
+    let rec = pb::Record { value: b"x".to_vec(), ..Default::default() };
+    let err = prod.produce(pb::ProduceRequest { topic: "full".into(), partition: 0, records: vec![rec], acks: pb::Acks::All as i32 }).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    assert!(err.message().contains("min_free_disk_bytes"), "{err}");
+
+    // A Kafka client: retried until its delivery timeout, then failed; nothing was written.
+    let p: FutureProducer = ClientConfig::new().set("bootstrap.servers", &node.kafka).set("message.timeout.ms", "3000").create().unwrap();
+    let r = p.send(FutureRecord::<(), _>::to("full").partition(0).payload("k"), Duration::from_secs(10)).await;
+    assert!(r.is_err(), "the Kafka write was acknowledged: {r:?}");
+    assert_eq!(backwaters_tests::records_in_topic(&node.kafka, "full"), 0);
+
+    let metrics = node.metrics_page();
+    assert!(metrics.lines().any(|l| l.starts_with("backwaters_disk_free_bytes ") && !l.ends_with(" 0")), "{metrics}");
+    assert!(node.log().contains("disk nearly full"), "the node says why it refuses writes");
+    // The metadata log stays writable: a topic can still be deleted to free space.
+    admin.delete_topic(pb::DeleteTopicRequest { name: "full".into() }).await.unwrap();
 }

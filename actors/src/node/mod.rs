@@ -22,6 +22,7 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 use thiserror::Error;
 
+mod disk;
 mod groups;
 pub mod membership;
 mod metadata;
@@ -48,6 +49,9 @@ pub struct NodeSettings {
     /// How long a preferred replica must have been caught up before leadership goes back to
     /// it (Kafka's leader.imbalance.check.interval, much shorter).
     pub leader_rebalance_ms: u64,
+    /// Writes are refused while the data folder's file system has less free space than this
+    /// (0: never).
+    pub min_free_disk_bytes: u64,
 }
 
 impl NodeSettings {
@@ -160,6 +164,7 @@ struct Inner {
     /// Set once the metadata this node held at start is applied: blocks granted before
     /// that may be partly used already and are never handed out again.
     caught_up: std::sync::atomic::AtomicBool,
+    disk: disk::DiskGuard,
     /// Serializes catalog changes (create/delete/alter) so each is one consistent step.
     catalog: tokio::sync::Mutex<()>,
     root: ActorRef<SupervisorMsg>,
@@ -234,6 +239,7 @@ impl Node {
         let partitions_sup = lookup(&format!("{prefix}/1-partitions"))?;
         let listeners_sup = lookup(&format!("{prefix}/3-listeners"))?;
         let groups_sup = lookup(&format!("{prefix}/4-groups"))?;
+        let disk = disk::DiskGuard::new(settings.min_free_disk_bytes);
         let node = Node {
             inner: Arc::new(Inner {
                 settings,
@@ -248,6 +254,7 @@ impl Node {
                 producer_ids: tokio::sync::Mutex::new((0, 0)),
                 producer_block_end: std::sync::Mutex::new(0),
                 caught_up: std::sync::atomic::AtomicBool::new(false),
+                disk,
                 catalog: tokio::sync::Mutex::new(()),
                 root,
                 partitions_sup,
@@ -266,6 +273,7 @@ impl Node {
         node.start_ticker().await?;
         node.start_metadata().await?;
         node.start_retention().await?;
+        node.start_disk_watch().await?;
         if node.topic(OFFSETS_TOPIC).is_some() {
             node.ensure_groups().await.map_err(|e| format!("starting group coordinators: {e}"))?;
         }
@@ -545,6 +553,10 @@ impl Node {
 
     /// Appends batches to a partition and waits until the write is durable (unless acks=0).
     pub async fn produce(&self, shared: &PartitionShared, batches: Vec<(BatchHeader, Bytes)>, acks: i16, timeout: Duration) -> Result<ProduceAck, PartitionError> {
+        // The metadata log stays writable: deleting a topic is how space comes back.
+        if shared.topic != crate::controller::METADATA_TOPIC {
+            self.inner.disk.check(&self.inner.settings.data_dir)?;
+        }
         let Some(actor) = shared.actor() else {
             shared.note_refused(&batches, self.inner.clock.now_ms());
             return Err(PartitionError::Busy);

@@ -17,5 +17,6 @@ pub fn settings(dir: &std::path::Path) -> NodeSettings {
         raft_tick_ms: 100,
         members: vec![],
         leader_rebalance_ms: 10_000,
+        min_free_disk_bytes: 0,
     }
 }

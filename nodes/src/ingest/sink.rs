@@ -143,7 +143,7 @@ impl Sink {
         let mut out = vec![(0, 0); n];
         for (idx, ack) in futures::future::join_all(jobs).await {
             let ack = ack.map_err(|e| match e {
-                PartitionError::Busy | PartitionError::NotLeader { .. } | PartitionError::Timeout | PartitionError::Storage(_) => WriteError::Retriable(e.to_string()),
+                PartitionError::Busy | PartitionError::NotLeader { .. } | PartitionError::Timeout | PartitionError::Storage(_) | PartitionError::DiskFull { .. } => WriteError::Retriable(e.to_string()),
                 other => WriteError::Refused(other.to_string()),
             })?;
             // One append: the batches of a partition get consecutive offsets.

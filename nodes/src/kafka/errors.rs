@@ -19,7 +19,9 @@ pub fn partition_error(e: &PartitionError) -> i16 {
         PartitionError::Busy | PartitionError::NotLeader { .. } => E::NotLeaderOrFollower,
         PartitionError::Timeout => E::RequestTimedOut,
         PartitionError::UnknownTopicOrPartition => E::UnknownTopicOrPartition,
-        PartitionError::Storage(_) => E::KafkaStorageError,
+        // Retriable for Kafka clients: they refresh metadata and try again until their
+        // delivery timeout.
+        PartitionError::Storage(_) | PartitionError::DiskFull { .. } => E::KafkaStorageError,
     }
     .code()
 }
