@@ -99,6 +99,18 @@ impl TestNode {
     /// As [`TestNode::start_cluster`]; `first_node_toml` goes inside node 1's entry (e.g.
     /// `[[nodes.ingest]]` tables).
     pub fn start_cluster_full(n: usize, extra_toml: &str, first_node_toml: &str) -> Vec<TestNode> {
+        // A free port can be taken by another test between probing and binding: start the
+        // whole cluster again on fresh ports when that happens.
+        for _ in 0..5 {
+            if let Some(nodes) = Self::try_start_cluster(n, extra_toml, first_node_toml) {
+                return nodes;
+            }
+        }
+        panic!("no free ports for a cluster of {n} after 5 tries");
+    }
+
+    /// None when a node could not bind one of its ports (the nodes started are stopped).
+    fn try_start_cluster(n: usize, extra_toml: &str, first_node_toml: &str) -> Option<Vec<TestNode>> {
         let zones = ["east", "central", "west"];
         let mut ports = Vec::new();
         while ports.len() < 4 * n {
@@ -137,11 +149,13 @@ impl TestNode {
             node.launch();
         }
         for node in &mut nodes {
-            if let Err(log) = node.wait_ready() {
-                panic!("node {} exited early; log:\n{log}", node.id);
+            match node.wait_ready() {
+                Ok(()) => {}
+                Err(log) if log.contains("Address already in use") => return None,
+                Err(log) => panic!("node {} exited early; log:\n{log}", node.id),
             }
         }
-        nodes
+        Some(nodes)
     }
 
     /// Starts the process again after [`TestNode::kill`].
