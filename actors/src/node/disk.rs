@@ -9,7 +9,10 @@
 
 use super::Node;
 use crate::service::RunFn;
+use crate::partition::PartitionShared;
 use crate::PartitionError;
+use backwaters_proto::kafka::batch::BatchHeader;
+use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +52,19 @@ impl DiskGuard {
 }
 
 impl Node {
+    /// Refuses a write to `shared` while the disk is below the floor. The metadata log stays
+    /// writable: deleting a topic is how space comes back.
+    pub(super) fn check_disk(&self, shared: &PartitionShared, batches: &[(BatchHeader, Bytes)]) -> Result<(), PartitionError> {
+        if shared.topic == crate::controller::METADATA_TOPIC {
+            return Ok(());
+        }
+        self.inner.disk.check(&self.inner.settings.data_dir).inspect_err(|_| {
+            // Noted like any retriable refusal: a later batch of the same producer may get
+            // in first once space is back.
+            shared.note_refused(batches, self.inner.clock.now_ms());
+        })
+    }
+
     /// Reads the free space of the data folder every second (a `3-disk` service).
     pub(super) async fn start_disk_watch(&self) -> Result<(), String> {
         // A first reading before the node serves anything (statvfs is quick).

@@ -553,15 +553,7 @@ impl Node {
 
     /// Appends batches to a partition and waits until the write is durable (unless acks=0).
     pub async fn produce(&self, shared: &PartitionShared, batches: Vec<(BatchHeader, Bytes)>, acks: i16, timeout: Duration) -> Result<ProduceAck, PartitionError> {
-        // The metadata log stays writable: deleting a topic is how space comes back.
-        if shared.topic != crate::controller::METADATA_TOPIC {
-            if let Err(e) = self.inner.disk.check(&self.inner.settings.data_dir) {
-                // Noted like any retriable refusal: a later batch of the same producer may
-                // get in first once space is back.
-                shared.note_refused(&batches, self.inner.clock.now_ms());
-                return Err(e);
-            }
-        }
+        self.check_disk(shared, &batches)?;
         let Some(actor) = shared.actor() else {
             shared.note_refused(&batches, self.inner.clock.now_ms());
             return Err(PartitionError::Busy);
