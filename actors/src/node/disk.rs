@@ -55,14 +55,16 @@ impl Node {
     /// Refuses a write to `shared` while the disk is below the floor. The metadata log stays
     /// writable: deleting a topic is how space comes back.
     pub(super) fn check_disk(&self, shared: &PartitionShared, batches: &[(BatchHeader, Bytes)]) -> Result<(), PartitionError> {
-        if shared.topic == crate::controller::METADATA_TOPIC {
-            return Ok(());
+        match self.inner.disk.check(&self.inner.settings.data_dir) {
+            Err(_) if shared.topic == crate::controller::METADATA_TOPIC => Ok(()),
+            Err(e) => {
+                // Noted like any retriable refusal: a later batch of the same producer may get
+                // in first once space is back.
+                shared.note_refused(batches, self.inner.clock.now_ms());
+                Err(e)
+            }
+            Ok(()) => Ok(()),
         }
-        self.inner.disk.check(&self.inner.settings.data_dir).inspect_err(|_| {
-            // Noted like any retriable refusal: a later batch of the same producer may get
-            // in first once space is back.
-            shared.note_refused(batches, self.inner.clock.now_ms());
-        })
     }
 
     /// Reads the free space of the data folder every second (a `3-disk` service).

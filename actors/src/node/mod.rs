@@ -550,7 +550,6 @@ impl Node {
         self.controller(ControllerRequest::alter(name, &ops, replace)).await
     }
 
-
     /// Appends batches to a partition and waits until the write is durable (unless acks=0).
     pub async fn produce(&self, shared: &PartitionShared, batches: Vec<(BatchHeader, Bytes)>, acks: i16, timeout: Duration) -> Result<ProduceAck, PartitionError> {
         self.check_disk(shared, &batches)?;

@@ -44,7 +44,6 @@ pub const MAX_PENDING_PRODUCES: usize = 10_000;
 /// the default 100 ms tick).
 const REBALANCE_TICKS: u64 = 30;
 
-
 /// Where a partition is and what it knows, shared by the actor (writer) and readers.
 pub struct PartitionShared {
     pub topic: String,
