@@ -24,9 +24,17 @@ async fn describe(grpc: &str) -> Vec<backwaters_proto::grpc::v1::PartitionInfo> 
     describe_topic(grpc, TOPIC).await
 }
 
+/// The node's own copy of the topic's partitions. A topic created through another node
+/// reaches this node's metadata a moment later: not found is retried for a while.
 async fn describe_topic(grpc: &str, topic: &str) -> Vec<backwaters_proto::grpc::v1::PartitionInfo> {
     let mut c = AdminClient::connect(format!("http://{grpc}")).await.expect("connect admin");
-    c.describe_topic(DescribeTopicRequest { name: topic.into(), local_only: true }).await.expect("describe").into_inner().partitions
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.describe_topic(DescribeTopicRequest { name: topic.into(), local_only: true }).await {
+            Err(e) if e.code() == tonic::Code::NotFound && tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            r => return r.expect("describe").into_inner().partitions,
+        }
+    }
 }
 
 /// Creates `topic` through the node at `grpc` (forwarded to the controller), retrying while
