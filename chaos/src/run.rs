@@ -106,16 +106,15 @@ async fn leader_of(nodes: &[TestNode], partition: i32) -> Option<i32> {
 
 /// Cuts `node` off from every other node (both directions), or heals everything when `None`.
 async fn partition(nodes: &[TestNode], node: Option<i32>) {
-    use backwaters_proto::grpc::v1::{internal_client::InternalClient, FaultRequest};
+    use backwaters_proto::grpc::v1::FaultRequest;
     for n in nodes.iter().filter(|n| n.is_running()) {
         let blocked_peers = match node {
             None => vec![],
             Some(x) if x == n.id => nodes.iter().map(|o| o.id).filter(|id| *id != x).collect(),
             Some(x) => vec![x],
         };
-        let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://{}", n.grpc)) else { continue };
-        if let Ok(ch) = ep.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(5)).connect().await {
-            if let Err(e) = InternalClient::new(ch).inject_fault(FaultRequest { cluster_name: "test".into(), blocked_peers }).await {
+        if let Ok(mut c) = backwaters_tests::internal_client(&n.grpc).await {
+            if let Err(e) = c.inject_fault(FaultRequest { cluster_name: "test".into(), blocked_peers }).await {
                 eprintln!("chaos: fault injection on node {}: {}", n.id, e.message());
             }
         }

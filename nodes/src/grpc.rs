@@ -417,7 +417,8 @@ fn summary(t: &backwaters_actors::node::Topic) -> pb::TopicSummary {
 }
 
 /// Serves the gRPC API on `listener` until `stop` turns true.
-pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), others: Arc<Vec<pb::NodeStatus>>, cluster: String, allow_fault_injection: bool, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), others: Arc<Vec<pb::NodeStatus>>, cluster: String, secret: String, allow_fault_injection: bool, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    let require = backwaters_proto::grpc::auth::Require::new(&cluster, &secret);
     let internal = crate::peers::InternalApi { node: Arc::new(std::sync::OnceLock::from(node.clone())), cluster, allow_fault_injection };
     let listener = tokio::net::TcpListener::from_std(listener.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let api = Api { node, round_robin: Default::default(), kafka_addr: addrs.0, grpc_addr: addrs.1, others };
@@ -436,7 +437,10 @@ pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_byte
         .add_service(produce_server::ProduceServer::new(api.clone()).max_decoding_message_size(max_message_bytes))
         .add_service(consume_server::ConsumeServer::new(api.clone()).max_decoding_message_size(max_message_bytes))
         .add_service(admin_server::AdminServer::new(api).max_decoding_message_size(max_message_bytes))
-        .add_service(backwaters_proto::grpc::v1::internal_server::InternalServer::new(internal).max_decoding_message_size(max_message_bytes).max_encoding_message_size(max_message_bytes))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            backwaters_proto::grpc::v1::internal_server::InternalServer::new(internal).max_decoding_message_size(max_message_bytes).max_encoding_message_size(max_message_bytes),
+            require,
+        ))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
             let _ = stop.changed().await;
         })

@@ -17,6 +17,8 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use backwaters_proto::grpc::auth::Attach;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
@@ -32,8 +34,16 @@ const QUEUE: usize = 65_536;
 /// Most messages in one batch on the stream.
 const BATCH: usize = 4_096;
 
+/// A client of a peer's internal service; every call carries this cluster's credentials.
+type Client = InternalClient<InterceptedService<Channel, Attach>>;
+
+fn client(ch: Channel, auth: &Attach, max: usize) -> Client {
+    InternalClient::with_interceptor(ch, auth.clone()).max_encoding_message_size(max).max_decoding_message_size(max)
+}
+
 pub struct GrpcPeers {
     cluster: String,
+    auth: Attach,
     me: i32,
     queues: HashMap<i32, mpsc::Sender<pb::RaftEnvelope>>,
     channels: HashMap<i32, Channel>,
@@ -50,18 +60,19 @@ fn channel(addr: &str) -> Result<Channel, String> {
 }
 
 impl GrpcPeers {
-    /// `peers`: every other node's id and gRPC address.
-    pub fn start(cluster: &str, me: i32, peers: &[(i32, String)], max_message_bytes: usize) -> Result<Arc<GrpcPeers>, String> {
+    /// `peers`: every other node's id and gRPC address; `secret`: the cluster secret.
+    pub fn start(cluster: &str, secret: &str, me: i32, peers: &[(i32, String)], max_message_bytes: usize) -> Result<Arc<GrpcPeers>, String> {
+        let auth = Attach::new(cluster, secret);
         let mut queues = HashMap::new();
         let mut channels = HashMap::new();
         for (id, addr) in peers {
             let ch = channel(addr)?;
             let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(send_loop(cluster.to_string(), me, *id, stream_channel(addr)?, rx, max_message_bytes));
+            tokio::spawn(send_loop(cluster.to_string(), me, *id, client(stream_channel(addr)?, &auth, max_message_bytes), rx, max_message_bytes));
             queues.insert(*id, tx);
             channels.insert(*id, ch);
         }
-        Ok(Arc::new(GrpcPeers { cluster: cluster.to_string(), me, queues, channels, max_message_bytes }))
+        Ok(Arc::new(GrpcPeers { cluster: cluster.to_string(), auth, me, queues, channels, max_message_bytes }))
     }
 }
 
@@ -85,8 +96,7 @@ fn stream_channel(addr: &str) -> Result<Channel, String> {
 /// at a time, a batch never waits for the previous one's answer (under load that round trip
 /// was a few milliseconds on every Raft hop); HTTP/2 keeps the batches in order, which
 /// spares Raft the rejections and probes that reordered appends cause.
-async fn send_loop(cluster: String, me: i32, to: i32, ch: Channel, mut rx: mpsc::Receiver<pb::RaftEnvelope>, max: usize) {
-    let client = InternalClient::new(ch).max_encoding_message_size(max).max_decoding_message_size(max);
+async fn send_loop(cluster: String, me: i32, to: i32, client: Client, mut rx: mpsc::Receiver<pb::RaftEnvelope>, max: usize) {
     let mut failing = false;
     let mut open: Option<(mpsc::Sender<pb::RaftBatch>, tokio::task::JoinHandle<Result<(), Status>>)> = None;
     while let Some(first) = rx.recv().await {
@@ -154,13 +164,13 @@ impl Transport for GrpcPeers {
 impl Peers for GrpcPeers {
     fn produce(&self, node: i32, req: ForwardedProduce) -> Pin<Box<dyn std::future::Future<Output = Result<ProduceAck, PartitionError>> + Send>> {
         let ch = self.channels.get(&node).cloned();
-        let (cluster, max) = (self.cluster.clone(), self.max_message_bytes);
+        let (cluster, max, auth) = (self.cluster.clone(), self.max_message_bytes, self.auth.clone());
         Box::pin(async move {
             if blocked(node) {
                 return Err(PartitionError::NotLeader { leader: None });
             }
             let ch = ch.ok_or(PartitionError::NotLeader { leader: None })?;
-            let mut client = InternalClient::new(ch).max_encoding_message_size(max).max_decoding_message_size(max);
+            let mut client = client(ch, &auth, max);
             let call = pb::ProduceCall {
                 cluster_name: cluster,
                 topic: req.topic,
@@ -180,13 +190,13 @@ impl Peers for GrpcPeers {
 
     fn forward(&self, node: i32, req: ControllerRequest) -> Pin<Box<dyn std::future::Future<Output = ControllerReply> + Send>> {
         let ch = self.channels.get(&node).cloned();
-        let (cluster, max, me) = (self.cluster.clone(), self.max_message_bytes, self.me);
+        let (cluster, max, me, auth) = (self.cluster.clone(), self.max_message_bytes, self.me, self.auth.clone());
         Box::pin(async move {
             if blocked(node) {
                 return Err(AdminError::Unavailable(format!("node {node} is cut off (fault injection)")));
             }
             let ch = ch.ok_or_else(|| AdminError::Unavailable(format!("node {node} is not in the cluster config")))?;
-            let mut client = InternalClient::new(ch).max_encoding_message_size(max).max_decoding_message_size(max);
+            let mut client = client(ch, &auth, max);
             let call = pb::ControllerCall { cluster_name: cluster, request: serde_json::to_vec(&req).expect("request serializes").into() };
             let r = client.controller(call).await.map_err(|e| AdminError::Unavailable(format!("controller node {node} (asked by {me}): {}", e.message())))?;
             serde_json::from_slice::<ControllerReply>(&r.into_inner().result).map_err(|e| AdminError::Unavailable(format!("controller answer unreadable: {e}")))?

@@ -51,8 +51,15 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         min_free_disk_bytes: cluster.limits.min_free_disk_bytes,
         members: cluster.nodes.iter().map(|n| Member { id: n.id, zone: n.zone.clone() }).collect(),
     };
+    // Authenticates node-to-node gRPC calls and actor-cluster sessions.
+    let secret = cluster.cluster_secret.clone().unwrap_or_else(|| {
+        if cluster.nodes.len() > 1 {
+            tracing::warn!("cluster_secret is not set: nodes authenticate each other with the cluster name, which is no secret");
+        }
+        cluster.cluster_name.clone()
+    });
     let others: Vec<(i32, String)> = cluster.nodes.iter().filter(|n| n.id != nc.id).map(|n| (n.id, n.advertised_grpc.clone().unwrap_or_else(|| n.grpc.clone()))).collect();
-    let peers = crate::peers::GrpcPeers::start(&cluster.cluster_name, nc.id, &others, cluster.limits.grpc_max_message_bytes)?;
+    let peers = crate::peers::GrpcPeers::start(&cluster.cluster_name, &secret, nc.id, &others, cluster.limits.grpc_max_message_bytes)?;
     let node = Node::start_with(settings, Arc::new(backwaters_actors::SystemClock), peers).await?;
     // Ingest first: once the Kafka port answers, every listener of the node is up.
     let ingest_addrs = crate::ingest::start(&node, &nc.ingest).await?;
@@ -80,7 +87,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
     let grpc_l = Arc::new(grpc_l);
     let (n, max_msg) = (node.clone(), cluster.limits.grpc_max_message_bytes);
     let addrs = (advertised.clone(), grpc_addr.clone());
-    let cluster_name = cluster.cluster_name.clone();
+    let (cluster_name, grpc_secret) = (cluster.cluster_name.clone(), secret.clone());
     let others: Arc<Vec<backwaters_proto::grpc::v1::NodeStatus>> = Arc::new(
         cluster
             .nodes
@@ -100,8 +107,8 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
     );
     let faults = cluster.limits.allow_fault_injection;
     let run: RunFn = Arc::new(move |stop| {
-        let (n, l, addrs, others, cluster_name) = (n.clone(), grpc_l.clone(), addrs.clone(), others.clone(), cluster_name.clone());
-        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, others, cluster_name, faults, stop).await })
+        let (n, l, addrs, others, cluster_name, secret) = (n.clone(), grpc_l.clone(), addrs.clone(), others.clone(), cluster_name.clone(), grpc_secret.clone());
+        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, others, cluster_name, secret, faults, stop).await })
     });
     node.start_service("grpc", run, true).await?;
 
@@ -109,10 +116,6 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         let listen: std::net::SocketAddr = a.parse().map_err(|_| format!("actors: {a:?} is not HOST:PORT"))?;
         // ractor_cluster binds in its own actor; find out now if the port is taken.
         drop(bind("actor-cluster", a)?);
-        let secret = cluster.cluster_secret.clone().unwrap_or_else(|| {
-            tracing::warn!("cluster_secret is not set: node sessions are authenticated with the cluster name");
-            cluster.cluster_name.clone()
-        });
         let peers = cluster.nodes.iter().filter(|n| n.id != nc.id).filter_map(|n| n.actors.clone().map(|a| (n.id, a))).collect();
         node.join_actor_cluster(backwaters_actors::node::membership::ActorClusterSettings { listen, secret, peers }).await?;
     }

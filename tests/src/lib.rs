@@ -18,6 +18,18 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Path of the `backwaters` binary, built once per test process (a no-op when fresh).
+/// The secret of every test node's cluster (named "test").
+pub const CLUSTER_SECRET: &str = "test-secret";
+
+/// A client of a test node's internal (node-to-node) service, with the test cluster's
+/// credentials, as another node of the cluster would call it.
+pub async fn internal_client(
+    grpc_addr: &str,
+) -> Result<backwaters_proto::grpc::v1::internal_client::InternalClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, backwaters_proto::grpc::auth::Attach>>, tonic::transport::Error> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))?.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(5)).connect().await?;
+    Ok(backwaters_proto::grpc::v1::internal_client::InternalClient::with_interceptor(ch, backwaters_proto::grpc::auth::Attach::new("test", CLUSTER_SECRET)))
+}
+
 pub fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -79,7 +91,7 @@ impl TestNode {
             let m = std::iter::repeat_with(free_port).find(|p| *p != k && *p != g).expect("a port");
             (n.kafka, n.grpc, n.metrics) = (format!("127.0.0.1:{k}"), format!("127.0.0.1:{g}"), format!("127.0.0.1:{m}"));
             let text = format!(
-                "cluster_name = \"test\"\n{extra_toml}\n[[nodes]]\nid = 1\nzone = \"east\"\nkafka = \"{}\"\ngrpc = \"{}\"\nmetrics = \"{}\"\ndata_dir = \"data\"\n{node_toml}\n",
+                "cluster_name = \"test\"\ncluster_secret = \"{CLUSTER_SECRET}\"\n{extra_toml}\n[[nodes]]\nid = 1\nzone = \"east\"\nkafka = \"{}\"\ngrpc = \"{}\"\nmetrics = \"{}\"\ndata_dir = \"data\"\n{node_toml}\n",
                 n.kafka, n.grpc, n.metrics
             );
             std::fs::write(&n.config, text).expect("write config");
@@ -127,7 +139,7 @@ impl TestNode {
                 TestNode { dir, kafka: a(0), grpc: a(1), metrics: a(2), actors: a(3), config, child: None, serving_before: 0, id: i as i32 + 1 }
             })
             .collect();
-        let mut text = format!("cluster_name = \"test\"\ncluster_secret = \"test-secret\"\n{extra_toml}\n");
+        let mut text = format!("cluster_name = \"test\"\ncluster_secret = \"{CLUSTER_SECRET}\"\n{extra_toml}\n");
         for (i, node) in nodes.iter().enumerate() {
             text += &format!(
                 "[[nodes]]\nid = {}\nzone = \"{}\"\nkafka = \"{}\"\ngrpc = \"{}\"\nmetrics = \"{}\"\nactors = \"{}\"\ndata_dir = \"{}\"\n",

@@ -109,13 +109,29 @@ async fn clean_shutdown_keeps_data_for_the_next_start() {
     assert_eq!(got.records[0].value.as_deref(), Some(&b"persist"[..]));
 }
 
-/// The internal service refuses fault injection unless the config allows it (test clusters),
-/// and refuses callers from another cluster.
+/// The internal (node-to-node) service refuses callers without this cluster's credentials
+/// (cluster name + secret), refuses fault injection unless the config allows it (test
+/// clusters), and refuses a caller that names another cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_injection_is_refused_unless_enabled() {
+async fn internal_calls_need_the_clusters_credentials_and_fault_injection_is_off() {
     let node = TestNode::start();
-    let mut c = pb::internal_client::InternalClient::connect(node.grpc_url()).await.unwrap();
-    let e = c.inject_fault(pb::FaultRequest { cluster_name: "test".into(), blocked_peers: vec![2] }).await.unwrap_err();
+    let request = || pb::FaultRequest { cluster_name: "test".into(), blocked_peers: vec![2] };
+    // No credentials, and credentials of a cluster with another secret.
+    let mut bare = pb::internal_client::InternalClient::connect(node.grpc_url()).await.unwrap();
+    let e = bare.inject_fault(request()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+    assert!(e.message().contains("cluster_secret"), "the error says what to check: {e}");
+    let ch = tonic::transport::Endpoint::from_shared(node.grpc_url()).unwrap().connect().await.unwrap();
+    let mut wrong = pb::internal_client::InternalClient::with_interceptor(ch, backwaters_proto::grpc::auth::Attach::new("test", "not-the-secret"));
+    let e = wrong.inject_fault(request()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+    // A Raft stream without credentials is refused before any message reaches a partition.
+    let batch = pb::RaftBatch { cluster_name: "test".into(), from_node: 2, messages: vec![pb::RaftEnvelope { group: 1, message: vec![0xff].into() }] };
+    let e = bare.raft(tokio_stream::iter(vec![batch])).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+
+    let mut c = backwaters_tests::internal_client(&node.grpc).await.unwrap();
+    let e = c.inject_fault(request()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
     assert!(e.message().contains("allow_fault_injection"), "{e}");
     let e = c.inject_fault(pb::FaultRequest { cluster_name: "other".into(), blocked_peers: vec![] }).await.unwrap_err();
