@@ -10,8 +10,11 @@
 //! does what librdkafka does on the wire — one connection per broker, record batches v2 of
 //! up to `--batch-size` bytes or `--linger-ms`, an idempotent producer id with per-partition
 //! sequence numbers, at most five requests in flight per partition, Produce v9 — and sleeps
-//! when it has nothing to do. Records go to partitions in turn. Any failed batch ends the run
-//! with the broker's error (no retries: a benchmark should not hide them).
+//! when it has nothing to do. Records go to partitions in turn. Like librdkafka, it follows a
+//! leader that moves: a batch refused with a retriable error (NOT_LEADER_OR_FOLLOWER, a
+//! timeout, a closed connection...) is sent again, in sequence order, to the leader that the
+//! metadata names next, within a 60 s delivery timeout; its latency counts the wait. Each
+//! move is reported, and a non-retriable error ends the run with the broker's error.
 
 use crate::bench::{Acks, BenchArgs, Compression};
 use backwaters_proto::kafka::batch::{encode_batch_with, set_producer, NewRecord};
@@ -155,22 +158,34 @@ fn decode_answer<R: Decodable>(key: ApiKey, version: i16, mut frame: Bytes) -> R
     Ok(r)
 }
 
+/// Each partition's leader address (None while it has none) and whether that leader is the
+/// preferred replica (the first listed), sorted by partition.
+type LeaderView = Vec<(i32, Option<String>, bool)>;
+
+async fn metadata(conn: &Conn, topic: &str) -> Result<LeaderView, String> {
+    let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]));
+    let md: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
+    let brokers: HashMap<i32, String> = md.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
+    let t = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).ok_or(format!("metadata has no topic {topic}"))?;
+    if t.error_code != 0 {
+        return Err(format!("metadata for topic {topic}: error code {}", t.error_code));
+    }
+    let mut parts: LeaderView = t.partitions.iter().map(|p| (p.partition_index, brokers.get(&p.leader_id.0).cloned(), p.replica_nodes.first() == Some(&p.leader_id))).collect();
+    parts.sort();
+    Ok(parts)
+}
+
 /// Leader address of every partition of `topic`. Waits (up to about 30 s) for every partition
 /// to be led by its preferred replica (the first listed): the cluster moves leadership back
-/// there on its own, and this client does not follow a leader that moves mid-run.
+/// there on its own, and a run that starts while it does would measure the moves.
 async fn leaders(bootstrap: &str, topic: &str) -> Result<Vec<String>, String> {
     let first = bootstrap.split(',').next().unwrap_or(bootstrap).trim();
     let conn = Conn::open(first).await?;
-    let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]));
     let mut settled_wait_told = false;
     let mut found = None;
     for attempt in 0..150 {
-        let md: MetadataResponse = conn.call(ApiKey::Metadata, METADATA_VERSION, &req).await?;
-        let brokers: HashMap<i32, String> = md.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
-        let t = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).ok_or(format!("metadata has no topic {topic}"))?;
-        let mut parts: Vec<_> = t.partitions.iter().map(|p| (p.partition_index, brokers.get(&p.leader_id.0).cloned(), p.replica_nodes.first() == Some(&p.leader_id))).collect();
-        parts.sort();
-        if t.error_code == 0 && !parts.is_empty() && parts.iter().all(|(_, l, _)| l.is_some()) {
+        let parts = metadata(&conn, topic).await?;
+        if !parts.is_empty() && parts.iter().all(|(_, l, _)| l.is_some()) {
             let preferred = parts.iter().all(|(_, _, p)| *p);
             let leaders: Vec<String> = parts.into_iter().map(|(_, l, _)| l.expect("checked")).collect();
             if preferred {
@@ -190,6 +205,46 @@ async fn leaders(bootstrap: &str, topic: &str) -> Result<Vec<String>, String> {
     found.ok_or(format!("topic {topic} has partitions without a leader"))
 }
 
+/// Connections to brokers, opened once and reopened when closed; and where to ask who leads.
+struct Brokers {
+    bootstrap: Vec<String>,
+    topic: String,
+    conns: tokio::sync::Mutex<HashMap<String, Conn>>,
+}
+
+impl Brokers {
+    async fn conn(&self, addr: &str) -> Result<Conn, String> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(addr).filter(|c| !c.tx.is_closed()) {
+            return Ok(c.clone());
+        }
+        let c = Conn::open(addr).await?;
+        conns.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// The current leader of `partition`, asking each known broker in turn.
+    async fn leader(&self, partition: i32) -> Result<String, String> {
+        let mut asked: Vec<String> = self.conns.lock().await.keys().cloned().collect();
+        asked.extend(self.bootstrap.iter().cloned());
+        let mut last = format!("no broker answered metadata for partition {partition}");
+        for addr in asked {
+            let view = match self.conn(&addr).await {
+                Ok(c) => metadata(&c, &self.topic).await,
+                Err(e) => Err(e),
+            };
+            match view {
+                Ok(v) => match v.into_iter().find(|(p, _, _)| *p == partition) {
+                    Some((_, Some(l), _)) => return Ok(l),
+                    _ => last = format!("partition {partition} has no leader (asked {addr})"),
+                },
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
 /// A record waiting to be batched: when it was handed to the client.
 type Pending = Instant;
 
@@ -201,11 +256,9 @@ struct Shared {
 
 pub async fn produce(a: &BenchArgs, payload: Bytes) -> Result<(), String> {
     let leaders = leaders(&a.bootstrap, &a.topic).await?;
-    let mut conns: HashMap<String, Conn> = HashMap::new();
+    let brokers = Arc::new(Brokers { bootstrap: a.bootstrap.split(',').map(|b| b.trim().to_string()).collect(), topic: a.topic.clone(), conns: Default::default() });
     for l in &leaders {
-        if !conns.contains_key(l) {
-            conns.insert(l.clone(), Conn::open(l).await?);
-        }
+        brokers.conn(l).await?;
     }
     let acks: i16 = match a.acks {
         Acks::All => -1,
@@ -214,7 +267,7 @@ pub async fn produce(a: &BenchArgs, payload: Bytes) -> Result<(), String> {
     };
     let idempotent = a.idempotence && matches!(a.acks, Acks::All);
     let (producer_id, epoch) = if idempotent {
-        let conn = conns.values().next().expect("a leader");
+        let conn = brokers.conn(&leaders[0]).await?;
         let r: InitProducerIdResponse = conn.call(ApiKey::InitProducerId, INIT_PRODUCER_ID_VERSION, &InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1)).await?;
         if r.error_code != 0 {
             return Err(format!("InitProducerId failed with error code {}", r.error_code));
@@ -236,7 +289,8 @@ pub async fn produce(a: &BenchArgs, payload: Bytes) -> Result<(), String> {
         let (tx, rx) = mpsc::channel::<Pending>(QUEUE);
         queues.push(tx);
         let cfg = PartitionSender {
-            conn: conns[leader].clone(),
+            conn: brokers.conn(leader).await?,
+            brokers: brokers.clone(),
             topic: a.topic.clone(),
             partition: p as i32,
             acks,
@@ -249,7 +303,7 @@ pub async fn produce(a: &BenchArgs, payload: Bytes) -> Result<(), String> {
         };
         tokio::spawn(cfg.run(rx));
     }
-    eprintln!("native client: {} partitions on {} brokers, producer id {producer_id}", leaders.len(), conns.len());
+    eprintln!("native client: {} partitions on {} brokers, producer id {producer_id}", leaders.len(), brokers.conns.lock().await.len());
 
     let start = Instant::now();
     let mut last_report = Instant::now();
@@ -281,8 +335,40 @@ pub async fn produce(a: &BenchArgs, payload: Bytes) -> Result<(), String> {
     Ok(())
 }
 
+/// How long a batch may take, retries included, before the run fails (librdkafka's
+/// `delivery.timeout.ms` default is 120 s; a benchmark should say sooner).
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A batch sent but not yet acknowledged: enough to send it again unchanged.
+struct Sent {
+    /// Order within the partition (the base sequence for an idempotent producer).
+    order: u64,
+    encoded: Bytes,
+    records: Vec<Pending>,
+}
+
+/// What an answer means for the batch.
+enum Outcome {
+    Done,
+    /// Worth sending again, to the leader the metadata names next.
+    Retry(String),
+    Fatal(String),
+}
+
+/// Kafka error codes a producer retries: leadership moving, timeouts, replicas not yet back,
+/// a storage error on the leader (disk full: clients retry until space is freed).
+/// OUT_OF_ORDER_SEQUENCE_NUMBER is retried too when it follows a batch that failed (the
+/// broker never saw the batch before it); in a resend, which goes in order, it is fatal.
+fn retriable(code: i16) -> bool {
+    matches!(code, 3 | 5 | 6 | 7 | 19 | 20 | 45 | 56)
+}
+
+/// The idempotent producer's sequence got ahead of the broker's.
+const OUT_OF_ORDER: &str = "error code 45 (OUT_OF_ORDER_SEQUENCE_NUMBER)";
+
 struct PartitionSender {
     conn: Conn,
+    brokers: Arc<Brokers>,
     topic: String,
     partition: i32,
     acks: i16,
@@ -295,20 +381,50 @@ struct PartitionSender {
 }
 
 impl PartitionSender {
-    async fn run(self, mut rx: mpsc::Receiver<Pending>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+        // Batches that came back with a retriable error (at most IN_FLIGHT at a time).
+        let (retry_tx, mut retry_rx) = mpsc::channel::<(Sent, String)>(IN_FLIGHT);
         let per_record = self.payload.len() + 40;
         let mut sequence: i32 = 0;
+        let mut order: u64 = 0;
         let mut carry: Option<Pending> = None;
         loop {
+            if let Ok(first) = retry_rx.try_recv() {
+                if let Err(e) = self.recover(first, &slots, &mut retry_rx).await {
+                    return self.fail(e);
+                }
+                continue;
+            }
             let permit = slots.clone().acquire_owned().await.expect("never closed");
             // A batch: the oldest waiting record, then whatever arrives until the batch is
             // full or the oldest record has waited `linger`.
             let first = match carry.take() {
                 Some(f) => f,
-                None => match rx.recv().await {
-                    Some(f) => f,
-                    None => return,
+                None => tokio::select! {
+                    r = rx.recv() => match r {
+                        Some(f) => f,
+                        None => {
+                            drop(permit);
+                            // Done taking records; what is in flight may still come back.
+                            match retry_rx.recv().await {
+                                Some(first) => {
+                                    if let Err(e) = self.recover(first, &slots, &mut retry_rx).await {
+                                        return self.fail(e);
+                                    }
+                                    continue;
+                                }
+                                None => return,
+                            }
+                        }
+                    },
+                    Some(first) = retry_rx.recv() => {
+                        drop(permit);
+                        if let Err(e) = self.recover(first, &slots, &mut retry_rx).await {
+                            return self.fail(e);
+                        }
+                        continue;
+                    }
                 },
             };
             let mut batch = vec![first];
@@ -337,44 +453,30 @@ impl PartitionSender {
                 Ok(b) => b,
                 Err(e) => return self.fail(format!("encoding a batch: {e}")),
             };
+            order += 1;
             if let Some((pid, epoch)) = self.producer {
+                order = sequence as u64;
                 encoded = set_producer(&encoded, pid, epoch, sequence);
                 sequence = sequence.wrapping_add(batch.len() as i32);
             }
-            let req = ProduceRequest::default().with_acks(self.acks).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(self.topic.clone())))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(self.partition).with_records(Some(encoded))])]);
-            let answer = match self.conn.send(ApiKey::Produce, PRODUCE_VERSION, &req, self.acks != 0).await {
+            let sent = Sent { order, encoded, records: batch };
+            let answer = match self.conn.send(ApiKey::Produce, PRODUCE_VERSION, &self.request(&sent.encoded), self.acks != 0).await {
                 Ok(a) => a,
-                Err(e) => return self.fail(e),
+                // The connection is gone: the batch goes with the others that come back.
+                Err(e) => {
+                    let _ = retry_tx.send((sent, e)).await;
+                    drop(permit);
+                    continue;
+                }
             };
-            let shared = self.shared.clone();
-            let partition = self.partition;
+            let (shared, partition, retry_tx) = (self.shared.clone(), self.partition, retry_tx.clone());
             tokio::spawn(async move {
-                let result = match answer {
-                    None => Ok(()),
-                    Some(rx) => match rx.await {
-                        Err(_) => Err("connection closed".to_string()),
-                        Ok(Err(e)) => Err(e),
-                        Ok(Ok(frame)) => decode_answer::<ProduceResponse>(ApiKey::Produce, PRODUCE_VERSION, frame).and_then(|r| {
-                            let code = r.responses.first().and_then(|t| t.partition_responses.first()).map(|p| p.error_code).unwrap_or(-1);
-                            if code == 0 {
-                                Ok(())
-                            } else {
-                                Err(format!("partition {partition}: produce failed with error code {code}"))
-                            }
-                        }),
-                    },
-                };
-                match result {
-                    Ok(()) => {
-                        let mut h = shared.hist.lock().expect("lock");
-                        for sent in &batch {
-                            let _ = h.record((sent.elapsed().as_micros() as u64).max(1));
-                        }
-                        shared.done.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                match answer_outcome(partition, answer).await {
+                    Outcome::Done => record(&shared, &sent.records),
+                    Outcome::Retry(why) => {
+                        let _ = retry_tx.send((sent, why)).await;
                     }
-                    Err(e) => {
+                    Outcome::Fatal(e) => {
                         shared.failure.lock().expect("lock").get_or_insert(e);
                     }
                 }
@@ -383,7 +485,97 @@ impl PartitionSender {
         }
     }
 
+    fn request(&self, encoded: &Bytes) -> ProduceRequest {
+        ProduceRequest::default().with_acks(self.acks).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(self.topic.clone())))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(self.partition).with_records(Some(encoded.clone()))])])
+    }
+
+    /// A batch came back with a retriable error: waits until nothing else is in flight,
+    /// then sends every returned batch again, in order, one at a time, to whichever broker
+    /// leads the partition now (the idempotent producer's sequence numbers make a batch
+    /// that did get written the first time a duplicate the broker answers without writing).
+    async fn recover(&mut self, first: (Sent, String), slots: &Arc<Semaphore>, retry_rx: &mut mpsc::Receiver<(Sent, String)>) -> Result<(), String> {
+        let all = slots.clone().acquire_many_owned(IN_FLIGHT as u32).await.expect("never closed");
+        let mut batches = vec![first.0];
+        let mut why = first.1;
+        while let Ok((b, _)) = retry_rx.try_recv() {
+            batches.push(b);
+        }
+        batches.sort_by_key(|b| b.order);
+        let since = Instant::now();
+        let mut moved_to = None;
+        for b in batches {
+            loop {
+                if since.elapsed() > DELIVERY_TIMEOUT {
+                    return Err(format!("partition {}: batch not delivered within {DELIVERY_TIMEOUT:?}: {why}", self.partition));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let leader = match self.brokers.leader(self.partition).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        why = e;
+                        continue;
+                    }
+                };
+                self.conn = match self.brokers.conn(&leader).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        why = e;
+                        continue;
+                    }
+                };
+                let answer = self.conn.send(ApiKey::Produce, PRODUCE_VERSION, &self.request(&b.encoded), self.acks != 0).await;
+                let outcome = match answer {
+                    Ok(a) => answer_outcome(self.partition, a).await,
+                    Err(e) => Outcome::Retry(e),
+                };
+                match outcome {
+                    Outcome::Done => {
+                        record(&self.shared, &b.records);
+                        moved_to = Some(leader);
+                        break;
+                    }
+                    Outcome::Retry(e) if e == OUT_OF_ORDER => return Err(format!("partition {}: resent batch {}: {e}", self.partition, b.order)),
+                    Outcome::Retry(e) => why = e,
+                    Outcome::Fatal(e) => return Err(e),
+                }
+            }
+        }
+        if let Some(l) = moved_to {
+            eprintln!("  partition {}: {why}; resent to {l} after {:.2} s", self.partition, since.elapsed().as_secs_f64());
+        }
+        drop(all);
+        Ok(())
+    }
+
     fn fail(&self, why: String) {
         self.shared.failure.lock().expect("lock").get_or_insert(why);
+    }
+}
+
+fn record(shared: &Shared, records: &[Pending]) {
+    let mut h = shared.hist.lock().expect("lock");
+    for sent in records {
+        let _ = h.record((sent.elapsed().as_micros() as u64).max(1));
+    }
+    shared.done.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn answer_outcome(partition: i32, answer: Option<oneshot::Receiver<Result<Bytes, String>>>) -> Outcome {
+    let Some(rx) = answer else { return Outcome::Done };
+    match rx.await {
+        Err(_) => Outcome::Retry("connection closed".into()),
+        Ok(Err(e)) => Outcome::Retry(e),
+        Ok(Ok(frame)) => match decode_answer::<ProduceResponse>(ApiKey::Produce, PRODUCE_VERSION, frame) {
+            Err(e) => Outcome::Fatal(e),
+            Ok(r) => match r.responses.first().and_then(|t| t.partition_responses.first()).map(|p| p.error_code).unwrap_or(-1) {
+                // DUPLICATE_SEQUENCE_NUMBER: written before (a resend of a batch that was).
+                0 | 46 => Outcome::Done,
+                45 => Outcome::Retry(OUT_OF_ORDER.into()),
+                code if retriable(code) => Outcome::Retry(format!("error code {code}")),
+                code => Outcome::Fatal(format!("partition {partition}: produce failed with error code {code}")),
+            },
+        },
     }
 }
