@@ -95,6 +95,8 @@ pub struct Metrics {
     pub log_write_us: Histogram,
     /// Free bytes on the data folder's file system (last reading).
     pub disk_free_bytes: AtomicU64,
+    /// Leaders' appends a follower dropped because its disk was nearly full.
+    pub raft_appends_refused_disk: Counter,
     pub produce_latency_us: Histogram,
     pub retention_removed_batches: Counter,
     pub group_rebalances: Counter,
@@ -141,7 +143,7 @@ impl Metrics {
     /// Renders the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &Counter); 13] = [
+        let counters: [(&str, &str, &Counter); 14] = [
             ("backwaters_kafka_connections_total", "Kafka connections accepted", &self.kafka_connections),
             ("backwaters_kafka_connections_closed_total", "Kafka connections closed", &self.kafka_connections_closed),
             ("backwaters_kafka_requests_total", "Kafka requests handled", &self.kafka_requests),
@@ -155,6 +157,7 @@ impl Metrics {
             ("backwaters_group_rebalances_total", "Consumer-group rebalances completed (new generations)", &self.group_rebalances),
             ("backwaters_group_offset_commits_total", "Committed offsets written to __consumer_offsets", &self.group_offset_commits),
             ("backwaters_group_members_expired_total", "Group members removed because their session lapsed", &self.group_members_expired),
+            ("backwaters_raft_appends_refused_disk_total", "Leaders' appends a follower dropped because its disk was nearly full", &self.raft_appends_refused_disk),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());

@@ -76,6 +76,7 @@ async fn an_append_is_answered_only_after_its_flush() {
         timing: Timing::Fixed(10),
         on_leader: Arc::new(|_, _| {}),
         drained: Arc::default(),
+        disk: Arc::new(backwaters_actors::node::DiskGuard::new(0)),
         rebalance_ms: 60_000,
         tick_ms: 100,
     };

@@ -169,6 +169,10 @@ pub struct NodeConfig {
     pub actors: Option<String>,
     /// Relative paths are taken from the config file's folder.
     pub data_dir: PathBuf,
+    /// Overrides `limits.min_free_disk_bytes` for this node (a node with a smaller or
+    /// shared disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free_disk_bytes: Option<u64>,
     /// Syslog, RELP and HTTP listeners of this node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ingest: Vec<crate::ingest::config::IngestConfig>,

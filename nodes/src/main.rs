@@ -205,6 +205,7 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
                 metrics: Some(format!("{mhost}:{}", mport + i as i32)),
                 actors: Some(format!("{ahost}:{}", aport + i as i32)),
                 data_dir: data_dir.join(name),
+                min_free_disk_bytes: None,
                 // Ingest listeners on the first node (east-1).
                 ingest: if i == 0 { ingest.clone() } else { vec![] },
             }
@@ -310,6 +311,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     metrics: Some(metrics),
                     actors: None,
                     data_dir: data_dir.join("east-1"),
+                    min_free_disk_bytes: None,
                     ingest: default_ingest(&syslog, &relp, &http, &hec_token),
                 }],
             };

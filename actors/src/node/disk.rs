@@ -4,8 +4,12 @@
 //!
 //! Refused writes get KAFKA_STORAGE_ERROR, which Kafka clients retry (after a metadata
 //! refresh) until their delivery timeout; nothing is acknowledged that was not written.
-//! Raft traffic from leaders, the metadata log (creating and deleting topics), retention and
-//! DeleteRecords go on, so space can be freed.
+//! A follower drops the leader's appends (and snapshots) while its disk is low, as if they were
+//! lost on the network: it falls behind instead of failing its writes, Raft resends once space
+//! is back, and the leader commits with the other replicas meanwhile (or, with a majority low,
+//! refuses writes by timing out). Heartbeats and votes go on, so a full follower does not start
+//! elections. The metadata log (creating and deleting topics), retention and DeleteRecords go
+//! on, so space can be freed.
 
 use super::Node;
 use crate::service::RunFn;
@@ -38,8 +42,18 @@ impl DiskGuard {
         self.low()
     }
 
-    fn low(&self) -> bool {
+    /// Whether the last reading was below the floor: writes are refused and this node's
+    /// partition leaders hand leadership to a caught-up replica.
+    pub fn low(&self) -> bool {
         self.free.load(Ordering::Relaxed) < self.min
+    }
+
+    /// Whether a follower takes this Raft message now: while the disk is low it drops what
+    /// would be written (appends with entries, snapshots).
+    pub fn admits_raft(&self, m: &raft::prelude::Message) -> bool {
+        use raft::prelude::MessageType;
+        let writes = (m.get_msg_type() == MessageType::MsgAppend && !m.entries.is_empty()) || m.get_msg_type() == MessageType::MsgSnapshot;
+        !writes || !self.low()
     }
 
     /// Refuses a write while the free space is below the floor.
@@ -52,6 +66,16 @@ impl DiskGuard {
 }
 
 impl Node {
+    /// Whether a Raft message for `shared`'s replica is delivered: see [`DiskGuard::admits_raft`].
+    /// The metadata log is never held back.
+    pub(super) fn admits_raft(&self, shared: &PartitionShared, m: &raft::prelude::Message) -> bool {
+        if self.inner.disk.admits_raft(m) || shared.topic == crate::controller::METADATA_TOPIC {
+            return true;
+        }
+        self.inner.metrics.raft_appends_refused_disk.inc();
+        false
+    }
+
     /// Refuses a write to `shared` while the disk is below the floor. The metadata log stays
     /// writable: deleting a topic is how space comes back.
     pub(super) fn check_disk(&self, shared: &PartitionShared, batches: &[(BatchHeader, Bytes)]) -> Result<(), PartitionError> {
@@ -99,7 +123,7 @@ impl Node {
                     inner.metrics.disk_free_bytes.store(free, Ordering::Relaxed);
                     let low = inner.disk.record(free);
                     if low && !was_low {
-                        tracing::error!(free_mib = free >> 20, min_mib = inner.settings.min_free_disk_bytes >> 20, dir = %inner.settings.data_dir.display(), "disk nearly full: refusing writes until space is freed (retention, DeleteRecords, deleting topics) or limits.min_free_disk_bytes is lowered");
+                        tracing::error!(free_mib = free >> 20, min_mib = inner.settings.min_free_disk_bytes >> 20, dir = %inner.settings.data_dir.display(), "disk nearly full: refusing writes (as leader: KAFKA_STORAGE_ERROR; as follower: the leader's appends are dropped and the replica falls behind) until space is freed (retention, DeleteRecords, deleting topics) or limits.min_free_disk_bytes is lowered");
                     } else if was_low && !low {
                         tracing::info!(free_mib = free >> 20, "disk space back above the floor: accepting writes again");
                     }
@@ -129,5 +153,27 @@ mod tests {
         assert!(g.check(dir).is_ok());
         let never = DiskGuard::new(0);
         assert!(!never.record(0), "a floor of 0 never refuses");
+    }
+
+    #[test]
+    fn a_low_follower_drops_only_what_it_would_write() {
+        use raft::prelude::{Entry, Message, MessageType};
+        let msg = |t: MessageType, entries: usize| {
+            let mut m = Message::default();
+            m.set_msg_type(t);
+            m.entries = vec![Entry::default(); entries].into();
+            m
+        };
+        let g = DiskGuard::new(512 << 20);
+        assert!(g.admits_raft(&msg(MessageType::MsgAppend, 3)), "no reading yet");
+        g.record(1 << 20);
+        assert!(!g.admits_raft(&msg(MessageType::MsgAppend, 3)));
+        assert!(!g.admits_raft(&msg(MessageType::MsgSnapshot, 0)));
+        for kept in [MessageType::MsgAppend, MessageType::MsgHeartbeat, MessageType::MsgRequestVote, MessageType::MsgAppendResponse] {
+            let n = if kept == MessageType::MsgAppend { 0 } else { 1 };
+            assert!(g.admits_raft(&msg(kept, n)), "{kept:?} changes nothing on disk");
+        }
+        g.record(1 << 30);
+        assert!(g.admits_raft(&msg(MessageType::MsgAppend, 3)), "space back: appends go in again");
     }
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 mod disk;
+pub use disk::DiskGuard;
 mod groups;
 pub mod membership;
 mod metadata;
@@ -164,7 +165,7 @@ struct Inner {
     /// Set once the metadata this node held at start is applied: blocks granted before
     /// that may be partly used already and are never handed out again.
     caught_up: std::sync::atomic::AtomicBool,
-    disk: disk::DiskGuard,
+    disk: Arc<disk::DiskGuard>,
     /// Serializes catalog changes (create/delete/alter) so each is one consistent step.
     catalog: tokio::sync::Mutex<()>,
     root: ActorRef<SupervisorMsg>,
@@ -239,7 +240,7 @@ impl Node {
         let partitions_sup = lookup(&format!("{prefix}/1-partitions"))?;
         let listeners_sup = lookup(&format!("{prefix}/3-listeners"))?;
         let groups_sup = lookup(&format!("{prefix}/4-groups"))?;
-        let disk = disk::DiskGuard::new(settings.min_free_disk_bytes);
+        let disk = Arc::new(disk::DiskGuard::new(settings.min_free_disk_bytes));
         let node = Node {
             inner: Arc::new(Inner {
                 settings,
@@ -363,7 +364,7 @@ impl Node {
         let flusher_name = self.inner.flusher_name.clone();
         let flusher: Arc<dyn Fn() -> Option<ActorRef<FlusherMsg>> + Send + Sync> = Arc::new(move || ractor::registry::where_is(flusher_name.clone()).map(ActorRef::from));
         let (s, clock, metrics) = (shared.clone(), self.inner.clock.clone(), self.inner.metrics.clone());
-        let (drained, rebalance_ms, tick_ms) = (self.inner.drained.clone(), self.inner.settings.leader_rebalance_ms, self.inner.settings.raft_tick_ms);
+        let (drained, rebalance_ms, tick_ms, disk) = (self.inner.drained.clone(), self.inner.settings.leader_rebalance_ms, self.inner.settings.raft_tick_ms, self.inner.disk.clone());
         let spec = ChildSpec::new(self.partition_actor_name(uid), PartitionActor, move || PartitionArgs {
             shared: s.clone(),
             config: config.clone(),
@@ -376,6 +377,7 @@ impl Node {
             timing: Timing::Randomized,
             on_leader: on_leader.clone(),
             drained: drained.clone(),
+            disk: disk.clone(),
             rebalance_ms,
             tick_ms,
         });
@@ -445,6 +447,9 @@ impl Node {
     /// A Raft message from a peer node for group `group`.
     pub fn deliver_raft(&self, group: u64, m: raft::prelude::Message) {
         let target = self.inner.groups.read().expect("lock").get(&group).cloned();
+        if target.as_ref().is_some_and(|p| !self.admits_raft(p, &m)) {
+            return;
+        }
         match target.and_then(|p| p.actor()) {
             Some(a) => {
                 let _ = a.cast(PartitionMsg::Raft(Box::new(m)));

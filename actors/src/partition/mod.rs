@@ -258,6 +258,8 @@ pub struct PartitionArgs {
     pub on_leader: Arc<dyn Fn(bool, u64) + Send + Sync>,
     /// Nodes that must lead nothing (drained by an operator).
     pub drained: Arc<RwLock<std::collections::BTreeSet<i32>>>,
+    /// This node's free-space guard: while the disk is nearly full the node leads nothing.
+    pub disk: Arc<crate::node::DiskGuard>,
     /// How long the preferred replica must be caught up before leadership goes back to it.
     pub rebalance_ms: u64,
     /// Length of a Raft tick in ms (paces the rebalance checks).
@@ -311,6 +313,7 @@ pub struct PartitionState {
     /// can look false for good.
     last_active: std::collections::HashMap<i32, u64>,
     drained: Arc<RwLock<std::collections::BTreeSet<i32>>>,
+    disk: Arc<crate::node::DiskGuard>,
     /// A snapshot installed by ready `.0`, to count as applied at index `.1` once persisted.
     snap_to_apply: Option<(u64, u64)>,
     /// On the leader: followers seen waiting for a snapshot at the last check, with its index.
@@ -370,6 +373,7 @@ impl Actor for PartitionActor {
             last_active: Default::default(),
             rebalance_checks: (args.rebalance_ms / (REBALANCE_TICKS * args.tick_ms.max(1))).max(1) as u32,
             drained: args.drained,
+            disk: args.disk,
             snap_to_apply: None,
             snapshot_waits: Vec::new(),
             node_id: args.node_id,
@@ -537,7 +541,9 @@ impl PartitionState {
     /// the nodes) that is not drained, once it has been caught up for `rebalance_checks`
     /// checks in a row, so after a node returns leaders rebalance instead of piling up on the
     /// nodes that stayed (Kafka's auto.leader.rebalance). A drained leader hands over at once
-    /// to the first caught-up replica that is not drained. The metadata log's leader stays.
+    /// to the first caught-up replica that is not drained, and so does a leader whose disk is
+    /// nearly full (it refuses writes; a follower whose disk is full drops appends, so it is
+    /// never caught up and never handed leadership). The metadata log's leader stays.
     fn return_leadership(&mut self) {
         if self.raft.raft.state != StateRole::Leader || self.shared.topic == crate::controller::METADATA_TOPIC {
             self.preferred_ready = 0;
@@ -547,10 +553,12 @@ impl PartitionState {
         let last = self.raft.raft.raft_log.last_index();
         let caught_up = |st: &PartitionState, node: i32| st.active(node) && st.raft.raft.prs().get(raft_id(node)).is_some_and(|pr| pr.matched >= last);
         let candidates: Vec<i32> = self.shared.replicas.iter().copied().filter(|r| !drained.contains(r)).collect();
-        if drained.contains(&self.node_id) {
+        let disk_low = self.disk.low();
+        if drained.contains(&self.node_id) || disk_low {
             self.preferred_ready = 0;
             if let Some(to) = candidates.iter().copied().find(|r| *r != self.node_id && caught_up(self, *r)) {
-                tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, to, "this node is drained: handing leadership over");
+                let why = if disk_low { "disk nearly full" } else { "drained" };
+                tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, to, why, "this node should lead nothing: handing leadership over");
                 self.raft.transfer_leader(raft_id(to));
             }
             return;
