@@ -1,6 +1,7 @@
 //! Three real nodes in one process (partition actors, sled logs, the metadata log, the
 //! controller) joined by an in-memory network that cuts links, isolates nodes, delays,
-//! reorders and drops messages, and restarts nodes, all on a schedule drawn from one seed.
+//! reorders and drops messages, restarts nodes and steps their wall clocks (forward or back,
+//! up to an hour, as a bad NTP step would), all on a schedule drawn from one seed.
 //! Idempotent writers produce acks=all through random nodes (passed on to leaders) the whole
 //! time, retrying unacknowledged batches as librdkafka does. The
 //! checker then heals the network and looks at every replica's log: every acknowledged record
@@ -29,8 +30,22 @@ const NODES: i32 = 3;
 const PARTITIONS: i32 = 3;
 const TOPIC: &str = "sim";
 
+/// A node's wall clock: the system clock moved by an offset the schedule changes.
+#[derive(Default)]
+struct SteppedClock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl backwaters_actors::Clock for SteppedClock {
+    fn now_ms(&self) -> i64 {
+        backwaters_actors::SystemClock.now_ms() + self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// The shared in-memory network.
 struct Net {
+    /// Each node's wall clock (kept across restarts, as a host's clock would be).
+    clocks: Mutex<HashMap<i32, Arc<SteppedClock>>>,
     rng: Mutex<StdRng>,
     nodes: Mutex<HashMap<i32, WeakNode>>,
     /// Directed links that lose everything.
@@ -126,7 +141,8 @@ fn settings(id: i32, dir: &std::path::Path) -> NodeSettings {
 
 async fn start(net: &Arc<Net>, id: i32, dir: &std::path::Path) -> Node {
     let peer = Arc::new(SimPeer { me: id, net: net.clone() });
-    let node = Node::start_with(settings(id, dir), Arc::new(backwaters_actors::SystemClock), peer).await.expect("node starts");
+    let clock = net.clocks.lock().unwrap().entry(id).or_default().clone();
+    let node = Node::start_with(settings(id, dir), clock, peer).await.expect("node starts");
     net.nodes.lock().unwrap().insert(id, node.downgrade());
     node
 }
@@ -152,7 +168,7 @@ fn replica_records(node: &Node, partition: i32) -> Vec<(i64, String)> {
 
 async fn run(seed: u64) -> usize {
     let dir = tempfile::tempdir().unwrap();
-    let net = Arc::new(Net { rng: Mutex::new(StdRng::seed_from_u64(seed)), nodes: Mutex::default(), cut: Mutex::default(), drop_pct: Mutex::new(0) });
+    let net = Arc::new(Net { clocks: Mutex::default(), rng: Mutex::new(StdRng::seed_from_u64(seed)), nodes: Mutex::default(), cut: Mutex::default(), drop_pct: Mutex::new(0) });
     let mut nodes: BTreeMap<i32, Option<Node>> = BTreeMap::new();
     for id in 1..=NODES {
         nodes.insert(id, Some(start(&net, id, dir.path()).await));
@@ -216,6 +232,14 @@ async fn run(seed: u64) -> usize {
                     nodes.insert(a, Some(start(&net, a, dir.path()).await));
                 }
                 format!("restart {a}")
+            }
+            8 => {
+                // Leases and elections run on monotonic time; what reads the wall clock
+                // (producer state, timestamps, retention) must not lose or repeat records.
+                let step = schedule.gen_range(-3_600_000i64..=3_600_000);
+                let clocks = net.clocks.lock().unwrap();
+                clocks[&a].offset_ms.fetch_add(step, std::sync::atomic::Ordering::Relaxed);
+                format!("clock of {a} {step:+} ms")
             }
             _ => "none".to_string(),
         };
