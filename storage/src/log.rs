@@ -296,8 +296,13 @@ impl PartitionLog {
 
     /// Stores Raft's hard state (not flushed).
     pub fn set_hard_state(&self, hs: &HardState) -> Result<u64> {
-        self.tree().insert(keys::prefix(self.uid, keys::HARD_STATE), serde_json::to_vec(hs).expect("hard state serializes"))?;
+        let (k, v) = self.hard_state_kv(hs);
+        self.tree().insert(k, v)?;
         Ok(self.store.note_write())
+    }
+
+    fn hard_state_kv(&self, hs: &HardState) -> ([u8; 10], Vec<u8>) {
+        (keys::prefix(self.uid, keys::HARD_STATE), serde_json::to_vec(hs).expect("hard state serializes"))
     }
 
     /// Stores the voters of the Raft group (not flushed).
@@ -342,7 +347,18 @@ impl PartitionLog {
     /// and partition meta they change, as one atomic sled batch. Not flushed: returns the
     /// write sequence a flush must cover before anything is acknowledged.
     pub fn append(&self, entries: &[Entry], producers: &[ProducerEntry], meta: &PartitionMeta) -> Result<u64> {
+        self.append_with_hard_state(entries, producers, meta, None)
+    }
+
+    /// As [`PartitionLog::append`], with Raft's hard state in the same atomic batch (one
+    /// sled write per Raft ready instead of two; a recovered store still never has a commit
+    /// index beyond its own log, since both land together).
+    pub fn append_with_hard_state(&self, entries: &[Entry], producers: &[ProducerEntry], meta: &PartitionMeta, hs: Option<&HardState>) -> Result<u64> {
         let mut b = sled::Batch::default();
+        if let Some(hs) = hs {
+            let (k, v) = self.hard_state_kv(hs);
+            b.insert(&k, v);
+        }
         let mut running_max = self.time_index_max()?;
         for e in entries {
             e.encode_into(self.uid, &mut b);

@@ -3,7 +3,7 @@
 
 use backwaters_proto::kafka::batch::{encode_batch, with_base_offset, NewRecord};
 use backwaters_storage::log::PartitionMeta;
-use backwaters_storage::{Entry, EntryKind, PartitionLog, Store};
+use backwaters_storage::{Entry, EntryKind, HardState, PartitionLog, Store};
 use bytes::Bytes;
 use proptest::prelude::*;
 
@@ -233,4 +233,21 @@ fn batch_heads_are_walked_back_without_payloads() {
     let got: Vec<(i32, i64)> = log.batch_heads_back(1, 5).map(|(h, base)| (h.base_sequence, base)).collect();
     assert_eq!(got, vec![(40, 6), (30, 3), (10, 0)]);
     assert_eq!(log.batch_heads_back(2, 4).count(), 1, "the range is lowest..below");
+}
+
+#[test]
+fn hard_state_written_with_entries_is_recovered_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let hs = HardState { term: 3, vote: 2, commit: 1 };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let (log, _) = PartitionLog::open(&store, 4).unwrap();
+        let e = Entry { index: 1, term: 3, base_offset: 0, kind: EntryKind::Batch, payload: batch(2, 0) };
+        let meta = PartitionMeta { bytes: e.payload.len() as u64, ..Default::default() };
+        log.append_with_hard_state(&[e], &[], &meta, Some(&hs)).unwrap();
+        store.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let (_, rec) = PartitionLog::open(&store, 4).unwrap();
+    assert_eq!((rec.hard_state, rec.last_index, rec.last_term), (hs, 1, 3));
 }

@@ -644,15 +644,15 @@ impl PartitionState {
             }
             let committed = rd.take_committed_entries();
             self.apply(&committed);
+            // The hard state goes with this ready's entries (one atomic sled batch) or after
+            // them, so a store recovered after a crash never has a commit index beyond its
+            // own log. A change of the commit index alone need not be flushed (raft-rs's
+            // `must_sync` is false then: the commit is learned again from the leader); a
+            // new term or vote must be.
             if !rd.entries().is_empty() {
-                self.append(rd.entries())?;
+                self.append(rd.entries(), rd.hs())?;
                 wrote = true;
-            }
-            if let Some(hs) = rd.hs() {
-                // Written after this ready's entries, so a store recovered after a crash
-                // never has a commit index beyond its own log. A change of the commit index
-                // alone need not be flushed (raft-rs's `must_sync` is false then: the
-                // commit is learned again from the leader); a new term or vote must be.
+            } else if let Some(hs) = rd.hs() {
                 self.store.set_hard_state(hs)?;
             }
             let number = rd.number();
@@ -737,8 +737,8 @@ impl PartitionState {
     }
 
     /// Writes entries that enter the log (the leader's proposals or a leader's appends),
-    /// first removing a conflicting suffix.
-    fn append(&mut self, entries: &[raft::prelude::Entry]) -> Result<(), ActorProcessingErr> {
+    /// first removing a conflicting suffix; `hs`, the ready's hard state, goes in the same write.
+    fn append(&mut self, entries: &[raft::prelude::Entry], hs: Option<&raft::prelude::HardState>) -> Result<(), ActorProcessingErr> {
         let first = entries[0].index;
         if first <= self.store.last_index() {
             // A new leader replaced our uncommitted suffix.
@@ -768,8 +768,12 @@ impl PartitionState {
         }
         let producers: Vec<_> = producers.into_values().collect();
         let started = std::time::Instant::now();
-        self.shared.log.append(&out, &producers, &self.core.meta())?;
+        let log_hs = hs.map(crate::replica::log_store::to_log_hard_state);
+        self.shared.log.append_with_hard_state(&out, &producers, &self.core.meta(), log_hs.as_ref())?;
         self.metrics.log_write_us.record(started.elapsed().as_micros() as u64);
+        if let Some(hs) = hs {
+            self.store.note_hard_state(hs);
+        }
         let last = out.last().expect("entries");
         self.store.note_appended(first, last.index, last.term);
         self.shared.log_end.store(self.core.next_offset(), Ordering::SeqCst);

@@ -125,9 +125,14 @@ impl LogStore {
 
     /// Writes the hard state.
     pub fn set_hard_state(&self, hs: &HardState) -> Result<u64, String> {
-        let seq = self.log.set_hard_state(&LogHardState { term: hs.term, vote: hs.vote, commit: hs.commit }).map_err(|e| e.to_string())?;
-        self.cache.write().expect("lock").hs = hs.clone();
+        let seq = self.log.set_hard_state(&to_log_hard_state(hs)).map_err(|e| e.to_string())?;
+        self.note_hard_state(hs);
         Ok(seq)
+    }
+
+    /// Notes a hard state written by other means (with a ready's entries).
+    pub fn note_hard_state(&self, hs: &HardState) {
+        self.cache.write().expect("lock").hs = hs.clone();
     }
 
     /// Notes entries up to `index` (term `term`) removed from the front; `next_offset` is the
@@ -287,4 +292,9 @@ impl raft::Storage for LogStore {
         s.data = Bytes::from(serde_json::to_vec(&SnapshotData::at(next_offset, producers)).expect("serializes"));
         Ok(s)
     }
+}
+
+/// Raft's hard state as the storage crate keeps it.
+pub fn to_log_hard_state(hs: &HardState) -> LogHardState {
+    LogHardState { term: hs.term, vote: hs.vote, commit: hs.commit }
 }
