@@ -1,6 +1,6 @@
 """Unmodified Python Kafka clients against a Backwaters node.
 
-Usage: python3 python_clients.py BOOTSTRAP
+Usage: python3 python_clients.py BOOTSTRAP [REPLICATION_FACTOR]
 Runs confluent-kafka (bundled librdkafka), kafka-python and aiokafka: admin, idempotent
 produce with compression, and reading everything back. Exits non-zero on any mismatch.
 """
@@ -9,6 +9,7 @@ import sys
 import time
 
 bs = sys.argv[1]
+RF = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 TOPIC = "py-clients"
 
 
@@ -23,7 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
 
 admin = AdminClient({"bootstrap.servers": bs})
-admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=1, config={"retention.ms": "3600000"})])[TOPIC].result()
+admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=RF, config={"retention.ms": "3600000"})])[TOPIC].result()
 p = Producer({"bootstrap.servers": bs, "enable.idempotence": True, "acks": "all", "compression.type": "zstd"})
 for i in range(1000):
     p.produce(TOPIC, key=str(i % 7), value=f"ck{i}")
@@ -84,7 +85,7 @@ check(n == 1200, "confluent-kafka reads every record (zstd, gzip, lz4 batches)")
 
 # ---- consumer groups: each client family has its own join flow -----------------------
 GT = "py-groups"
-admin.create_topics([NewTopic(GT, num_partitions=2, replication_factor=1)])[GT].result()
+admin.create_topics([NewTopic(GT, num_partitions=2, replication_factor=RF)])[GT].result()
 p.produce(GT, value=b"g0", partition=0)
 p.produce(GT, value=b"g1", partition=1)
 check(p.flush(15) == 0, "produce to the group topic")

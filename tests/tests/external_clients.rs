@@ -72,3 +72,25 @@ fn kafkajs_client() {
     let out = run(Command::new("node").arg(clients_dir().join("kafkajs_client.js")).arg(&node.kafka));
     assert!(out.contains("kafkajs passed"), "{out}");
 }
+
+/// The same clients against three nodes, bootstrapped through node 2: topics replicated three
+/// ways, partition leaders and group coordinators spread over the nodes (each client family
+/// finds its coordinator and leaders its own way).
+#[test]
+fn python_clients_and_kafkajs_against_a_three_node_cluster() {
+    let python = available("python3", &["-c", "import confluent_kafka, kafka, aiokafka"]);
+    let kafkajs = clients_dir().join("node_modules/kafkajs").exists();
+    if !python && !kafkajs {
+        return;
+    }
+    let nodes = TestNode::start_cluster(3, "");
+    let bootstrap = &nodes[1].kafka;
+    if python {
+        let out = run(Command::new("python3").arg(clients_dir().join("python_clients.py")).arg(bootstrap).arg("3"));
+        assert!(out.contains("all python clients passed"), "{out}");
+    }
+    if kafkajs {
+        let out = run(Command::new("node").arg(clients_dir().join("kafkajs_client.js")).arg(bootstrap));
+        assert!(out.contains("kafkajs passed"), "{out}");
+    }
+}
