@@ -250,6 +250,8 @@ type Pending = Instant;
 
 struct Shared {
     hist: Mutex<Histogram<u64>>,
+    /// Slowest acknowledgement (µs) since the last progress line.
+    window_max_us: std::sync::atomic::AtomicU64,
     done: std::sync::atomic::AtomicU64,
     failure: Mutex<Option<String>>,
 }
@@ -283,7 +285,7 @@ pub async fn produce(a: &BenchArgs, payload: Bytes) -> Result<(), String> {
         Compression::Lz4 => kafka_protocol::records::Compression::Lz4,
         Compression::Zstd => kafka_protocol::records::Compression::Zstd,
     };
-    let shared = Arc::new(Shared { hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram")), done: Default::default(), failure: Mutex::new(None) });
+    let shared = Arc::new(Shared { hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram")), window_max_us: Default::default(), done: Default::default(), failure: Mutex::new(None) });
     let mut queues = Vec::new();
     for (p, leader) in leaders.iter().enumerate() {
         let (tx, rx) = mpsc::channel::<Pending>(QUEUE);
@@ -319,7 +321,7 @@ pub async fn produce(a: &BenchArgs, payload: Bytes) -> Result<(), String> {
         q.send(Instant::now()).await.map_err(|_| "a partition sender stopped".to_string())?;
         if last_report.elapsed() > Duration::from_secs(2) {
             let done = shared.done.load(std::sync::atomic::Ordering::Relaxed);
-            eprintln!("  {done} acknowledged ({:.0} records/s)", done as f64 / start.elapsed().as_secs_f64());
+            progress(&shared, start, last_report);
             last_report = Instant::now();
         }
     }
@@ -330,6 +332,7 @@ pub async fn produce(a: &BenchArgs, payload: Bytes) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    progress(&shared, start, last_report);
     let secs = start.elapsed().as_secs_f64();
     crate::bench::print_summary(a, secs, 0, &shared.hist.lock().expect("lock"));
     Ok(())
@@ -365,6 +368,14 @@ fn retriable(code: i16) -> bool {
 
 /// The idempotent producer's sequence got ahead of the broker's.
 const OUT_OF_ORDER: &str = "error code 45 (OUT_OF_ORDER_SEQUENCE_NUMBER)";
+
+/// A progress line: records acknowledged so far, their rate, and the slowest acknowledgement
+/// since the last line (where in the run the latency tail comes from).
+fn progress(shared: &Shared, start: Instant, since: Instant) {
+    let done = shared.done.load(std::sync::atomic::Ordering::Relaxed);
+    let worst = shared.window_max_us.swap(0, std::sync::atomic::Ordering::Relaxed);
+    eprintln!("  {done} acknowledged ({:.0} records/s), slowest in the last {:.1} s: {:.1} ms", done as f64 / start.elapsed().as_secs_f64(), since.elapsed().as_secs_f64(), worst as f64 / 1000.0);
+}
 
 struct PartitionSender {
     conn: Conn,
@@ -556,9 +567,13 @@ impl PartitionSender {
 
 fn record(shared: &Shared, records: &[Pending]) {
     let mut h = shared.hist.lock().expect("lock");
+    let mut worst = 0;
     for sent in records {
-        let _ = h.record((sent.elapsed().as_micros() as u64).max(1));
+        let us = (sent.elapsed().as_micros() as u64).max(1);
+        worst = worst.max(us);
+        let _ = h.record(us);
     }
+    shared.window_max_us.fetch_max(worst, std::sync::atomic::Ordering::Relaxed);
     shared.done.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
