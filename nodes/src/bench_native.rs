@@ -159,7 +159,8 @@ fn decode_answer<R: Decodable>(key: ApiKey, version: i16, mut frame: Bytes) -> R
 }
 
 /// Each partition's leader address (None while it has none) and whether that leader is the
-/// preferred replica (the first listed), sorted by partition.
+/// preferred replica (the first listed), sorted by partition; empty while the topic is not
+/// ready.
 type LeaderView = Vec<(i32, Option<String>, bool)>;
 
 async fn metadata(conn: &Conn, topic: &str) -> Result<LeaderView, String> {
@@ -168,7 +169,8 @@ async fn metadata(conn: &Conn, topic: &str) -> Result<LeaderView, String> {
     let brokers: HashMap<i32, String> = md.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
     let t = md.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).ok_or(format!("metadata has no topic {topic}"))?;
     if t.error_code != 0 {
-        return Err(format!("metadata for topic {topic}: error code {}", t.error_code));
+        // Not ready yet (just created, leaders being elected): no partition has a leader.
+        return Ok(Vec::new());
     }
     let mut parts: LeaderView = t.partitions.iter().map(|p| (p.partition_index, brokers.get(&p.leader_id.0).cloned(), p.replica_nodes.first() == Some(&p.leader_id))).collect();
     parts.sort();
@@ -229,10 +231,12 @@ impl Brokers {
         asked.extend(self.bootstrap.iter().cloned());
         let mut last = format!("no broker answered metadata for partition {partition}");
         for addr in asked {
-            let view = match self.conn(&addr).await {
-                Ok(c) => metadata(&c, &self.topic).await,
-                Err(e) => Err(e),
+            // A frozen broker answers nothing: ask the next one.
+            let ask = async {
+                let c = self.conn(&addr).await?;
+                metadata(&c, &self.topic).await
             };
+            let view = tokio::time::timeout(Duration::from_secs(2), ask).await.unwrap_or_else(|_| Err(format!("{addr} did not answer metadata within 2 s")));
             match view {
                 Ok(v) => match v.into_iter().find(|(p, _, _)| *p == partition) {
                     Some((_, Some(l), _)) => return Ok(l),
@@ -320,7 +324,6 @@ pub async fn produce(a: &BenchArgs, payload: Bytes) -> Result<(), String> {
         let q = &queues[(i % queues.len() as u64) as usize];
         q.send(Instant::now()).await.map_err(|_| "a partition sender stopped".to_string())?;
         if last_report.elapsed() > Duration::from_secs(2) {
-            let done = shared.done.load(std::sync::atomic::Ordering::Relaxed);
             progress(&shared, start, last_report);
             last_report = Instant::now();
         }
@@ -341,6 +344,9 @@ pub async fn produce(a: &BenchArgs, payload: Bytes) -> Result<(), String> {
 /// How long a batch may take, retries included, before the run fails (librdkafka's
 /// `delivery.timeout.ms` default is 120 s; a benchmark should say sooner).
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long an answer may take: the request's timeout (30 s) and a margin.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(35);
 
 /// A batch sent but not yet acknowledged: enough to send it again unchanged.
 struct Sent {
@@ -579,7 +585,11 @@ fn record(shared: &Shared, records: &[Pending]) {
 
 async fn answer_outcome(partition: i32, answer: Option<oneshot::Receiver<Result<Bytes, String>>>) -> Outcome {
     let Some(rx) = answer else { return Outcome::Done };
-    match rx.await {
+    // The broker answers within the request's 30 s timeout; a frozen one never does.
+    let Ok(answer) = tokio::time::timeout(ANSWER_TIMEOUT, rx).await else {
+        return Outcome::Retry(format!("no answer within {ANSWER_TIMEOUT:?}"));
+    };
+    match answer {
         Err(_) => Outcome::Retry("connection closed".into()),
         Ok(Err(e)) => Outcome::Retry(e),
         Ok(Ok(frame)) => match decode_answer::<ProduceResponse>(ApiKey::Produce, PRODUCE_VERSION, frame) {
