@@ -37,3 +37,61 @@ fn both_producers_write_what_they_report_and_consume_reads_it_back() {
         .sum();
     assert_eq!(total, 8001, "{text}");
 }
+
+/// The native producer follows leaders that move mid-run, as librdkafka does: every
+/// partition's leadership is handed over while it writes, refused batches go again to the
+/// new leaders, and the topic ends with exactly the records it reported (no batch written
+/// twice: the resends keep their producer sequence numbers).
+#[test]
+fn native_producer_follows_moving_leaders_without_duplicates() {
+    let nodes = TestNode::start_cluster(3, "");
+    let bootstrap = nodes.iter().map(|n| n.kafka.clone()).collect::<Vec<_>>().join(",");
+    let mut child = Command::new(binary())
+        .args(["bench", "produce", "--client", "native", "--records", "16000", "--rate", "2000", "--bootstrap", &bootstrap, "--topic", "moving", "--partitions", "3", "--record-size", "200"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bench starts");
+    // Its progress (stderr), read as it comes: the run starts once leadership has settled on
+    // the preferred replicas ("native client: ..."), which can take a rebalance period.
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (pipe, stderr) = (child.stderr.take().expect("stderr"), stderr.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)).map_while(Result::ok) {
+                let mut s = stderr.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        })
+    };
+    let shell = |cmd: &str| {
+        let out = output_within(Command::new(binary()).args(["shell", "--bootstrap", &nodes[0].grpc, "-c", cmd]), Duration::from_secs(30));
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !stderr.lock().unwrap().contains("native client:") {
+        assert!(std::time::Instant::now() < deadline, "the bench never started: {}", stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for p in 0..3 {
+        let out = shell(&format!("topic transfer-leader moving {p}"));
+        assert!(out.contains(" -> "), "transfer of partition {p}: {out}");
+    }
+    let out = child.wait_with_output().expect("bench ends");
+    reader.join().expect("stderr reader");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), stderr.lock().unwrap().clone());
+    assert!(out.status.success(), "bench failed\nstdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("produce: 16000 records") && stdout.contains(" 0 errors"), "{stdout}");
+    assert!(stderr.contains("resent to"), "no batch was refused by a moved leader: {stderr}");
+    let text = shell("topic describe moving");
+    let total: i64 = text
+        .lines()
+        .skip_while(|l| !l.starts_with("PARTITION"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().rev().nth(2).and_then(|hw| hw.parse::<i64>().ok()).unwrap_or_else(|| panic!("no high watermark in {l:?}")))
+        .sum();
+    assert_eq!(total, 16000, "{text}");
+}
