@@ -130,6 +130,9 @@ pub struct Limits {
     /// Writes are refused (KAFKA_STORAGE_ERROR, which clients retry) while the file system of
     /// a node's data folder has less free space than this, in bytes; 0 never refuses.
     pub min_free_disk_bytes: u64,
+    /// Memory for each node's store page cache (sled), in bytes: the B-tree pages of
+    /// recent writes and reads stay there. At least 16 MiB.
+    pub store_cache_bytes: u64,
     /// Test clusters only: accept `Internal.InjectFault` (cut this node off from chosen
     /// peers, for chaos runs without root or iptables).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -142,7 +145,7 @@ pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 512 * 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100, leader_rebalance_ms: 10_000, min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES, allow_fault_injection: false }
+        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100, leader_rebalance_ms: 10_000, min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES, store_cache_bytes: backwaters_storage::store::DEFAULT_CACHE_BYTES, allow_fault_injection: false }
     }
 }
 
@@ -221,6 +224,9 @@ impl ClusterConfig {
         }
         if self.limits.max_connections == 0 {
             return Err("limits.max_connections: must be at least 1".into());
+        }
+        if self.limits.store_cache_bytes < 16 << 20 {
+            return Err(format!("limits.store_cache_bytes: {} is below the 16 MiB minimum", self.limits.store_cache_bytes));
         }
         self.groups.validate()?;
         let mut ids = BTreeSet::new();
@@ -323,6 +329,9 @@ data_dir = "d1"
         let groups = sample().replace("[[nodes]]", "[groups]\nmin_session_timeout_ms = 9000\nmax_session_timeout_ms = 1000\n[[nodes]]");
         let c: ClusterConfig = toml::from_str(&groups).unwrap();
         assert!(c.validate().unwrap_err().starts_with("groups.min_session_timeout_ms"));
+        let cache = sample().replace("[[nodes]]", "[limits]\nstore_cache_bytes = 1000\n[[nodes]]");
+        let c: ClusterConfig = toml::from_str(&cache).unwrap();
+        assert!(c.validate().unwrap_err().starts_with("limits.store_cache_bytes"));
         let ingest = |extra: &str| {
             let text = format!("{}[[nodes.ingest]]\n{extra}\n", sample());
             toml::from_str::<ClusterConfig>(&text).map_err(|e| e.to_string()).and_then(|c| c.validate())

@@ -9,6 +9,9 @@ use std::sync::Arc;
 /// sled segment size: see [`Store::open`] and `keys` for why it is this large.
 pub const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 
+/// sled's page cache when the config does not say (`limits.store_cache_bytes`).
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// One sled `Db` per node, shared by every partition of the node.
 #[derive(Clone)]
 pub struct Store {
@@ -29,12 +32,17 @@ struct Inner {
 impl Store {
     /// Opens (or creates) the store under `dir`, checking the format version.
     pub fn open(dir: &Path) -> Result<Store> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// As [`Store::open`], with a page cache of `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Store> {
         std::fs::create_dir_all(dir)?;
         // sled's background threads release the file lock a moment after a `Db` is dropped
         // (a store reopened in the same process); another process holding it is an error.
         let mut tries = 0;
         loop {
-            match Self::open_once(dir) {
+            match Self::open_once(dir, cache_bytes) {
                 Err(StorageError::Sled(sled::Error::Io(e))) if e.to_string().contains("could not acquire lock") => {
                     tries += 1;
                     if tries > 40 {
@@ -47,10 +55,10 @@ impl Store {
         }
     }
 
-    fn open_once(dir: &Path) -> Result<Store> {
+    fn open_once(dir: &Path, cache_bytes: u64) -> Result<Store> {
         let db = sled::Config::new()
             .path(dir.join("sled"))
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             // sled stores any log item above segment_size / 4 in a separate blob file that its
             // flush never fsyncs. A leaf node holds up to 16 items; with 64 KiB chunks a whole
             // node stays near 1 MiB, so 8 MiB segments (2 MiB threshold) keep every byte in the

@@ -53,6 +53,8 @@ pub struct NodeSettings {
     /// Writes are refused while the data folder's file system has less free space than this
     /// (0: never).
     pub min_free_disk_bytes: u64,
+    /// sled's page cache, in bytes.
+    pub store_cache_bytes: u64,
 }
 
 impl NodeSettings {
@@ -206,8 +208,8 @@ impl Node {
 
     /// Starts a node that reaches its peers through `peers`.
     pub async fn start_with(settings: NodeSettings, clock: Arc<dyn Clock>, peers: Arc<dyn Peers>) -> Result<Node, String> {
-        let dir = settings.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+        let (dir, cache_bytes) = (settings.data_dir.clone(), settings.store_cache_bytes);
+        let store = tokio::task::spawn_blocking(move || Store::open_with_cache(&dir, cache_bytes))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot open the data dir {}: {e}", settings.data_dir.display()))?;

@@ -18,5 +18,6 @@ pub fn settings(dir: &std::path::Path) -> NodeSettings {
         members: vec![],
         leader_rebalance_ms: 10_000,
         min_free_disk_bytes: 0,
+        store_cache_bytes: 256 << 20,
     }
 }
