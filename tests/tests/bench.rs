@@ -12,6 +12,18 @@ fn bench(node: &TestNode, args: &[&str]) -> String {
     stdout
 }
 
+/// The sum of the partitions' high watermarks in a `topic describe` table.
+fn records_held(describe: &str) -> i64 {
+    describe
+        .lines()
+        .skip_while(|l| !l.starts_with("PARTITION"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        // Columns end with HIGH WATERMARK, LOG END, UNCOMMITTED.
+        .map(|l| l.split_whitespace().rev().nth(2).and_then(|hw| hw.parse::<i64>().ok()).unwrap_or_else(|| panic!("no high watermark in {l:?}")))
+        .sum()
+}
+
 #[test]
 fn both_producers_write_what_they_report_and_consume_reads_it_back() {
     let node = TestNode::start();
@@ -27,15 +39,7 @@ fn both_producers_write_what_they_report_and_consume_reads_it_back() {
     // And nothing more: the partitions' high watermarks add up to exactly that.
     let out = output_within(Command::new(binary()).args(["shell", "--bootstrap", &node.grpc, "-c", "topic describe b"]), Duration::from_secs(30));
     let text = String::from_utf8_lossy(&out.stdout);
-    let total: i64 = text
-        .lines()
-        .skip_while(|l| !l.starts_with("PARTITION"))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        // Columns end with HIGH WATERMARK, LOG END, UNCOMMITTED.
-        .map(|l| l.split_whitespace().rev().nth(2).and_then(|hw| hw.parse::<i64>().ok()).unwrap_or_else(|| panic!("no high watermark in {l:?}")))
-        .sum();
-    assert_eq!(total, 8001, "{text}");
+    assert_eq!(records_held(&text), 8001, "{text}");
 }
 
 /// The native producer follows leaders that move mid-run, as librdkafka does: every
@@ -86,12 +90,5 @@ fn native_producer_follows_moving_leaders_without_duplicates() {
     assert!(stdout.contains("produce: 16000 records") && stdout.contains(" 0 errors"), "{stdout}");
     assert!(stderr.contains("resent to"), "no batch was refused by a moved leader: {stderr}");
     let text = shell("topic describe moving");
-    let total: i64 = text
-        .lines()
-        .skip_while(|l| !l.starts_with("PARTITION"))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| l.split_whitespace().rev().nth(2).and_then(|hw| hw.parse::<i64>().ok()).unwrap_or_else(|| panic!("no high watermark in {l:?}")))
-        .sum();
-    assert_eq!(total, 16000, "{text}");
+    assert_eq!(records_held(&text), 16000, "{text}");
 }
