@@ -380,6 +380,27 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output
     }
 }
 
+/// A node's own copy of a topic's partitions (admin API, `local_only`). A topic created
+/// through another node reaches this node's metadata a moment later: not found is retried
+/// for up to 10 s.
+pub async fn describe_local(grpc: &str, topic: &str) -> Vec<backwaters_proto::grpc::v1::PartitionInfo> {
+    use backwaters_proto::grpc::v1::{admin_client::AdminClient, DescribeTopicRequest};
+    let mut c = AdminClient::connect(format!("http://{grpc}")).await.expect("connect admin");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.describe_topic(DescribeTopicRequest { name: topic.into(), local_only: true }).await {
+            Err(e) if e.code() == tonic::Code::NotFound && tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            r => return r.expect("describe").into_inner().partitions,
+        }
+    }
+}
+
+/// A counter's or gauge's value from a node's Prometheus endpoint.
+pub fn metric(addr: &str, name: &str) -> f64 {
+    let body = metrics_page(addr);
+    body.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("{name} not in the metrics of {addr}"))
+}
+
 /// The Prometheus page a node serves at `addr` (`GET /metrics` over a plain socket).
 pub fn metrics_page(addr: &str) -> String {
     use std::io::{Read, Write};

@@ -8,7 +8,7 @@
 //! (wherever its coordinator moved).
 
 use backwaters_proto::grpc::v1::{admin_client::AdminClient, CreateTopicRequest, DescribeTopicRequest};
-use backwaters_tests::TestNode;
+use backwaters_tests::{describe_local as describe_topic, metric, TestNode};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -22,19 +22,6 @@ const PARTITIONS: i32 = 3;
 
 async fn describe(grpc: &str) -> Vec<backwaters_proto::grpc::v1::PartitionInfo> {
     describe_topic(grpc, TOPIC).await
-}
-
-/// The node's own copy of the topic's partitions. A topic created through another node
-/// reaches this node's metadata a moment later: not found is retried for a while.
-async fn describe_topic(grpc: &str, topic: &str) -> Vec<backwaters_proto::grpc::v1::PartitionInfo> {
-    let mut c = AdminClient::connect(format!("http://{grpc}")).await.expect("connect admin");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match c.describe_topic(DescribeTopicRequest { name: topic.into(), local_only: true }).await {
-            Err(e) if e.code() == tonic::Code::NotFound && tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
-            r => return r.expect("describe").into_inner().partitions,
-        }
-    }
 }
 
 /// Creates `topic` through the node at `grpc` (forwarded to the controller), retrying while
@@ -465,12 +452,6 @@ async fn syslog_on_one_node_reaches_leaders_on_others() {
     assert_eq!(got.len(), total, "read {} of {total} syslog lines", got.len());
     assert_eq!(lines.len(), total, "lines lost or duplicated");
     assert!(per_partition.keys().any(|p| leaders.get(p) != Some(&1)), "no line reached a partition led by another node: {per_partition:?}, leaders {leaders:?}");
-}
-
-/// A counter's value from a node's Prometheus endpoint.
-fn metric(addr: &str, name: &str) -> f64 {
-    let body = backwaters_tests::metrics_page(addr);
-    body.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("{name} not in the metrics of {addr}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -5,8 +5,8 @@
 //! (seen through the admin API and its metrics), and once it restarts with space it catches
 //! up to identical logs and gets its leadership back.
 
-use backwaters_proto::grpc::v1::{admin_client::AdminClient, CreateTopicRequest, DescribeTopicRequest, PartitionInfo};
-use backwaters_tests::TestNode;
+use backwaters_proto::grpc::v1::{admin_client::AdminClient, CreateTopicRequest, PartitionInfo};
+use backwaters_tests::{describe_local, metric, TestNode};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
@@ -14,15 +14,7 @@ use std::time::Duration;
 const TOPIC: &str = "full";
 
 async fn describe(grpc: &str) -> Vec<PartitionInfo> {
-    let mut c = AdminClient::connect(format!("http://{grpc}")).await.expect("connect admin");
-    for _ in 0..100 {
-        match c.describe_topic(DescribeTopicRequest { name: TOPIC.into(), local_only: true }).await {
-            Ok(r) => return r.into_inner().partitions,
-            Err(e) if e.code() == tonic::Code::NotFound => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(e) => panic!("describe: {e}"),
-        }
-    }
-    panic!("topic {TOPIC} never reached node at {grpc}");
+    describe_local(grpc, TOPIC).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -64,9 +56,7 @@ async fn a_full_node_leads_nothing_falls_behind_and_catches_up_with_space() {
         let full = on_leader.replica_states.iter().find(|r| r.node_id == 1).expect("node 1 is a replica");
         assert!(full.log_end_offset < N && !full.in_sync, "the full node took the appends: {full:?}");
     }
-    let page = nodes[0].metrics_page();
-    let dropped: f64 = page.lines().find_map(|l| l.strip_prefix("backwaters_raft_appends_refused_disk_total ")).expect("metric").parse().expect("number");
-    assert!(dropped > 0.0, "node 1 counts the appends it dropped");
+    assert!(metric(&nodes[0].metrics, "backwaters_raft_appends_refused_disk_total") > 0.0, "node 1 counts the appends it dropped");
     assert!(nodes[0].log().contains("disk nearly full"), "node 1 says why");
     assert!(nodes[0].is_running(), "a full node does not crash");
 

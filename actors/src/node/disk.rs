@@ -95,8 +95,7 @@ impl Node {
     pub(super) async fn start_disk_watch(&self) -> Result<(), String> {
         // A first reading before the node serves anything (statvfs is quick).
         if let Ok(Some(free)) = self.inner.store.available_bytes() {
-            self.inner.metrics.disk_free_bytes.store(free, Ordering::Relaxed);
-            self.inner.disk.record(free);
+            self.inner.note_free_space(free);
         }
         let node = Arc::downgrade(&self.inner);
         let run: RunFn = Arc::new(move |mut stop| {
@@ -120,8 +119,7 @@ impl Node {
                             continue;
                         }
                     };
-                    inner.metrics.disk_free_bytes.store(free, Ordering::Relaxed);
-                    let low = inner.disk.record(free);
+                    let low = inner.note_free_space(free);
                     if low && !was_low {
                         tracing::error!(free_mib = free >> 20, min_mib = inner.settings.min_free_disk_bytes >> 20, dir = %inner.settings.data_dir.display(), "disk nearly full: refusing writes (as leader: KAFKA_STORAGE_ERROR; as follower: the leader's appends are dropped and the replica falls behind) until space is freed (retention, DeleteRecords, deleting topics) or limits.min_free_disk_bytes is lowered");
                     } else if was_low && !low {
@@ -132,6 +130,14 @@ impl Node {
             })
         });
         self.start_service("3-disk", run, false).await
+    }
+}
+
+impl super::Inner {
+    /// Records a free-space reading (guard and gauge); returns whether writes are now refused.
+    fn note_free_space(&self, free: u64) -> bool {
+        self.metrics.disk_free_bytes.store(free, Ordering::Relaxed);
+        self.disk.record(free)
     }
 }
 
