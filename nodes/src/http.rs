@@ -21,6 +21,7 @@ pub async fn serve(node: Node, listener: std::net::TcpListener, mut stop: watch:
                         text.push_str(&format!("backwaters_partition_high_watermark{{topic=\"{}\",partition=\"{}\"}} {}\n", t.record.name, p.partition, p.high_watermark()));
                     }
                 }
+                crate::process_metrics::render(&mut text);
                 text
             }
         }))

@@ -68,6 +68,7 @@ mod http;
 mod ingest;
 mod kafka;
 mod peers;
+mod process_metrics;
 mod server;
 mod shell;
 
