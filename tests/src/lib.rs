@@ -11,6 +11,7 @@
 pub mod member;
 pub mod raw;
 
+use std::collections::BTreeSet;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -47,8 +48,19 @@ pub fn binary() -> PathBuf {
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; collisions are retried by the caller).
+///
+/// A port is handed out once per test process: the kernel may offer a closed listener's port
+/// again, and a test that picked one port for an ingest listener and then more for its nodes
+/// once got the same port twice (the config check refused it: "is used twice").
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A node process with its own data dir and ports.
