@@ -73,20 +73,16 @@ pub fn read() -> Reading {
     r
 }
 
-/// Seconds since the epoch at which the system booted (`btime` in `/proc/stat`).
-fn boot_time() -> Option<u64> {
-    parse_field(&std::fs::read_to_string("/proc/stat").ok()?, "btime", 1)
-}
-
-/// Clock ticks per second for `/proc/self/stat`'s times.
-fn ticks_per_second() -> u64 {
-    // SAFETY: sysconf reads a constant and touches no memory of ours.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
-    }
+/// Clock ticks per second for `/proc/self/stat`'s times, and the second since the epoch at
+/// which the system booted (`btime` in `/proc/stat`): constants, read at the first scrape.
+fn clock() -> (u64, Option<u64>) {
+    static CLOCK: std::sync::OnceLock<(u64, Option<u64>)> = std::sync::OnceLock::new();
+    *CLOCK.get_or_init(|| {
+        // SAFETY: sysconf reads a constant and touches no memory of ours.
+        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| parse_field(&s, "btime", 1));
+        (if t > 0 { t as u64 } else { 100 }, boot)
+    })
 }
 
 /// Appends the metrics of `r` in the Prometheus text format.
@@ -126,7 +122,8 @@ pub fn render_reading(out: &mut String, r: &Reading, ticks_per_second: u64, boot
 /// Appends this process's metrics (nothing off Linux).
 pub fn render(out: &mut String) {
     if cfg!(target_os = "linux") {
-        render_reading(out, &read(), ticks_per_second(), boot_time());
+        let (ticks_per_second, boot_time) = clock();
+        render_reading(out, &read(), ticks_per_second, boot_time);
     }
 }
 

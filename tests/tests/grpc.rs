@@ -67,11 +67,11 @@ async fn grpc_and_kafka_see_the_same_records() {
     assert!(body.contains("backwaters_produce_batches_total 4"), "{body}");
     assert!(body.contains("backwaters_partition_high_watermark{topic=\"mixed\""), "{body}");
     // The standard process metrics of the node process, and its disk traffic.
-    let value = |name: &str| body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok());
-    assert!(value("process_resident_memory_bytes").is_some_and(|v| v > 1e6), "{body}");
-    assert!(value("process_cpu_seconds_total").is_some_and(|v| v > 0.0), "{body}");
-    assert!(value("process_open_fds").is_some_and(|v| v >= 3.0), "{body}");
-    assert!(value("backwaters_process_disk_write_bytes_total").is_some(), "{body}");
+    let value = |name: &str| backwaters_tests::metric(&node.metrics, name);
+    assert!(value("process_resident_memory_bytes") > 1e6, "{body}");
+    assert!(value("process_cpu_seconds_total") > 0.0, "{body}");
+    assert!(value("process_open_fds") >= 3.0, "{body}");
+    value("backwaters_process_disk_write_bytes_total");
     let missing = admin.describe_topic(pb::DescribeTopicRequest { name: "nope".into(), local_only: false }).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);
 
