@@ -36,7 +36,12 @@ impl Actor for ServiceActor {
         let (stop, stop_rx) = watch::channel(false);
         let fut = run(stop_rx);
         let task = tokio::spawn(async move {
-            let r = fut.await;
+            // A panic in the service must fail the actor too (so it is restarted), not end
+            // the task silently with the port left unserved.
+            let r = match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(fut)).await {
+                Ok(r) => r,
+                Err(panic) => Err(format!("service panicked: {}", panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("(no message)"))),
+            };
             let _ = me.cast(ServiceMsg::Exited(r));
         });
         Ok(ServiceState { stop, task })
@@ -58,5 +63,20 @@ impl Actor for ServiceActor {
             }
             ServiceMsg::Exited(Err(e)) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ractor::Actor;
+
+    /// A service whose task panics fails its actor (so a supervisor restarts it) instead of
+    /// leaving a live actor with nothing behind it.
+    #[tokio::test]
+    async fn a_panicking_service_fails_its_actor() {
+        let run: RunFn = Arc::new(|_stop| Box::pin(async { panic!("boom") }));
+        let (_actor, handle) = Actor::spawn(None, ServiceActor, run).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), handle).await.expect("the actor stopped").unwrap();
     }
 }

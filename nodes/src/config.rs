@@ -20,7 +20,25 @@ pub struct ClusterConfig {
     pub limits: Limits,
     #[serde(default)]
     pub groups: Groups,
+    /// TLS on every gRPC port and between nodes (see `tls.rs`); absent: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
     pub nodes: Vec<NodeConfig>,
+}
+
+/// The cluster's TLS files (PEM). Relative paths are taken from the config file's folder.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The cluster CA: every node's certificate must be signed by it, and nodes trust
+    /// nothing else.
+    pub ca: PathBuf,
+    /// Certificate and key of the nodes that have no `tls_cert` / `tls_key` of their own
+    /// (one certificate naming every node's host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 /// Consumer-group coordination (Kafka's offsets.* and group.* broker settings).
@@ -179,6 +197,12 @@ pub struct NodeConfig {
     /// Syslog, RELP and HTTP listeners of this node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ingest: Vec<crate::ingest::config::IngestConfig>,
+    /// This node's certificate and key (PEM) when `[tls]` is set; they must name the host
+    /// of its gRPC and actors addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ClusterConfig {
@@ -196,6 +220,18 @@ impl ClusterConfig {
                     if p.is_relative() {
                         *p = base.join(&*p);
                     }
+                }
+            }
+            for p in [&mut n.tls_cert, &mut n.tls_key].into_iter().flatten() {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
+        if let Some(t) = &mut c.tls {
+            for p in [Some(&mut t.ca), t.cert.as_mut(), t.key.as_mut()].into_iter().flatten() {
+                if p.is_relative() {
+                    *p = base.join(&*p);
                 }
             }
         }
@@ -272,8 +308,39 @@ impl ClusterConfig {
             if !dirs.insert(n.data_dir.clone()) {
                 return Err(format!("{at}.data_dir: {} is used by two nodes", n.data_dir.display()));
             }
+            self.check_node_tls(&at, n)?;
+        }
+        if let Some(t) = &self.tls {
+            if t.cert.is_some() != t.key.is_some() {
+                return Err(format!("tls.{}: set cert and key together", if t.cert.is_some() { "key" } else { "cert" }));
+            }
         }
         Ok(())
+    }
+
+    fn check_node_tls(&self, at: &str, n: &NodeConfig) -> Result<(), String> {
+        if n.tls_cert.is_some() != n.tls_key.is_some() {
+            return Err(format!("{at}.{}: set tls_cert and tls_key together", if n.tls_cert.is_some() { "tls_key" } else { "tls_cert" }));
+        }
+        match &self.tls {
+            None if n.tls_cert.is_some() => Err(format!("{at}.tls_cert: needs a [tls] section naming the cluster CA (ca = \"ca.pem\")")),
+            Some(t) if n.tls_cert.is_none() && t.cert.is_none() => Err(format!("{at}.tls_cert: the node has no certificate: set tls_cert and tls_key, or cert and key in [tls]")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Node `id`'s TLS files, read and checked, when the cluster has `[tls]`.
+    pub fn node_tls(&self, id: i32) -> Result<Option<crate::tls::NodeTls>, String> {
+        let Some(t) = &self.tls else { return Ok(None) };
+        let i = self.nodes.iter().position(|n| n.id == id).ok_or_else(|| format!("no node {id}"))?;
+        let n = &self.nodes[i];
+        let (cert_field, key_field) = (format!("nodes[{i}].tls_cert"), format!("nodes[{i}].tls_key"));
+        let (cert, key) = match (&n.tls_cert, &n.tls_key, &t.cert, &t.key) {
+            (Some(c), Some(k), _, _) => ((cert_field.as_str(), c.as_path()), (key_field.as_str(), k.as_path())),
+            (_, _, Some(c), Some(k)) => (("tls.cert", c.as_path()), ("tls.key", k.as_path())),
+            _ => return Err(format!("{cert_field}: the node has no certificate")),
+        };
+        crate::tls::NodeTls::load(crate::tls::TlsPaths { ca: ("tls.ca", &t.ca), cert, key }).map(Some)
     }
 
     pub fn node(&self, id: i32) -> Result<&NodeConfig, String> {
@@ -344,6 +411,24 @@ data_dir = "d1"
         assert!(ingest("kind = \"relp\"\nlisten = \"127.0.0.1:2514\"\nrfc3164_utc_offset = \"CET\"").unwrap_err().contains("rfc3164_utc_offset"));
         let route = ingest("kind = \"syslog-udp\"\nlisten = \"127.0.0.1:5514\"\n[[nodes.ingest.routes]]\ntopic = \"a\"\nseverity_max = 9");
         assert!(route.unwrap_err().starts_with("nodes[0].ingest[0].routes[0].severity_max"));
+    }
+
+    #[test]
+    fn tls_settings_are_checked() {
+        let check = |tls: &str, node: &str| {
+            let text = sample().replace("[[nodes]]", &format!("{tls}\n[[nodes]]")) + node;
+            toml::from_str::<ClusterConfig>(&text).map_err(|e| e.to_string()).and_then(|c| c.validate())
+        };
+        assert!(check("[tls]\nca = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"n.key\"", "").is_ok());
+        assert!(check("[tls]\nca = \"ca.pem\"", "tls_cert = \"1.pem\"\ntls_key = \"1.key\"\n").is_ok());
+        assert!(check("[tls]\nca = \"ca.pem\"", "").unwrap_err().starts_with("nodes[0].tls_cert: the node has no certificate"));
+        assert!(check("[tls]\nca = \"ca.pem\"\ncert = \"n.pem\"", "").unwrap_err().starts_with("tls.key"));
+        assert!(check("", "tls_cert = \"1.pem\"\ntls_key = \"1.key\"\n").unwrap_err().contains("needs a [tls] section"));
+        assert!(check("[tls]\nca = \"ca.pem\"", "tls_cert = \"1.pem\"\n").unwrap_err().starts_with("nodes[0].tls_key"));
+        assert!(check("[tls]\ncert = \"n.pem\"\nkey = \"n.key\"", "").unwrap_err().contains("missing field `ca`"));
+        // Files are read when the node starts: a missing one is named with its field.
+        let c: ClusterConfig = toml::from_str(&(sample().replace("[[nodes]]", "[tls]\nca = \"/nonexistent/ca.pem\"\ncert = \"n.pem\"\nkey = \"n.key\"\n[[nodes]]"))).unwrap();
+        assert!(c.node_tls(1).err().unwrap().starts_with("tls.ca: cannot read /nonexistent/ca.pem"));
     }
 
     #[test]

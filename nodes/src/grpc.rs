@@ -30,6 +30,8 @@ pub struct Api {
     grpc_addr: String,
     /// The cluster's other nodes as configured (ClusterStatus asks each).
     others: Arc<Vec<pb::NodeStatus>>,
+    /// This node's client side of TLS, for calls to the other nodes.
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 fn admin_status(e: AdminError) -> Status {
@@ -240,7 +242,7 @@ impl admin_server::Admin for Api {
             for l in leaders {
                 let Some(addr) = self.others.iter().find(|n| n.node_id == l).map(|n| n.grpc_address.clone()) else { continue };
                 let ask = async {
-                    peer_admin(&addr, Duration::from_secs(1)).await.ok()?.describe_topic(pb::DescribeTopicRequest { name: name.clone(), local_only: true }).await.ok()
+                    peer_admin(&addr, Duration::from_secs(1), self.tls.as_ref()).await.ok()?.describe_topic(pb::DescribeTopicRequest { name: name.clone(), local_only: true }).await.ok()
                 };
                 if let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(2), ask).await {
                     for theirs in r.into_inner().partitions {
@@ -282,9 +284,10 @@ impl admin_server::Admin for Api {
         if !req.into_inner().local_only {
             // Each other node reports itself; one that does not answer within a second is
             // reported as not alive.
+            let tls = self.tls.as_ref();
             let asks = self.others.iter().cloned().map(|mut n| async move {
                 let ask = async {
-                    peer_admin(&n.grpc_address, Duration::from_secs(1)).await.ok()?.cluster_status(pb::ClusterStatusRequest { local_only: true }).await.ok()
+                    peer_admin(&n.grpc_address, Duration::from_secs(1), tls).await.ok()?.cluster_status(pb::ClusterStatusRequest { local_only: true }).await.ok()
                 };
                 match tokio::time::timeout(Duration::from_secs(2), ask).await {
                     Ok(Some(r)) => r.into_inner().nodes.into_iter().find(|x| x.node_id == n.node_id).unwrap_or(n),
@@ -325,7 +328,7 @@ impl admin_server::Admin for Api {
         if leader != me {
             // Only the leader can hand over: pass the request on.
             let addr = self.others.iter().find(|n| n.node_id == leader).map(|n| n.grpc_address.clone()).ok_or_else(|| Status::unavailable(format!("leader {leader} is not in the cluster config")))?;
-            return peer_admin(&addr, Duration::from_secs(2)).await?.transfer_leadership(r).await;
+            return peer_admin(&addr, Duration::from_secs(2), self.tls.as_ref()).await?.transfer_leadership(r).await;
         }
         let to = if r.to_node == 0 {
             p.in_sync().into_iter().find(|n| *n != me && !self.node.drained().contains(n)).ok_or_else(|| Status::failed_precondition("no other replica is in sync (and not drained) to take over"))?
@@ -386,9 +389,9 @@ impl admin_server::Admin for Api {
 }
 
 /// The Admin service of another node (for answers only that node has).
-async fn peer_admin(addr: &str, connect_timeout: Duration) -> Result<admin_client::AdminClient<tonic::transport::Channel>, Status> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| Status::internal(format!("peer address {addr}: {e}")))?
+async fn peer_admin(addr: &str, connect_timeout: Duration, tls: Option<&tonic::transport::ClientTlsConfig>) -> Result<admin_client::AdminClient<tonic::transport::Channel>, Status> {
+    let ch = crate::tls::endpoint(addr, tls)
+        .map_err(|e| Status::internal(format!("peer {e}")))?
         .connect_timeout(connect_timeout)
         .connect()
         .await
@@ -417,11 +420,13 @@ fn summary(t: &backwaters_actors::node::Topic) -> pb::TopicSummary {
 }
 
 /// Serves the gRPC API on `listener` until `stop` turns true.
-pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), others: Arc<Vec<pb::NodeStatus>>, cluster: String, secret: String, allow_fault_injection: bool, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+/// With `tls`, the port speaks only TLS (see `tls.rs`).
+#[allow(clippy::too_many_arguments)]
+pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), others: Arc<Vec<pb::NodeStatus>>, cluster: String, secret: String, allow_fault_injection: bool, tls: Option<crate::tls::NodeTls>, mut stop: watch::Receiver<bool>) -> Result<(), String> {
     let require = backwaters_proto::grpc::auth::Require::new(&cluster, &secret);
     let internal = crate::peers::InternalApi { node: Arc::new(std::sync::OnceLock::from(node.clone())), cluster, allow_fault_injection };
     let listener = tokio::net::TcpListener::from_std(listener.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let api = Api { node, round_robin: Default::default(), kafka_addr: addrs.0, grpc_addr: addrs.1, others };
+    let api = Api { node, round_robin: Default::default(), kafka_addr: addrs.0, grpc_addr: addrs.1, others, tls: tls.as_ref().map(|t| t.grpc_client()) };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<produce_server::ProduceServer<Api>>().await;
     health_reporter.set_serving::<consume_server::ConsumeServer<Api>>().await;
@@ -431,7 +436,11 @@ pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_byte
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| e.to_string())?;
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(t) = &tls {
+        server = server.tls_config(t.grpc_server()).map_err(|e| format!("gRPC TLS: {e}"))?;
+    }
+    server
         .add_service(health)
         .add_service(reflection)
         .add_service(produce_server::ProduceServer::new(api.clone()).max_decoding_message_size(max_message_bytes))

@@ -8,6 +8,7 @@
 //! - [`http`]: Prometheus metrics and health over HTTP.
 //! - [`shell`]: the admin shell (REPL and one-shot) over the gRPC API.
 //! - [`bench`]: produce / consume benchmarks through librdkafka.
+//! - [`tls`]: TLS between nodes and on gRPC ports; `certs` makes the certificates.
 
 /// mimalloc keeps freed large buffers for reuse; with glibc's malloc every fetch and produce
 /// buffer above the mmap threshold was fresh memory, and page faults took a third of the
@@ -71,6 +72,7 @@ mod peers;
 mod process_metrics;
 mod server;
 mod shell;
+mod tls;
 
 use clap::{Parser, Subcommand};
 use config::{ClusterConfig, Defaults, Limits, NodeConfig};
@@ -136,6 +138,22 @@ enum Cmd {
         /// Token accepted by the HEC endpoint.
         #[arg(long, default_value = "backwaters")]
         hec_token: String,
+        /// TLS on the gRPC ports and between nodes: makes a cluster CA and a certificate per
+        /// node in DATA/tls (kept for the next `up` on the same folder); clients trust
+        /// DATA/tls/ca.pem (`backwaters shell --ca`).
+        #[arg(long)]
+        tls: bool,
+    },
+    /// Make a cluster CA and node certificates for the config's [tls] section (PEM files).
+    /// A CA already in the folder signs the new certificates; existing files are kept.
+    Certs {
+        /// Folder for ca.pem, ca.key and NAME.pem / NAME.key.
+        #[arg(long, default_value = "backwaters-tls")]
+        out: PathBuf,
+        /// One node's certificate, NAME=HOST[,HOST...]: the IP addresses or DNS names the
+        /// node is reached at (its gRPC and actors hosts). Repeat for every node.
+        #[arg(long = "node", value_name = "NAME=HOSTS", required = true)]
+        nodes: Vec<String>,
     },
     /// Attach an interactive shell to a cluster (or run one command with -c).
     Shell(shell::ShellArgs),
@@ -195,6 +213,10 @@ fn init_logging() {
 fn main() {
     keep_freed_memory();
     no_transparent_huge_pages();
+    // Two rustls crypto providers are linked (ring, ours and tonic's; aws-lc-rs, through
+    // ractor_cluster's tokio-rustls): without a process default, rustls panics at the first
+    // config built without an explicit provider (tonic's TLS server does that).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = rt.block_on(run(cli));
@@ -207,7 +229,7 @@ fn main() {
 /// `up --nodes N` (N > 1): writes the cluster config into the data dir, starts one
 /// `backwaters node` process per node, prints the bootstrap list, and stops them all on Ctrl-C.
 #[allow(clippy::too_many_arguments)]
-async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, metrics: &str, actors: &str, write_config: Option<PathBuf>, partitions: i32, ingest: Vec<ingest::config::IngestConfig>) -> Result<(), String> {
+async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, metrics: &str, actors: &str, write_config: Option<PathBuf>, partitions: i32, ingest: Vec<ingest::config::IngestConfig>, tls: bool) -> Result<(), String> {
     let (khost, kport) = config::split_host_port(kafka)?;
     let (ghost, gport) = config::split_host_port(grpc)?;
     let (mhost, mport) = config::split_host_port(metrics)?;
@@ -229,18 +251,24 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
                 min_free_disk_bytes: None,
                 // Ingest listeners on the first node (east-1).
                 ingest: if i == 0 { ingest.clone() } else { vec![] },
+                tls_cert: None,
+                tls_key: None,
             }
         })
         .collect();
-    let cluster = ClusterConfig {
+    let mut cluster = ClusterConfig {
         cluster_name: "backwaters-local".into(),
         // A fresh secret per `up`: every node reads it from the config written below.
         cluster_secret: Some(uuid::Uuid::new_v4().to_string()),
         defaults: Defaults { partitions, replication_factor: Some(n.min(3) as i16), ..Defaults::default() },
         limits: Limits::default(),
         groups: Default::default(),
+        tls: None,
         nodes,
     };
+    if tls {
+        local_certs(&mut cluster, data_dir)?;
+    }
     cluster.validate()?;
     std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let path = write_config.unwrap_or_else(|| data_dir.join("cluster.toml"));
@@ -270,8 +298,12 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
         println!("  {:<16} {} -> {} (on node 1)", format!("{}:", i.kind.name()), i.listen, i.topic);
     }
     println!("  cluster config:  {}", path.display());
+    let ca = cluster.tls.as_ref().map(|t| format!(" --ca {}", t.ca.display())).unwrap_or_default();
+    if !ca.is_empty() {
+        println!("  TLS:             gRPC and node-to-node; clients trust{ca}");
+    }
     println!("Try:");
-    println!("  backwaters shell --bootstrap {} -c 'cluster status'", cluster.nodes[0].grpc);
+    println!("  backwaters shell --bootstrap {}{ca} -c 'cluster status'", cluster.nodes[0].grpc);
     println!("  echo hello | kcat -P -b {} -t logs", bootstrap.join(","));
     println!("Ctrl-C stops every node.");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -298,6 +330,52 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
     Ok(())
 }
 
+/// `up --tls`: a CA and one certificate per node in DATA/tls (each naming the hosts of the
+/// node's addresses, and localhost), made once and reused by later runs on the same folder.
+fn local_certs(cluster: &mut ClusterConfig, data_dir: &std::path::Path) -> Result<(), String> {
+    let mut wanted = Vec::new();
+    for n in &cluster.nodes {
+        let mut hosts = vec!["localhost".to_string()];
+        for a in [Some(&n.grpc), n.actors.as_ref(), Some(&n.kafka)].into_iter().flatten() {
+            let (h, _) = config::split_host_port(a)?;
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+        wanted.push((n.data_dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| format!("node-{}", n.id)), hosts));
+    }
+    let made = tls::generate(&data_dir.join("tls"), &wanted)?;
+    for (n, (_, cert, key)) in cluster.nodes.iter_mut().zip(made.nodes) {
+        n.tls_cert = Some(cert);
+        n.tls_key = Some(key);
+    }
+    cluster.tls = Some(config::TlsConfig { ca: made.ca, cert: None, key: None });
+    Ok(())
+}
+
+/// `certs`: parses NAME=HOST[,HOST...] and writes the files.
+fn certs(out: &std::path::Path, nodes: &[String]) -> Result<(), String> {
+    let mut wanted = Vec::new();
+    for spec in nodes {
+        let (name, hosts) = spec.split_once('=').ok_or_else(|| format!("--node {spec:?}: expected NAME=HOST[,HOST...], e.g. east-1=10.0.1.5,east-1.internal"))?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') || name == "ca" {
+            return Err(format!("--node {spec:?}: the name becomes a file name: use letters, digits, '-', '_' or '.' (not \"ca\")"));
+        }
+        let hosts: Vec<String> = hosts.split(',').map(str::trim).filter(|h| !h.is_empty()).map(String::from).collect();
+        if hosts.is_empty() {
+            return Err(format!("--node {spec:?}: name at least one host (IP address or DNS name)"));
+        }
+        wanted.push((name.to_string(), hosts));
+    }
+    let made = tls::generate(out, &wanted)?;
+    println!("cluster CA: {} (key beside it: keep ca.key private, it signs new nodes)", made.ca.display());
+    for (name, cert, key) in &made.nodes {
+        println!("node {name}: {} {}", cert.display(), key.display());
+    }
+    println!("In the cluster config:\n  [tls]\n  ca = \"{}\"\nand on each [[nodes]] entry tls_cert / tls_key as above.", made.ca.display());
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
         Cmd::Node { config, node } => {
@@ -306,7 +384,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             let running = server::start(&cluster, node).await?;
             server::run_until_stopped(running).await
         }
-        Cmd::Up { nodes, data_dir, kafka, grpc, metrics, actors, write_config, partitions, syslog, relp, http, hec_token } => {
+        Cmd::Certs { out, nodes } => certs(&out, &nodes),
+        Cmd::Up { nodes, data_dir, kafka, grpc, metrics, actors, write_config, partitions, syslog, relp, http, hec_token, tls } => {
             init_logging();
             let data_dir = std::path::absolute(&data_dir).map_err(|e| e.to_string())?;
             if nodes == 0 || nodes > 99 {
@@ -314,14 +393,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             if nodes > 1 {
                 let ingest = default_ingest(&syslog, &relp, &http, &hec_token);
-                return up_many(nodes, &data_dir, &kafka, &grpc, &metrics, &actors, write_config, partitions, ingest).await;
+                return up_many(nodes, &data_dir, &kafka, &grpc, &metrics, &actors, write_config, partitions, ingest, tls).await;
             }
-            let cluster = ClusterConfig {
+            let mut cluster = ClusterConfig {
                 cluster_secret: None,
                 cluster_name: "backwaters-local".into(),
                 defaults: Defaults { partitions, ..Defaults::default() },
                 limits: Limits::default(),
                 groups: Default::default(),
+                tls: None,
                 nodes: vec![NodeConfig {
                     id: 1,
                     zone: "east".into(),
@@ -334,8 +414,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                     data_dir: data_dir.join("east-1"),
                     min_free_disk_bytes: None,
                     ingest: default_ingest(&syslog, &relp, &http, &hec_token),
+                    tls_cert: None,
+                    tls_key: None,
                 }],
             };
+            if tls {
+                local_certs(&mut cluster, &data_dir)?;
+            }
             cluster.validate()?;
             if let Some(path) = write_config {
                 std::fs::write(&path, toml::to_string_pretty(&cluster).map_err(|e| e.to_string())?).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -354,7 +439,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("Try:");
             println!("  echo hello | kcat -P -b {} -t logs", running.kafka_addr);
             println!("  kcat -C -b {} -t logs -e", running.kafka_addr);
-            println!("  grpcurl -plaintext {} list", running.grpc_addr);
+            match &cluster.tls {
+                Some(t) => println!("  grpcurl -cacert {} {} list", t.ca.display(), running.grpc_addr),
+                None => println!("  grpcurl -plaintext {} list", running.grpc_addr),
+            }
             if let Some((_, addr, _)) = running.ingest.iter().find(|(k, _, _)| k == "syslog-udp") {
                 let (host, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "514"));
                 println!("  logger -n {host} -P {port} --rfc5424 'hello from syslog'");

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use backwaters_proto::grpc::auth::Attach;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig};
 use tonic::{Request, Response, Status};
 
 /// Peers this node is cut off from (fault injection in test clusters; one node per process).
@@ -50,9 +50,9 @@ pub struct GrpcPeers {
     max_message_bytes: usize,
 }
 
-fn channel(addr: &str) -> Result<Channel, String> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("peer address {addr}: {e}"))?
+fn channel(addr: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, String> {
+    Ok(crate::tls::endpoint(addr, tls)
+        .map_err(|e| format!("peer {e}"))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(15))
         .tcp_nodelay(true)
@@ -60,15 +60,16 @@ fn channel(addr: &str) -> Result<Channel, String> {
 }
 
 impl GrpcPeers {
-    /// `peers`: every other node's id and gRPC address; `secret`: the cluster secret.
-    pub fn start(cluster: &str, secret: &str, me: i32, peers: &[(i32, String)], max_message_bytes: usize) -> Result<Arc<GrpcPeers>, String> {
+    /// `peers`: every other node's id and gRPC address; `secret`: the cluster secret; `tls`:
+    /// this node's client side when the cluster runs TLS.
+    pub fn start(cluster: &str, secret: &str, me: i32, peers: &[(i32, String)], max_message_bytes: usize, tls: Option<&ClientTlsConfig>) -> Result<Arc<GrpcPeers>, String> {
         let auth = Attach::new(cluster, secret);
         let mut queues = HashMap::new();
         let mut channels = HashMap::new();
         for (id, addr) in peers {
-            let ch = channel(addr)?;
+            let ch = channel(addr, tls)?;
             let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(send_loop(cluster.to_string(), me, *id, client(stream_channel(addr)?, &auth, max_message_bytes), rx, max_message_bytes));
+            tokio::spawn(send_loop(cluster.to_string(), me, *id, client(stream_channel(addr, tls)?, &auth, max_message_bytes), rx, max_message_bytes));
             queues.insert(*id, tx);
             channels.insert(*id, ch);
         }
@@ -81,9 +82,9 @@ const STREAM_WINDOW: usize = 16;
 
 /// The channel for a peer's Raft stream: no per-call timeout (the call lasts as long as the
 /// connection); HTTP/2 keep-alive pings find a dead or frozen peer within a few seconds.
-fn stream_channel(addr: &str) -> Result<Channel, String> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("peer address {addr}: {e}"))?
+fn stream_channel(addr: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, String> {
+    Ok(crate::tls::endpoint(addr, tls)
+        .map_err(|e| format!("peer {e}"))?
         .connect_timeout(Duration::from_secs(2))
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(3))

@@ -59,8 +59,10 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         }
         cluster.cluster_name.clone()
     });
+    // TLS files are read and checked before anything starts.
+    let tls = cluster.node_tls(nc.id)?;
     let others: Vec<(i32, String)> = cluster.nodes.iter().filter(|n| n.id != nc.id).map(|n| (n.id, n.advertised_grpc.clone().unwrap_or_else(|| n.grpc.clone()))).collect();
-    let peers = crate::peers::GrpcPeers::start(&cluster.cluster_name, &secret, nc.id, &others, cluster.limits.grpc_max_message_bytes)?;
+    let peers = crate::peers::GrpcPeers::start(&cluster.cluster_name, &secret, nc.id, &others, cluster.limits.grpc_max_message_bytes, tls.as_ref().map(|t| t.grpc_client()).as_ref())?;
     let node = Node::start_with(settings, Arc::new(backwaters_actors::SystemClock), peers).await?;
     // Ingest first: once the Kafka port answers, every listener of the node is up.
     let ingest_addrs = crate::ingest::start(&node, &nc.ingest).await?;
@@ -107,9 +109,10 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
             .collect(),
     );
     let faults = cluster.limits.allow_fault_injection;
+    let grpc_tls = tls.clone();
     let run: RunFn = Arc::new(move |stop| {
-        let (n, l, addrs, others, cluster_name, secret) = (n.clone(), grpc_l.clone(), addrs.clone(), others.clone(), cluster_name.clone(), grpc_secret.clone());
-        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, others, cluster_name, secret, faults, stop).await })
+        let (n, l, addrs, others, cluster_name, secret, tls) = (n.clone(), grpc_l.clone(), addrs.clone(), others.clone(), cluster_name.clone(), grpc_secret.clone(), grpc_tls.clone());
+        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, others, cluster_name, secret, faults, tls, stop).await })
     });
     node.start_service("grpc", run, true).await?;
 
@@ -118,7 +121,8 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         // ractor_cluster binds in its own actor; find out now if the port is taken.
         drop(bind("actor-cluster", a)?);
         let peers = cluster.nodes.iter().filter(|n| n.id != nc.id).filter_map(|n| n.actors.clone().map(|a| (n.id, a))).collect();
-        node.join_actor_cluster(backwaters_actors::node::membership::ActorClusterSettings { listen, secret, peers }).await?;
+        let tls = tls.as_ref().map(|t| t.sessions()).transpose()?;
+        node.join_actor_cluster(backwaters_actors::node::membership::ActorClusterSettings { listen, secret, peers, tls }).await?;
     }
 
     if let Some(l) = metrics_l {
@@ -130,7 +134,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         });
         node.start_service("http", run, true).await?;
     }
-    tracing::info!(node = nc.id, zone = %nc.zone, kafka = %kafka_addr, grpc = %grpc_addr, metrics = ?metrics_addr, "node is serving");
+    tracing::info!(node = nc.id, zone = %nc.zone, kafka = %kafka_addr, grpc = %grpc_addr, metrics = ?metrics_addr, tls = cluster.tls.is_some(), "node is serving");
     Ok(Running { node, kafka_addr, grpc_addr, metrics_addr, ingest })
 }
 

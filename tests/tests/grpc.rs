@@ -173,3 +173,61 @@ async fn a_nearly_full_disk_refuses_writes_with_a_clear_error() {
     // The metadata log stays writable: a topic can still be deleted to free space.
     admin.delete_topic(pb::DeleteTopicRequest { name: "full".into() }).await.unwrap();
 }
+
+/// `[tls]`: certificates made by `backwaters certs`; three nodes replicate over TLS gRPC and
+/// hold mutual-TLS actor sessions; a tonic client and the shell that trust the CA get in,
+/// a plaintext client does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_with_tls_replicates_and_only_tls_clients_get_in() {
+    let certs = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(backwaters_tests::binary()).args(["certs", "--out"]).arg(certs.path()).args(["--node", "test-nodes=127.0.0.1,localhost"]).output().unwrap();
+    assert!(out.status.success(), "certs: {}", String::from_utf8_lossy(&out.stderr));
+    let (ca, cert, key) = (certs.path().join("ca.pem"), certs.path().join("test-nodes.pem"), certs.path().join("test-nodes.key"));
+    let tls = format!("[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n", ca.display(), cert.display(), key.display());
+    let nodes = TestNode::start_cluster(3, &tls);
+
+    // Kafka clients are unaffected; the three replicas of every write meet over TLS gRPC.
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &nodes[0].kafka).set("enable.idempotence", "true").set("acks", "all").create().unwrap();
+    for i in 0..200 {
+        producer.send(FutureRecord::to("tls-topic").key("k").payload(&format!("r{i}")), Duration::from_secs(30)).await.expect("acknowledged over a TLS cluster");
+    }
+    let read = backwaters_tests::read_topic(&nodes[2].kafka, "tls-topic", 200, Duration::from_secs(30));
+    assert_eq!(read.len(), 200);
+
+    let client_tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&ca).unwrap()));
+    let ch = tonic::transport::Endpoint::from_shared(format!("https://{}", nodes[1].grpc)).unwrap().tls_config(client_tls).unwrap().connect().await.expect("TLS client trusting the cluster CA");
+    let mut admin = AdminClient::new(ch);
+    let topic = admin.describe_topic(pb::DescribeTopicRequest { name: "tls-topic".into(), local_only: false }).await.unwrap().into_inner();
+    for p in &topic.partitions {
+        assert_eq!(p.replica_states.len(), 3, "{p:?}");
+        assert!(p.replica_states.iter().all(|r| r.log_end_offset == p.high_watermark), "every replica caught up over TLS: {p:?}");
+    }
+    // Actor sessions are mutual TLS: every node ends up in every other node's view.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = admin.cluster_status(pb::ClusterStatusRequest { local_only: false }).await.unwrap().into_inner();
+        if s.nodes.len() == 3 && s.nodes.iter().all(|n| n.alive && n.in_actor_cluster) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "actor sessions over TLS did not form: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let plain = tonic::transport::Endpoint::from_shared(nodes[1].grpc_url()).unwrap().connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(3)).connect().await;
+    if let Ok(ch) = plain {
+        assert!(AdminClient::new(ch).cluster_status(pb::ClusterStatusRequest { local_only: true }).await.is_err(), "a plaintext client was answered");
+    }
+
+    let shell = |with_ca: bool| {
+        let mut c = std::process::Command::new(backwaters_tests::binary());
+        c.args(["shell", "--bootstrap", &nodes[0].grpc, "-c", "cluster status"]).env_remove("BACKWATERS_CA");
+        if with_ca {
+            c.arg("--ca").arg(&ca);
+        }
+        backwaters_tests::output_within(&mut c, Duration::from_secs(30))
+    };
+    let ok = shell(true);
+    assert!(ok.status.success() && String::from_utf8_lossy(&ok.stdout).contains("central"), "shell --ca: {}", String::from_utf8_lossy(&ok.stderr));
+    let refused = shell(false);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--ca"), "shell without --ca: {}", String::from_utf8_lossy(&refused.stderr));
+}

@@ -42,6 +42,23 @@ pub struct ActorClusterSettings {
     pub secret: String,
     /// The other nodes: id and session address.
     pub peers: Vec<(i32, String)>,
+    /// Mutual TLS for the sessions (the cluster CA signs every node's certificate); none
+    /// for plaintext sessions.
+    pub tls: Option<SessionTls>,
+}
+
+/// Both ends of TLS node sessions: the acceptor asks every dialing node for a certificate
+/// signed by the cluster CA, the connector checks the peer's against it.
+#[derive(Clone)]
+pub struct SessionTls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub connector: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for SessionTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionTls")
+    }
 }
 
 /// Which nodes' agents this node sees in its process groups (itself included once joined).
@@ -172,12 +189,14 @@ impl Node {
         let (listen, secret) = (settings.listen, settings.secret.clone());
         let host = listen.ip().to_string();
         let n = server_name.clone();
+        let acceptor = settings.tls.as_ref().map(|t| t.acceptor.clone());
         let server = ChildSpec {
             name: server_name.clone(),
             start: Arc::new(move |sup: ActorCell| {
                 let (n, host, secret) = (n.clone(), host.clone(), secret.clone());
+                let encryption = acceptor.clone().map(ractor_cluster::IncomingEncryptionMode::Tls);
                 Box::pin(async move {
-                    let server = NodeServer::new(listen.port(), secret, session_name(id), host, None, None).with_listen_addr(listen.ip());
+                    let server = NodeServer::new(listen.port(), secret, session_name(id), host, encryption, None).with_listen_addr(listen.ip());
                     Actor::spawn_linked(Some(n.clone()), server, (), sup).await.map(|(r, _)| r.get_cell()).map_err(|e| format!("starting {n}: {e}"))
                 })
             }),
@@ -191,7 +210,8 @@ impl Node {
         ractor::call!(self.inner.root, SupervisorMsg::StartChild, agent).map_err(|e| e.to_string())??;
 
         let peers: Vec<(i32, String)> = settings.peers.into_iter().filter(|(p, _)| *p > id).collect();
-        let run: crate::service::RunFn = Arc::new(move |stop| Box::pin(dial(id, server_name.clone(), peers.clone(), stop)));
+        let connector = settings.tls.map(|t| t.connector);
+        let run: crate::service::RunFn = Arc::new(move |stop| Box::pin(dial(id, server_name.clone(), peers.clone(), connector.clone(), stop)));
         self.start_service("actor-cluster-dialer", run, false).await?;
 
         let weak = self.downgrade();
@@ -250,6 +270,17 @@ async fn record_liveness(weak: super::WeakNode, mut stop: tokio::sync::watch::Re
     }
 }
 
+/// Opens a session with the node at `addr` (HOST:PORT), over TLS when `tls` is set: the
+/// peer's certificate must name HOST.
+async fn connect(server: &ActorRef<NodeServerMessage>, addr: &str, tls: Option<&tokio_rustls::TlsConnector>) -> Result<(), String> {
+    let Some(tls) = tls else {
+        return ractor_cluster::client_connect(server, addr).await.map_err(|e| e.to_string());
+    };
+    let host = addr.rsplit_once(':').map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']')).unwrap_or(addr);
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| format!("{host} is no TLS server name: {e}"))?;
+    ractor_cluster::client_connect_enc(server, addr, tls.clone(), name).await.map_err(|e| e.to_string())
+}
+
 /// How often the agent announces its groups again (in dialer rounds of a second).
 const REANNOUNCE_ROUNDS: u32 = 5;
 
@@ -257,7 +288,7 @@ const REANNOUNCE_ROUNDS: u32 = 5;
 /// seconds the agent joins its groups again: ractor_cluster forwards every join to the
 /// sessions, which heals a session that missed the agent in its first exchange (seen under
 /// load: a session both sides had authenticated, one agent never announced).
-async fn dial(me: i32, server_name: String, peers: Vec<(i32, String)>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
+async fn dial(me: i32, server_name: String, peers: Vec<(i32, String)>, tls: Option<tokio_rustls::TlsConnector>, mut stop: tokio::sync::watch::Receiver<bool>) -> Result<(), String> {
     let mut subscribed_to = None;
     let mut round = 0u32;
     loop {
@@ -281,7 +312,7 @@ async fn dial(me: i32, server_name: String, peers: Vec<(i32, String)>, mut stop:
                 // keep the nodes apart for good. ractor_cluster keeps one of duplicates.
                 let connected = sessions.values().any(|s| s.peer_name.as_ref().is_some_and(|n| n.name.split('@').next() == Some(name.as_str())));
                 if !connected {
-                    if let Err(e) = ractor_cluster::client_connect(&server, addr.as_str()).await {
+                    if let Err(e) = connect(&server, addr, tls.as_ref()).await {
                         tracing::debug!(peer, %addr, error = %e, "no node session yet");
                     }
                 }

@@ -41,16 +41,20 @@ pub struct ShellArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value = "table")]
     pub output: Output,
+    /// CA certificate (PEM) of a cluster running with TLS (`up --tls` writes DATA/tls/ca.pem):
+    /// the shell then speaks TLS and trusts only that CA.
+    #[arg(long, value_name = "FILE", env = "BACKWATERS_CA")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 const PROMPT: &str = "backwaters> ";
 
 /// Connects to the first bootstrap address that answers, then to the controller.
-async fn connect(bootstrap: &[String]) -> Result<Api, String> {
+async fn connect(bootstrap: &[String], tls: Option<&tonic::transport::ClientTlsConfig>) -> Result<Api, String> {
     let mut errors = Vec::new();
     for addr in bootstrap {
-        let url = if addr.starts_with("http") { addr.clone() } else { format!("http://{addr}") };
-        let endpoint = match tonic::transport::Endpoint::from_shared(url) {
+        let addr = addr.trim_start_matches("http://").trim_start_matches("https://");
+        let endpoint = match crate::tls::endpoint(addr, tls) {
             Ok(e) => e.connect_timeout(Duration::from_secs(3)).timeout(Duration::from_secs(30)),
             Err(e) => {
                 errors.push(format!("{addr}: {e}"));
@@ -61,22 +65,35 @@ async fn connect(bootstrap: &[String]) -> Result<Api, String> {
             Ok(ch) => {
                 let mut api = Api::new(ch);
                 match api.admin.cluster_status(pb::ClusterStatusRequest { local_only: false }).await {
-                    Ok(s) => return Ok(follow_controller(api, s.into_inner(), addr).await),
+                    Ok(s) => return Ok(follow_controller(api, s.into_inner(), addr, tls).await),
                     Err(e) => errors.push(format!("{addr}: {}", e.message())),
                 }
             }
-            Err(e) => errors.push(format!("{addr}: {e}")),
+            Err(e) => errors.push(format!("{addr}: {}", error_chain(&e))),
         }
     }
-    Err(format!("no node answered ({}); is the cluster running? pass its gRPC address with --bootstrap", errors.join("; ")))
+    let hint = if tls.is_some() { "" } else { " (a cluster with TLS needs --ca)" };
+    Err(format!("no node answered ({}); is the cluster running? pass its gRPC address with --bootstrap{hint}", errors.join("; ")))
 }
 
-async fn follow_controller(api: Api, status: pb::ClusterStatusResponse, used: &str) -> Api {
+/// An error with its causes: tonic's own message is only "transport error".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+async fn follow_controller(api: Api, status: pb::ClusterStatusResponse, used: &str, tls: Option<&tonic::transport::ClientTlsConfig>) -> Api {
     let Some(ctl) = status.nodes.iter().find(|n| n.node_id == status.controller_id) else { return api };
     if ctl.grpc_address.is_empty() || ctl.grpc_address == used {
         return api;
     }
-    match tonic::transport::Endpoint::from_shared(format!("http://{}", ctl.grpc_address)) {
+    match crate::tls::endpoint(&ctl.grpc_address, tls) {
         Ok(e) => match e.connect_timeout(Duration::from_secs(3)).connect().await {
             Ok(ch) => Api::new(ch),
             Err(_) => api,
@@ -86,7 +103,8 @@ async fn follow_controller(api: Api, status: pb::ClusterStatusResponse, used: &s
 }
 
 pub async fn run(args: ShellArgs) -> Result<(), String> {
-    let mut api = connect(&args.bootstrap).await?;
+    let tls = args.ca.as_deref().map(crate::tls::client_trusting).transpose()?;
+    let mut api = connect(&args.bootstrap, tls.as_ref()).await?;
     if let Some(cmd) = &args.command {
         let mut stdout = std::io::stdout();
         return execute(&mut api, cmd, args.output, Mode::OneShot, &mut stdout).await;

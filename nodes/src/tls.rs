@@ -1,0 +1,216 @@
+//! TLS between nodes, and for the gRPC clients of a node.
+//!
+//! One cluster CA signs a certificate for every node (`backwaters certs` makes them; `up
+//! --tls` makes them for its local nodes). With a `[tls]` section in the cluster config:
+//! - each node's gRPC port (the public API and the internal Raft service) speaks only TLS,
+//!   with the node's certificate. Nodes dial each other with their own certificate as client
+//!   identity and trust nothing but the cluster CA. Other gRPC clients (the shell, grpcurl)
+//!   only need to trust the CA: a client certificate is optional on that port, because the
+//!   internal service also asks every call for the cluster secret;
+//! - actor-cluster (ractor_cluster) sessions are mutual TLS: both ends must show a
+//!   certificate signed by the cluster CA before the cookie handshake starts.
+//!
+//! A certificate must name the host of the address other nodes use for the node
+//! (`advertised_grpc` or `grpc`, and `actors`): an IP address SAN for an IP, a DNS SAN for
+//! a name.
+
+use backwaters_actors::node::membership::SessionTls;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+
+/// A node's TLS material: the cluster CA and the node's certificate chain and key (PEM).
+#[derive(Clone)]
+pub struct NodeTls {
+    ca: Vec<u8>,
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+fn read(field: &str, path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{field}: cannot read {}: {e} (`backwaters certs` makes a CA and node certificates)", path.display()))
+}
+
+fn certs(field: &str, path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem).collect::<Result<_, _>>().map_err(|e| format!("{field}: {} is not a PEM certificate file: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{field}: {} holds no certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+fn key(field: &str, path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("{field}: {} holds no PEM private key: {e}", path.display()))
+}
+
+/// Where a node's TLS files are, with the config field each came from (for errors).
+pub struct TlsPaths<'a> {
+    pub ca: (&'a str, &'a Path),
+    pub cert: (&'a str, &'a Path),
+    pub key: (&'a str, &'a Path),
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl NodeTls {
+    /// Reads and checks the files: each must parse, and the key must match the certificate.
+    pub fn load(p: TlsPaths) -> Result<NodeTls, String> {
+        let t = NodeTls { ca: read(p.ca.0, p.ca.1)?, cert: read(p.cert.0, p.cert.1)?, key: read(p.key.0, p.key.1)? };
+        certs(p.ca.0, p.ca.1, &t.ca)?;
+        let chain = certs(p.cert.0, p.cert.1, &t.cert)?;
+        let key = key(p.key.0, p.key.1, &t.key)?;
+        rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| format!("{}: {} does not go with the certificate {}: {e}", p.key.0, p.key.1.display(), p.cert.1.display()))?;
+        Ok(t)
+    }
+
+    /// The gRPC server side: the node's certificate; client certificates from the cluster
+    /// CA are checked when offered (nodes offer theirs), not required (see the module doc).
+    pub fn grpc_server(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new().identity(Identity::from_pem(&self.cert, &self.key)).client_ca_root(Certificate::from_pem(&self.ca)).client_auth_optional(true)
+    }
+
+    /// The gRPC client side of a node: trusts the cluster CA, shows the node's certificate.
+    pub fn grpc_client(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca)).identity(Identity::from_pem(&self.cert, &self.key))
+    }
+
+    /// Both ends of mutual-TLS actor-cluster sessions.
+    pub fn sessions(&self) -> Result<SessionTls, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(&self.ca) {
+            roots.add(c.map_err(|e| e.to_string())?).map_err(|e| format!("cluster CA: {e}"))?;
+        }
+        let roots = Arc::new(roots);
+        let chain = || CertificateDer::pem_slice_iter(&self.cert).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string());
+        let key = || PrivateKeyDer::from_pem_slice(&self.key).map_err(|e| e.to_string());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()).build().map_err(|e| format!("cluster CA: {e}"))?;
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain()?, key()?)
+            .map_err(|e| e.to_string())?;
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain()?, key()?)
+            .map_err(|e| e.to_string())?;
+        Ok(SessionTls { acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)), connector: tokio_rustls::TlsConnector::from(Arc::new(client)) })
+    }
+}
+
+/// A gRPC client trusting only `ca` (PEM file): the shell's `--ca`.
+pub fn client_trusting(ca: &Path) -> Result<ClientTlsConfig, String> {
+    let pem = read("--ca", ca)?;
+    certs("--ca", ca, &pem)?;
+    Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+}
+
+/// The endpoint of a node's gRPC address (HOST:PORT): https with `tls`, else http.
+pub fn endpoint(addr: &str, tls: Option<&ClientTlsConfig>) -> Result<Endpoint, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let e = Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| format!("gRPC address {addr}: {e}"))?;
+    match tls {
+        Some(t) => e.tls_config(t.clone()).map_err(|e| format!("TLS for {addr}: {e}")),
+        None => Ok(e),
+    }
+}
+
+/// Files written by [`generate`].
+pub struct Generated {
+    pub ca: PathBuf,
+    /// Per node name: certificate and key.
+    pub nodes: Vec<(String, PathBuf, PathBuf)>,
+}
+
+/// Writes a certificate and key for each `(name, hosts)` into `dir` (`NAME.pem`,
+/// `NAME.key`), signed by the CA in `dir` (`ca.pem`, `ca.key`), which is made first if it
+/// is not there. A node file that exists is kept, so running it again on the same folder
+/// changes nothing. Keys are written readable by their owner only.
+pub fn generate(dir: &Path, nodes: &[(String, Vec<String>)]) -> Result<Generated, String> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (ca_pem, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    let issuer = if ca_pem.exists() && ca_key.exists() {
+        let key = KeyPair::from_pem(&String::from_utf8_lossy(&read("CA key", &ca_key)?)).map_err(|e| format!("{}: {e}", ca_key.display()))?;
+        Issuer::from_ca_cert_pem(&String::from_utf8_lossy(&read("CA certificate", &ca_pem)?), key).map_err(|e| format!("{}: {e}", ca_pem.display()))?
+    } else {
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+        params.distinguished_name.push(DnType::CommonName, "Backwaters cluster CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate().map_err(|e| e.to_string())?;
+        let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+        write(&ca_key, key.serialize_pem().as_bytes(), true)?;
+        write(&ca_pem, cert.pem().as_bytes(), false)?;
+        Issuer::new(params, key)
+    };
+    let mut out = Generated { ca: ca_pem, nodes: vec![] };
+    for (name, hosts) in nodes {
+        let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        if !(cert_path.exists() && key_path.exists()) {
+            let mut params = CertificateParams::new(hosts.clone()).map_err(|e| format!("node {name}: hosts {hosts:?}: {e}"))?;
+            params.distinguished_name.push(DnType::CommonName, name.as_str());
+            params.use_authority_key_identifier_extension = true;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            let key = KeyPair::generate().map_err(|e| e.to_string())?;
+            let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
+            write(&key_path, key.serialize_pem().as_bytes(), true)?;
+            write(&cert_path, cert.pem().as_bytes(), false)?;
+        }
+        out.nodes.push((name.clone(), cert_path, key_path));
+    }
+    Ok(out)
+}
+
+fn write(path: &Path, bytes: &[u8], private: bool) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(if private { 0o600 } else { 0o644 }).open(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_files_load_and_a_rerun_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = generate(dir.path(), &[("node-1".into(), vec!["127.0.0.1".into(), "localhost".into()])]).unwrap();
+        let (_, cert, key) = &g.nodes[0];
+        let t = NodeTls::load(TlsPaths { ca: ("tls.ca", &g.ca), cert: ("tls.cert", cert), key: ("tls.key", key) }).unwrap();
+        t.sessions().unwrap();
+        let before = std::fs::read(cert).unwrap();
+        let g2 = generate(dir.path(), &[("node-1".into(), vec![]), ("node-2".into(), vec!["10.0.0.2".into()])]).unwrap();
+        assert_eq!(std::fs::read(cert).unwrap(), before, "an existing node certificate is kept");
+        // node-2 is signed by the same CA as node-1.
+        assert_eq!(std::fs::read(&g2.ca).unwrap(), std::fs::read(&g.ca).unwrap());
+        let (_, c2, k2) = &g2.nodes[1];
+        NodeTls::load(TlsPaths { ca: ("tls.ca", &g2.ca), cert: ("tls.cert", c2), key: ("tls.key", k2) }).unwrap();
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = generate(dir.path(), &[("a".into(), vec!["127.0.0.1".into()]), ("b".into(), vec!["127.0.0.1".into()])]).unwrap();
+        let e = NodeTls::load(TlsPaths { ca: ("tls.ca", &g.ca), cert: ("tls.cert", &g.nodes[0].1), key: ("nodes[0].tls_key", &g.nodes[1].2) }).err().unwrap();
+        assert!(e.starts_with("nodes[0].tls_key:"), "{e}");
+        let e = NodeTls::load(TlsPaths { ca: ("tls.ca", &g.nodes[0].2), cert: ("tls.cert", &g.nodes[0].1), key: ("tls.key", &g.nodes[0].2) }).err().unwrap();
+        assert!(e.starts_with("tls.ca:"), "{e}");
+        let e = NodeTls::load(TlsPaths { ca: ("tls.ca", &dir.path().join("nope.pem")), cert: ("tls.cert", &g.nodes[0].1), key: ("tls.key", &g.nodes[0].2) }).err().unwrap();
+        assert!(e.starts_with("tls.ca: cannot read"), "{e}");
+    }
+}
