@@ -39,6 +39,14 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// The Kafka listeners speak TLS too (clients: security.protocol=SSL, ssl.ca.location =
+    /// the CA).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kafka: bool,
+    /// Kafka clients must show a certificate signed by the CA (Kafka's
+    /// ssl.client.auth=required). Needs `kafka = true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kafka_client_auth: bool,
 }
 
 /// Consumer-group coordination (Kafka's offsets.* and group.* broker settings).
@@ -314,6 +322,9 @@ impl ClusterConfig {
             if t.cert.is_some() != t.key.is_some() {
                 return Err(format!("tls.{}: set cert and key together", if t.cert.is_some() { "key" } else { "cert" }));
             }
+            if t.kafka_client_auth && !t.kafka {
+                return Err("tls.kafka_client_auth: needs kafka = true (client certificates are asked for on TLS Kafka listeners)".into());
+            }
         }
         Ok(())
     }
@@ -425,6 +436,7 @@ data_dir = "d1"
         assert!(check("[tls]\nca = \"ca.pem\"\ncert = \"n.pem\"", "").unwrap_err().starts_with("tls.key"));
         assert!(check("", "tls_cert = \"1.pem\"\ntls_key = \"1.key\"\n").unwrap_err().contains("needs a [tls] section"));
         assert!(check("[tls]\nca = \"ca.pem\"", "tls_cert = \"1.pem\"\n").unwrap_err().starts_with("nodes[0].tls_key"));
+        assert!(check("[tls]\nca = \"c\"\ncert = \"n\"\nkey = \"k\"\nkafka_client_auth = true", "").unwrap_err().starts_with("tls.kafka_client_auth"));
         assert!(check("[tls]\ncert = \"n.pem\"\nkey = \"n.key\"", "").unwrap_err().contains("missing field `ca`"));
         // Files are read when the node starts: a missing one is named with its field.
         let c: ClusterConfig = toml::from_str(&(sample().replace("[[nodes]]", "[tls]\nca = \"/nonexistent/ca.pem\"\ncert = \"n.pem\"\nkey = \"n.key\"\n[[nodes]]"))).unwrap();

@@ -138,9 +138,10 @@ enum Cmd {
         /// Token accepted by the HEC endpoint.
         #[arg(long, default_value = "backwaters")]
         hec_token: String,
-        /// TLS on the gRPC ports and between nodes: makes a cluster CA and a certificate per
-        /// node in DATA/tls (kept for the next `up` on the same folder); clients trust
-        /// DATA/tls/ca.pem (`backwaters shell --ca`).
+        /// TLS on the Kafka and gRPC ports and between nodes: makes a cluster CA and a
+        /// certificate per node in DATA/tls (kept for the next `up` on the same folder);
+        /// clients trust DATA/tls/ca.pem (Kafka: security.protocol=ssl,
+        /// ssl.ca.location=...; `backwaters shell --ca`).
         #[arg(long)]
         tls: bool,
     },
@@ -300,11 +301,11 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
     println!("  cluster config:  {}", path.display());
     let ca = cluster.tls.as_ref().map(|t| format!(" --ca {}", t.ca.display())).unwrap_or_default();
     if !ca.is_empty() {
-        println!("  TLS:             gRPC and node-to-node; clients trust{ca}");
+        println!("  TLS:             Kafka, gRPC and node-to-node; clients trust{ca}");
     }
     println!("Try:");
     println!("  backwaters shell --bootstrap {}{ca} -c 'cluster status'", cluster.nodes[0].grpc);
-    println!("  echo hello | kcat -P -b {} -t logs", bootstrap.join(","));
+    println!("  echo hello | kcat -P -b {}{} -t logs", bootstrap.join(","), kcat_tls(&cluster));
     println!("Ctrl-C stops every node.");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
     tokio::select! {
@@ -349,8 +350,16 @@ fn local_certs(cluster: &mut ClusterConfig, data_dir: &std::path::Path) -> Resul
         n.tls_cert = Some(cert);
         n.tls_key = Some(key);
     }
-    cluster.tls = Some(config::TlsConfig { ca: made.ca, cert: None, key: None });
+    cluster.tls = Some(config::TlsConfig { ca: made.ca, cert: None, key: None, kafka: true, kafka_client_auth: false });
     Ok(())
+}
+
+/// The kcat options for a cluster whose Kafka listeners speak TLS ("" for plaintext).
+fn kcat_tls(cluster: &ClusterConfig) -> String {
+    match &cluster.tls {
+        Some(t) if t.kafka => format!(" -X security.protocol=ssl -X ssl.ca.location={}", t.ca.display()),
+        _ => String::new(),
+    }
 }
 
 /// `certs`: parses NAME=HOST[,HOST...] and writes the files.
@@ -437,8 +446,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                 println!("  {:<16} {addr} -> {topic}", format!("{kind}:"));
             }
             println!("Try:");
-            println!("  echo hello | kcat -P -b {} -t logs", running.kafka_addr);
-            println!("  kcat -C -b {} -t logs -e", running.kafka_addr);
+            println!("  echo hello | kcat -P -b {}{} -t logs", running.kafka_addr, kcat_tls(&cluster));
+            println!("  kcat -C -b {}{} -t logs -e", running.kafka_addr, kcat_tls(&cluster));
             match &cluster.tls {
                 Some(t) => println!("  grpcurl -cacert {} {} list", t.ca.display(), running.grpc_addr),
                 None => println!("  grpcurl -plaintext {} list", running.grpc_addr),

@@ -81,9 +81,13 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
     let ctx = Arc::new(KafkaCtx { node: node.clone(), broker: me, brokers, max_frame_bytes: cluster.limits.max_frame_bytes });
     let max_conn = cluster.limits.max_connections;
     let kafka_l = Arc::new(kafka_l);
+    let kafka_tls = match (&tls, &cluster.tls) {
+        (Some(t), Some(c)) if c.kafka => Some(t.kafka(c.kafka_client_auth)?),
+        _ => None,
+    };
     let run: RunFn = Arc::new(move |stop| {
-        let (ctx, l) = (ctx.clone(), kafka_l.clone());
-        Box::pin(async move { crate::kafka::serve(ctx, l.try_clone().map_err(|e| e.to_string())?, max_conn, stop).await })
+        let (ctx, l, tls) = (ctx.clone(), kafka_l.clone(), kafka_tls.clone());
+        Box::pin(async move { crate::kafka::serve(ctx, l.try_clone().map_err(|e| e.to_string())?, max_conn, tls, stop).await })
     });
     node.start_service("kafka", run, true).await?;
 

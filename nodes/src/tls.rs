@@ -84,29 +84,51 @@ impl NodeTls {
         ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca)).identity(Identity::from_pem(&self.cert, &self.key))
     }
 
-    /// Both ends of mutual-TLS actor-cluster sessions.
-    pub fn sessions(&self) -> Result<SessionTls, String> {
+    fn roots(&self) -> Result<Arc<rustls::RootCertStore>, String> {
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(&self.ca) {
             roots.add(c.map_err(|e| e.to_string())?).map_err(|e| format!("cluster CA: {e}"))?;
         }
-        let roots = Arc::new(roots);
-        let chain = || CertificateDer::pem_slice_iter(&self.cert).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string());
-        let key = || PrivateKeyDer::from_pem_slice(&self.key).map_err(|e| e.to_string());
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()).build().map_err(|e| format!("cluster CA: {e}"))?;
-        let server = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain()?, key()?)
-            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(roots))
+    }
+
+    fn chain(&self) -> Result<Vec<CertificateDer<'static>>, String> {
+        CertificateDer::pem_slice_iter(&self.cert).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    }
+
+    fn private_key(&self) -> Result<PrivateKeyDer<'static>, String> {
+        PrivateKeyDer::from_pem_slice(&self.key).map_err(|e| e.to_string())
+    }
+
+    /// A TLS server with the node's certificate; `client_certs`: every client must show a
+    /// certificate signed by the cluster CA.
+    fn server(&self, client_certs: bool) -> Result<tokio_rustls::TlsAcceptor, String> {
+        let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
+        let builder = if client_certs {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots()?, provider()).build().map_err(|e| format!("cluster CA: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder.with_single_cert(self.chain()?, self.private_key()?).map_err(|e| e.to_string())?;
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+
+    /// Both ends of mutual-TLS actor-cluster sessions.
+    pub fn sessions(&self) -> Result<SessionTls, String> {
         let client = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain()?, key()?)
+            .with_root_certificates(self.roots()?)
+            .with_client_auth_cert(self.chain()?, self.private_key()?)
             .map_err(|e| e.to_string())?;
-        Ok(SessionTls { acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)), connector: tokio_rustls::TlsConnector::from(Arc::new(client)) })
+        Ok(SessionTls { acceptor: self.server(true)?, connector: tokio_rustls::TlsConnector::from(Arc::new(client)) })
+    }
+
+    /// The Kafka listener's side (Kafka's SSL listener; `client_certs` is Kafka's
+    /// `ssl.client.auth=required`).
+    pub fn kafka(&self, client_certs: bool) -> Result<tokio_rustls::TlsAcceptor, String> {
+        self.server(client_certs)
     }
 }
 

@@ -13,6 +13,16 @@ fn available(cmd: &str, args: &[&str]) -> bool {
     backwaters_tests::client_available(cmd, args)
 }
 
+/// Debian's kcat with Debian's librdkafka (2.0.2). `cargo test` puts the build folder of
+/// the rdkafka crate's bundled librdkafka (a current version, built without OpenSSL) on
+/// LD_LIBRARY_PATH, and kcat would load that one instead: the old client these tests are
+/// about would not be the one tested.
+fn kcat() -> Command {
+    let mut c = Command::new("kcat");
+    c.env_remove("LD_LIBRARY_PATH");
+    c
+}
+
 fn clients_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/clients"))
 }
@@ -31,22 +41,22 @@ fn kcat_1_7_produces_consumes_lists_and_queries() {
         return;
     }
     let node = TestNode::start();
-    let mut p = Command::new("kcat").args(["-P", "-b", &node.kafka, "-t", "syslog", "-K", ":", "-z", "snappy"]).stdin(Stdio::piped()).spawn().unwrap();
+    let mut p = kcat().args(["-P", "-b", &node.kafka, "-t", "syslog", "-K", ":", "-z", "snappy"]).stdin(Stdio::piped()).spawn().unwrap();
     p.stdin.as_mut().unwrap().write_all(b"web1:Nov 28 sshd[1]: accepted\nweb2:Nov 28 sudo: root\n").unwrap();
     assert!(p.wait_with_output().unwrap().status.success());
-    let out = run(Command::new("kcat").args(["-C", "-b", &node.kafka, "-t", "syslog", "-e", "-f", "%k|%s|%o\n"]));
+    let out = run(kcat().args(["-C", "-b", &node.kafka, "-t", "syslog", "-e", "-f", "%k|%s|%o\n"]));
     assert!(out.contains("web1|Nov 28 sshd[1]: accepted|0"), "{out}");
     assert!(out.contains("web2|Nov 28 sudo: root|1"), "{out}");
-    let meta = run(Command::new("kcat").args(["-L", "-b", &node.kafka]));
+    let meta = run(kcat().args(["-L", "-b", &node.kafka]));
     assert!(meta.contains("topic \"syslog\" with 1 partitions"), "{meta}");
-    let q = run(Command::new("kcat").args(["-Q", "-b", &node.kafka, "-t", "syslog:0:-1"]));
+    let q = run(kcat().args(["-Q", "-b", &node.kafka, "-t", "syslog:0:-1"]));
     assert!(q.contains("offset 2"), "{q}");
     // Balanced consumer (librdkafka 2.0's group flow): reads everything and commits, so a
     // second run of the same group has nothing left to read.
     let group = ["-b", &node.kafka, "-G", "kcat-group", "syslog", "-e", "-f", "%s\n", "-X", "auto.offset.reset=earliest", "-X", "auto.commit.interval.ms=100"];
-    let first = run(Command::new("kcat").args(group));
+    let first = run(kcat().args(group));
     assert!(first.contains("Nov 28 sshd[1]: accepted") && first.contains("Nov 28 sudo: root"), "{first}");
-    let second = run(Command::new("kcat").args(group));
+    let second = run(kcat().args(group));
     assert!(!second.contains("accepted"), "committed offsets were not used: {second}");
 }
 
@@ -92,5 +102,63 @@ fn python_clients_and_kafkajs_against_a_three_node_cluster() {
     if kafkajs {
         let out = run(Command::new("node").arg(clients_dir().join("kafkajs_client.js")).arg(bootstrap));
         assert!(out.contains("kafkajs passed"), "{out}");
+    }
+}
+
+/// Kafka over TLS with client certificates (`[tls] kafka = true, kafka_client_auth = true`):
+/// kcat (librdkafka 2.0) and confluent-kafka produce and read with a certificate from the
+/// cluster CA; without one, or in plaintext, they get nothing.
+#[test]
+fn kcat_and_confluent_kafka_over_tls_with_client_certificates() {
+    let has_kcat = available("kcat", &["-V"]);
+    let python = available("python3", &["-c", "import confluent_kafka"]);
+    if !has_kcat && !python {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let out = Command::new(backwaters_tests::binary()).args(["certs", "--out"]).arg(certs.path()).args(["--node", "nodes=127.0.0.1", "--node", "client=client.local"]).output().unwrap();
+    assert!(out.status.success(), "certs: {}", String::from_utf8_lossy(&out.stderr));
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let tls = format!("[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nkafka = true\nkafka_client_auth = true\n", file("ca.pem"), file("nodes.pem"), file("nodes.key"));
+    let nodes = TestNode::start_cluster(3, &tls);
+    let bootstrap = nodes.iter().map(|n| n.kafka.as_str()).collect::<Vec<_>>().join(",");
+    let ssl = ["-X", "security.protocol=ssl", "-X", &format!("ssl.ca.location={}", file("ca.pem"))];
+    let client_cert = ["-X", &format!("ssl.certificate.location={}", file("client.pem")), "-X", &format!("ssl.key.location={}", file("client.key"))];
+    if has_kcat {
+        let mut p = kcat().args(["-P", "-b", &bootstrap, "-t", "tls-logs", "-X", "acks=all"]).args(ssl).args(client_cert).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        p.stdin.as_mut().unwrap().write_all(b"sshd: accepted\nsudo: root\n").unwrap();
+        let produced = p.wait_with_output().unwrap();
+        assert!(produced.status.success(), "kcat -P over TLS: {}", String::from_utf8_lossy(&produced.stderr));
+        let out = run(kcat().args(["-C", "-b", &nodes[1].kafka, "-t", "tls-logs", "-e", "-f", "%s|%o\n"]).args(ssl).args(client_cert));
+        assert!(out.contains("sshd: accepted|0") && out.contains("sudo: root|1"), "{out}");
+        // No client certificate, or no TLS at all: no metadata.
+        for extra in [&ssl[..], &[][..]] {
+            let out = backwaters_tests::output_within(kcat().args(["-L", "-b", &nodes[0].kafka, "-m", "3"]).args(extra), std::time::Duration::from_secs(30));
+            assert!(!out.status.success(), "kcat without a client certificate was served: {}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    if python {
+        let script = r#"
+import sys
+from confluent_kafka import Consumer, Producer
+bs, ca, cert, key = sys.argv[1:5]
+tls = {"bootstrap.servers": bs, "security.protocol": "SSL", "ssl.ca.location": ca, "ssl.certificate.location": cert, "ssl.key.location": key}
+p = Producer(dict(tls, **{"enable.idempotence": True, "acks": "all"}))
+for i in range(300):
+    p.produce("tls-py", value=b"v%d" % i)
+assert p.flush(30) == 0, "unacknowledged records"
+c = Consumer(dict(tls, **{"group.id": "tls-py", "auto.offset.reset": "earliest"}))
+c.subscribe(["tls-py"])
+n = 0
+for _ in range(60):
+    n += sum(1 for m in c.consume(300, 0.5) if not m.error())
+    if n >= 300:
+        break
+c.close()
+assert n == 300, n
+print("confluent-kafka over TLS passed")
+"#;
+        let out = run(Command::new("python3").args(["-c", script, &bootstrap, &file("ca.pem"), &file("client.pem"), &file("client.key")]));
+        assert!(out.contains("confluent-kafka over TLS passed"), "{out}");
     }
 }

@@ -18,8 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesOrdered, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{watch, Semaphore};
 
 tokio::task_local! {
@@ -54,8 +53,12 @@ pub struct KafkaCtx {
     pub max_frame_bytes: usize,
 }
 
-/// Accepts connections until `stop` turns true.
-pub async fn serve(ctx: Arc<KafkaCtx>, listener: std::net::TcpListener, max_connections: usize, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+/// Longest a client may take over its TLS handshake before the connection is dropped.
+const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts connections until `stop` turns true; with `tls`, every connection is TLS
+/// (Kafka's SSL listener).
+pub async fn serve(ctx: Arc<KafkaCtx>, listener: std::net::TcpListener, max_connections: usize, tls: Option<tokio_rustls::TlsAcceptor>, mut stop: watch::Receiver<bool>) -> Result<(), String> {
     let listener = tokio::net::TcpListener::from_std(listener.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let permits = Arc::new(Semaphore::new(max_connections));
     loop {
@@ -71,8 +74,17 @@ pub async fn serve(ctx: Arc<KafkaCtx>, listener: std::net::TcpListener, max_conn
         let ctx = ctx.clone();
         let stop = stop.clone();
         ctx.node.metrics().kafka_connections.inc();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            match connection(ctx.clone(), stream, peer, stop).await {
+            let served = match tls {
+                None => connection(ctx.clone(), stream, peer, stop).await,
+                Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => connection(ctx.clone(), stream, peer, stop).await,
+                    Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                    Err(_) => Err(format!("no TLS handshake within {TLS_HANDSHAKE:?}")),
+                },
+            };
+            match served {
                 Ok(()) => tracing::debug!(%peer, "connection closed"),
                 Err(e) => tracing::info!(%peer, error = %e, "connection closed by the broker"),
             }
@@ -84,8 +96,8 @@ pub async fn serve(ctx: Arc<KafkaCtx>, listener: std::net::TcpListener, max_conn
 
 type Answer = Result<Option<BytesMut>, String>;
 
-async fn connection(ctx: Arc<KafkaCtx>, stream: TcpStream, peer: SocketAddr, mut stop: watch::Receiver<bool>) -> Result<(), String> {
-    let (mut rd, mut wr) = stream.into_split();
+async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCtx>, stream: S, peer: SocketAddr, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut in_flight: FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>> = FuturesOrdered::new();
     let mut eof = false;
