@@ -400,8 +400,13 @@ struct PartitionSender {
 impl PartitionSender {
     async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
         let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-        // Batches that came back with a retriable error (at most IN_FLIGHT at a time).
-        let (retry_tx, mut retry_rx) = mpsc::channel::<(Sent, String)>(IN_FLIGHT);
+        // Batches that came back with a retriable error. Unbounded on purpose: a returned
+        // batch gives its slot back, so more than IN_FLIGHT can come back before this loop
+        // takes them, and a sender blocked on a full queue while holding a slot (or this
+        // loop blocked on it) deadlocked the partition (seen after a leader was killed:
+        // one partition stopped for good, the others finished). At most every batch formed
+        // from the partition's bounded record queue is ever in it.
+        let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<(Sent, String)>();
         let per_record = self.payload.len() + 40;
         let mut sequence: i32 = 0;
         let mut order: u64 = 0;
@@ -419,6 +424,15 @@ impl PartitionSender {
             let first = match carry.take() {
                 Some(f) => f,
                 None => tokio::select! {
+                    // Returned batches first: new ones would only jump the sequence.
+                    biased;
+                    Some(first) = retry_rx.recv() => {
+                        drop(permit);
+                        if let Err(e) = self.recover(first, &slots, &mut retry_rx).await {
+                            return self.fail(e);
+                        }
+                        continue;
+                    }
                     r = rx.recv() => match r {
                         Some(f) => f,
                         None => {
@@ -435,13 +449,6 @@ impl PartitionSender {
                             }
                         }
                     },
-                    Some(first) = retry_rx.recv() => {
-                        drop(permit);
-                        if let Err(e) = self.recover(first, &slots, &mut retry_rx).await {
-                            return self.fail(e);
-                        }
-                        continue;
-                    }
                 },
             };
             let mut batch = vec![first];
@@ -481,7 +488,7 @@ impl PartitionSender {
                 Ok(a) => a,
                 // The connection is gone: the batch goes with the others that come back.
                 Err(e) => {
-                    let _ = retry_tx.send((sent, e)).await;
+                    let _ = retry_tx.send((sent, e));
                     drop(permit);
                     continue;
                 }
@@ -491,7 +498,7 @@ impl PartitionSender {
                 match answer_outcome(partition, answer).await {
                     Outcome::Done => record(&shared, &sent.records),
                     Outcome::Retry(why) => {
-                        let _ = retry_tx.send((sent, why)).await;
+                        let _ = retry_tx.send((sent, why));
                     }
                     Outcome::Fatal(e) => {
                         shared.failure.lock().expect("lock").get_or_insert(e);
@@ -512,7 +519,7 @@ impl PartitionSender {
     /// then sends every returned batch again, in order, one at a time, to whichever broker
     /// leads the partition now (the idempotent producer's sequence numbers make a batch
     /// that did get written the first time a duplicate the broker answers without writing).
-    async fn recover(&mut self, first: (Sent, String), slots: &Arc<Semaphore>, retry_rx: &mut mpsc::Receiver<(Sent, String)>) -> Result<(), String> {
+    async fn recover(&mut self, first: (Sent, String), slots: &Arc<Semaphore>, retry_rx: &mut mpsc::UnboundedReceiver<(Sent, String)>) -> Result<(), String> {
         let all = slots.clone().acquire_many_owned(IN_FLIGHT as u32).await.expect("never closed");
         let mut batches = vec![first.0];
         let mut why = first.1;
