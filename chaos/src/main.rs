@@ -33,6 +33,10 @@ struct Args {
     /// Folder for history.jsonl, report.json, the nodes' logs and the producers' librdkafka logs.
     #[arg(long, default_value = "chaos-out")]
     out: PathBuf,
+    /// TLS between the nodes and on their gRPC ports (certificates made in OUT/tls); the
+    /// Kafka clients stay on plaintext.
+    #[arg(long)]
+    tls: bool,
     /// Check a recorded history.jsonl again (no cluster is started) and print the table.
     #[arg(long, value_name = "HISTORY")]
     check: Option<PathBuf>,
@@ -75,7 +79,7 @@ fn main() {
     }
     let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) % 1_000_000);
     let a_out = a.out.clone();
-    let opts = Options { nodes: a.nodes, duration: a.duration, min_kills: a.min_kills, seed, partitions: a.partitions, producers: a.producers, fault_every: a.fault_every, out: a.out };
+    let opts = Options { nodes: a.nodes, duration: a.duration, min_kills: a.min_kills, seed, partitions: a.partitions, producers: a.producers, fault_every: a.fault_every, out: a.out, tls: a.tls };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match rt.block_on(run(opts)) {
         Ok(o) => {

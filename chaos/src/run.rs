@@ -37,6 +37,24 @@ pub struct Options {
     pub fault_every: Duration,
     /// Where the history and the report go.
     pub out: PathBuf,
+    /// TLS between the nodes and on their gRPC ports (`[tls]`, certificates from
+    /// `backwaters certs` in OUT/tls); the Kafka clients stay on plaintext listeners.
+    pub tls: bool,
+}
+
+/// The cluster CA when the run uses TLS: every gRPC call of the run trusts it.
+static CA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Certificates for the run's nodes and the `[tls]` section that uses them.
+fn tls_section(out: &std::path::Path) -> Result<String, String> {
+    let dir = out.join("tls");
+    let made = std::process::Command::new(backwaters_tests::binary()).args(["certs", "--out"]).arg(&dir).args(["--node", "nodes=127.0.0.1,localhost"]).output().map_err(|e| format!("backwaters certs: {e}"))?;
+    if !made.status.success() {
+        return Err(format!("backwaters certs: {}", String::from_utf8_lossy(&made.stderr)));
+    }
+    let ca = dir.join("ca.pem");
+    let _ = CA.set(std::fs::read(&ca).map_err(|e| format!("{}: {e}", ca.display()))?);
+    Ok(format!("[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n", ca.display(), dir.join("nodes.pem").display(), dir.join("nodes.key").display()))
 }
 
 /// The fault kinds (each one at a time; the cluster heals before the next).
@@ -86,7 +104,7 @@ fn zone_of(id: i32) -> &'static str {
 }
 
 async fn admin(grpc: &str) -> Option<AdminClient<tonic::transport::Channel>> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{grpc}")).ok()?.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(5)).connect().await.ok()?;
+    let ch = backwaters_tests::grpc_endpoint(grpc, CA.get().map(Vec::as_slice)).ok()?.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(5)).connect().await.ok()?;
     Some(AdminClient::new(ch))
 }
 
@@ -113,7 +131,7 @@ async fn partition(nodes: &[TestNode], node: Option<i32>) {
             Some(x) if x == n.id => nodes.iter().map(|o| o.id).filter(|id| *id != x).collect(),
             Some(x) => vec![x],
         };
-        if let Ok(mut c) = backwaters_tests::internal_client(&n.grpc).await {
+        if let Ok(mut c) = backwaters_tests::internal_client_with(&n.grpc, CA.get().map(Vec::as_slice)).await {
             if let Err(e) = c.inject_fault(FaultRequest { cluster_name: "test".into(), blocked_peers }).await {
                 eprintln!("chaos: fault injection on node {}: {}", n.id, e.message());
             }
@@ -331,7 +349,8 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     let rec = Arc::new(Recorder::create(&history).map_err(|e| format!("{}: {e}", history.display()))?);
     eprintln!("chaos: seed {} (replay with --seed {}), {} nodes, {:?}, history in {}", opts.seed, opts.seed, opts.nodes, opts.duration, history.display());
     let n = opts.nodes;
-    let mut nodes = tokio::task::spawn_blocking(move || TestNode::start_cluster(n, "[limits]\nallow_fault_injection = true\n")).await.map_err(|e| e.to_string())?;
+    let tls = if opts.tls { tls_section(&opts.out)? } else { String::new() };
+    let mut nodes = tokio::task::spawn_blocking(move || TestNode::start_cluster(n, &format!("[limits]\nallow_fault_injection = true\n{tls}"))).await.map_err(|e| e.to_string())?;
     let bootstrap = nodes.iter().map(|n| n.kafka.clone()).collect::<Vec<_>>().join(",");
     let mut created = false;
     for _ in 0..100 {

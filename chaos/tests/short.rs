@@ -1,6 +1,8 @@
 //! The short chaos run CI does: three node processes, about two minutes, at least 10 SIGKILLs
 //! (leader and controller kills among them) under continuous idempotent acks=all load; the
-//! checker must find nothing. `BACKWATERS_CHAOS_SEED` replays a seed.
+//! checker must find nothing. `BACKWATERS_CHAOS_SEED` replays a seed. The nodes talk over TLS
+//! (`[tls]`): reconnecting to a restarted peer goes through the TLS handshakes, which the rest
+//! of the suite only sees on a quiet cluster (plaintext kills are in tests/tests/cluster.rs).
 
 use backwaters_chaos::run::{run, Options};
 use std::time::Duration;
@@ -18,6 +20,7 @@ async fn short_chaos_run_loses_nothing() {
         producers: 2,
         fault_every: Duration::from_secs(3),
         out: out.path().to_path_buf(),
+        tls: true,
     };
     let o = run(opts).await.expect("chaos run");
     eprintln!("seed {seed}: {} faults, {} kills, {} client epoch bumps, {} client fatal errors\n{}", o.faults, o.kills, o.epoch_bumps, o.fatal_errors, o.report.table());

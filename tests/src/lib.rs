@@ -24,11 +24,25 @@ pub const CLUSTER_SECRET: &str = "test-secret";
 
 /// A client of a test node's internal (node-to-node) service, with the test cluster's
 /// credentials, as another node of the cluster would call it.
-pub async fn internal_client(
-    grpc_addr: &str,
-) -> Result<backwaters_proto::grpc::v1::internal_client::InternalClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, backwaters_proto::grpc::auth::Attach>>, tonic::transport::Error> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))?.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(5)).connect().await?;
+pub async fn internal_client(grpc_addr: &str) -> Result<InternalClient, tonic::transport::Error> {
+    internal_client_with(grpc_addr, None).await
+}
+
+/// The internal service's client type with the cluster's credentials attached.
+pub type InternalClient = backwaters_proto::grpc::v1::internal_client::InternalClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, backwaters_proto::grpc::auth::Attach>>;
+
+/// As [`internal_client`], over TLS trusting `ca` (PEM) when given.
+pub async fn internal_client_with(grpc_addr: &str, ca: Option<&[u8]>) -> Result<InternalClient, tonic::transport::Error> {
+    let ch = grpc_endpoint(grpc_addr, ca)?.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(5)).connect().await?;
     Ok(backwaters_proto::grpc::v1::internal_client::InternalClient::with_interceptor(ch, backwaters_proto::grpc::auth::Attach::new("test", CLUSTER_SECRET)))
+}
+
+/// The endpoint of a node's gRPC address: plaintext, or TLS trusting `ca` (PEM) when given.
+pub fn grpc_endpoint(grpc_addr: &str, ca: Option<&[u8]>) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+    match ca {
+        None => tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}")),
+        Some(ca) => tonic::transport::Endpoint::from_shared(format!("https://{grpc_addr}"))?.tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca))),
+    }
 }
 
 pub fn binary() -> PathBuf {

@@ -194,8 +194,8 @@ async fn a_cluster_with_tls_replicates_and_only_tls_clients_get_in() {
     let read = backwaters_tests::read_topic(&nodes[2].kafka, "tls-topic", 200, Duration::from_secs(30));
     assert_eq!(read.len(), 200);
 
-    let client_tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&ca).unwrap()));
-    let ch = tonic::transport::Endpoint::from_shared(format!("https://{}", nodes[1].grpc)).unwrap().tls_config(client_tls).unwrap().connect().await.expect("TLS client trusting the cluster CA");
+    let ca_pem = std::fs::read(&ca).unwrap();
+    let ch = backwaters_tests::grpc_endpoint(&nodes[1].grpc, Some(&ca_pem)).unwrap().connect().await.expect("TLS client trusting the cluster CA");
     let mut admin = AdminClient::new(ch);
     let topic = admin.describe_topic(pb::DescribeTopicRequest { name: "tls-topic".into(), local_only: false }).await.unwrap().into_inner();
     for p in &topic.partitions {
