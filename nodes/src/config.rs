@@ -351,7 +351,17 @@ impl ClusterConfig {
             (_, _, Some(c), Some(k)) => (("tls.cert", c.as_path()), ("tls.key", k.as_path())),
             _ => return Err(format!("{cert_field}: the node has no certificate")),
         };
-        crate::tls::NodeTls::load(crate::tls::TlsPaths { ca: ("tls.ca", &t.ca), cert, key }).map(Some)
+        let tls = crate::tls::NodeTls::load(crate::tls::TlsPaths { ca: ("tls.ca", &t.ca), cert, key })?;
+        // The hosts the other nodes dial: a certificate that does not name them would only
+        // show up as failed handshakes, on the other nodes.
+        let mut hosts = Vec::new();
+        let grpc = (if n.advertised_grpc.is_some() { "advertised_grpc" } else { "grpc" }, n.advertised_grpc.as_ref().unwrap_or(&n.grpc));
+        for (field, addr) in [Some(grpc), n.actors.as_ref().map(|a| ("actors", a))].into_iter().flatten() {
+            let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).trim_matches(|c| c == '[' || c == ']');
+            hosts.push((format!("nodes[{i}].{field}"), host.to_string()));
+        }
+        tls.check_names(cert.0, &hosts)?;
+        Ok(Some(tls))
     }
 
     pub fn node(&self, id: i32) -> Result<&NodeConfig, String> {

@@ -84,6 +84,27 @@ impl NodeTls {
         ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca)).identity(Identity::from_pem(&self.cert, &self.key))
     }
 
+    /// Checks that the node's certificate is signed by the cluster CA and names each host
+    /// (`(field, host)`: the config field the host comes from), as a peer will check it.
+    pub fn check_names(&self, cert_field: &str, hosts: &[(String, String)]) -> Result<(), String> {
+        use rustls::client::danger::ServerCertVerifier;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(self.roots()?, provider()).build().map_err(|e| format!("tls.ca: {e}"))?;
+        let chain = self.chain()?;
+        let (end, intermediates) = chain.split_first().ok_or(format!("{cert_field}: no certificate"))?;
+        for (field, host) in hosts {
+            let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("{field}: {host} is no TLS server name: {e}"))?;
+            verifier.verify_server_cert(end, intermediates, &name, &[], rustls::pki_types::UnixTime::now()).map_err(|e| match e {
+                // Another CA with the same name fails on the signature instead.
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature) => format!("{cert_field}: the certificate is not signed by the cluster CA (tls.ca)"),
+                rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName) | rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. }) => {
+                    format!("{cert_field}: the certificate does not name {host} (the host of {field}); peers would refuse it (`backwaters certs --node NAME={host}`)")
+                }
+                e => format!("{cert_field}: {e}"),
+            })?;
+        }
+        Ok(())
+    }
+
     fn roots(&self) -> Result<Arc<rustls::RootCertStore>, String> {
         let mut roots = rustls::RootCertStore::empty();
         for c in CertificateDer::pem_slice_iter(&self.ca) {
@@ -222,6 +243,20 @@ mod tests {
         assert_eq!(std::fs::read(&g2.ca).unwrap(), std::fs::read(&g.ca).unwrap());
         let (_, c2, k2) = &g2.nodes[1];
         NodeTls::load(TlsPaths { ca: ("tls.ca", &g2.ca), cert: ("tls.cert", c2), key: ("tls.key", k2) }).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_must_come_from_the_ca_and_name_the_hosts() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let ga = generate(a.path(), &[("n".into(), vec!["127.0.0.1".into(), "node1.internal".into()])]).unwrap();
+        let gb = generate(b.path(), &[("n".into(), vec!["127.0.0.1".into()])]).unwrap();
+        let load = |ca: &Path, g: &Generated| NodeTls::load(TlsPaths { ca: ("tls.ca", ca), cert: ("tls.cert", &g.nodes[0].1), key: ("tls.key", &g.nodes[0].2) }).unwrap();
+        let hosts = |h: &[&str]| h.iter().map(|h| ("nodes[0].grpc".to_string(), h.to_string())).collect::<Vec<_>>();
+        load(&ga.ca, &ga).check_names("tls.cert", &hosts(&["127.0.0.1", "node1.internal"])).unwrap();
+        let e = load(&ga.ca, &ga).check_names("tls.cert", &hosts(&["10.0.0.7"])).unwrap_err();
+        assert!(e.starts_with("tls.cert: the certificate does not name 10.0.0.7 (the host of nodes[0].grpc)"), "{e}");
+        let e = load(&ga.ca, &gb).check_names("tls.cert", &hosts(&["127.0.0.1"])).unwrap_err();
+        assert!(e.contains("not signed by the cluster CA"), "{e}");
     }
 
     #[test]
