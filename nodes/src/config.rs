@@ -356,7 +356,9 @@ impl ClusterConfig {
         // show up as failed handshakes, on the other nodes.
         let mut hosts = Vec::new();
         let grpc = (if n.advertised_grpc.is_some() { "advertised_grpc" } else { "grpc" }, n.advertised_grpc.as_ref().unwrap_or(&n.grpc));
-        for (field, addr) in [Some(grpc), n.actors.as_ref().map(|a| ("actors", a))].into_iter().flatten() {
+        // With TLS Kafka listeners, clients check the advertised Kafka host too.
+        let kafka = t.kafka.then(|| (if n.advertised_kafka.is_some() { "advertised_kafka" } else { "kafka" }, n.advertised_kafka.as_ref().unwrap_or(&n.kafka)));
+        for (field, addr) in [Some(grpc), n.actors.as_ref().map(|a| ("actors", a)), kafka].into_iter().flatten() {
             let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h).trim_matches(|c| c == '[' || c == ']');
             hosts.push((format!("nodes[{i}].{field}"), host.to_string()));
         }
@@ -451,6 +453,17 @@ data_dir = "d1"
         // Files are read when the node starts: a missing one is named with its field.
         let c: ClusterConfig = toml::from_str(&(sample().replace("[[nodes]]", "[tls]\nca = \"/nonexistent/ca.pem\"\ncert = \"n.pem\"\nkey = \"n.key\"\n[[nodes]]"))).unwrap();
         assert!(c.node_tls(1).err().unwrap().starts_with("tls.ca: cannot read /nonexistent/ca.pem"));
+        // The hosts the node is reached at must be in its certificate: Kafka's only with TLS
+        // Kafka listeners.
+        let dir = tempfile::tempdir().unwrap();
+        let g = crate::tls::generate(dir.path(), &[("n".into(), vec!["127.0.0.1".into()])]).unwrap();
+        let with = |kafka: bool| {
+            let tls = format!("[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nkafka = {kafka}\n[[nodes]]", g.ca.display(), g.nodes[0].1.display(), g.nodes[0].2.display());
+            let text = sample().replace("[[nodes]]", &tls).replace("data_dir", "advertised_kafka = \"broker1.example:9092\"\ndata_dir");
+            toml::from_str::<ClusterConfig>(&text).unwrap().node_tls(1).map(|_| ())
+        };
+        with(false).unwrap();
+        assert!(with(true).unwrap_err().contains("does not name broker1.example (the host of nodes[0].advertised_kafka)"));
     }
 
     #[test]
