@@ -106,12 +106,13 @@ fn python_clients_and_kafkajs_against_a_three_node_cluster() {
 }
 
 /// Kafka over TLS with client certificates (`[tls] kafka = true, kafka_client_auth = true`):
-/// kcat (librdkafka 2.0) and confluent-kafka produce and read with a certificate from the
-/// cluster CA; without one, or in plaintext, they get nothing.
+/// kcat (librdkafka 2.0), confluent-kafka, kafka-python and aiokafka (the last two on
+/// Python's ssl module) produce and read with a certificate from the cluster CA; without
+/// one, or in plaintext, kcat gets nothing.
 #[test]
-fn kcat_and_confluent_kafka_over_tls_with_client_certificates() {
+fn kcat_and_python_clients_over_tls_with_client_certificates() {
     let has_kcat = available("kcat", &["-V"]);
-    let python = available("python3", &["-c", "import confluent_kafka"]);
+    let python = available("python3", &["-c", "import confluent_kafka, kafka, aiokafka"]);
     if !has_kcat && !python {
         return;
     }
@@ -157,8 +158,35 @@ for _ in range(60):
 c.close()
 assert n == 300, n
 print("confluent-kafka over TLS passed")
+
+# kafka-python and aiokafka: Python's own ssl module (OpenSSL), not librdkafka's TLS.
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+kp = KafkaProducer(bootstrap_servers=bs, acks="all", security_protocol="SSL", ssl_cafile=ca, ssl_certfile=cert, ssl_keyfile=key)
+for i in range(50):
+    kp.send("tls-py", b"kp%d" % i)
+kp.flush(30)
+kc = KafkaConsumer(bootstrap_servers=bs, security_protocol="SSL", ssl_cafile=ca, ssl_certfile=cert, ssl_keyfile=key, consumer_timeout_ms=5000, enable_auto_commit=False)
+parts = [TopicPartition("tls-py", p) for p in kc.partitions_for_topic("tls-py")]
+kc.assign(parts)
+kc.seek_to_beginning()
+got = sum(1 for _ in kc)
+kc.close()
+assert got == 350, got
+print("kafka-python over TLS passed")
+
+import asyncio
+from aiokafka import AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
+async def aio():
+    pr = AIOKafkaProducer(bootstrap_servers=bs, security_protocol="SSL", ssl_context=create_ssl_context(cafile=ca, certfile=cert, keyfile=key), enable_idempotence=True)
+    await pr.start()
+    for i in range(20):
+        await pr.send_and_wait("tls-py", b"ai%d" % i)
+    await pr.stop()
+asyncio.run(aio())
+print("aiokafka over TLS passed")
 "#;
         let out = run(Command::new("python3").args(["-c", script, &bootstrap, &file("ca.pem"), &file("client.pem"), &file("client.key")]));
-        assert!(out.contains("confluent-kafka over TLS passed"), "{out}");
+        assert!(out.contains("confluent-kafka over TLS passed") && out.contains("kafka-python over TLS passed") && out.contains("aiokafka over TLS passed"), "{out}");
     }
 }
