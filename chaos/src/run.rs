@@ -48,10 +48,7 @@ static CA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
 /// Certificates for the run's nodes and the `[tls]` section that uses them.
 fn tls_section(out: &std::path::Path) -> Result<String, String> {
     let dir = out.join("tls");
-    let made = std::process::Command::new(backwaters_tests::binary()).args(["certs", "--out"]).arg(&dir).args(["--node", "nodes=127.0.0.1,localhost"]).output().map_err(|e| format!("backwaters certs: {e}"))?;
-    if !made.status.success() {
-        return Err(format!("backwaters certs: {}", String::from_utf8_lossy(&made.stderr)));
-    }
+    backwaters_tests::make_certs(&dir, &["nodes=127.0.0.1,localhost"])?;
     let ca = dir.join("ca.pem");
     let _ = CA.set(std::fs::read(&ca).map_err(|e| format!("{}: {e}", ca.display()))?);
     Ok(format!("[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n", ca.display(), dir.join("nodes.pem").display(), dir.join("nodes.key").display()))

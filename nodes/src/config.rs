@@ -219,29 +219,18 @@ impl ClusterConfig {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
         let mut c: ClusterConfig = toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
         for n in &mut c.nodes {
-            if n.data_dir.is_relative() {
-                n.data_dir = base.join(&n.data_dir);
-            }
-            for l in &mut n.ingest {
-                for p in [&mut l.tls_cert, &mut l.tls_key].into_iter().flatten() {
-                    if p.is_relative() {
-                        *p = base.join(&*p);
-                    }
-                }
-            }
-            for p in [&mut n.tls_cert, &mut n.tls_key].into_iter().flatten() {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
-            }
+            rebase(&mut n.data_dir);
+            let ingest = n.ingest.iter_mut().flat_map(|l| [l.tls_cert.as_mut(), l.tls_key.as_mut()]);
+            ingest.chain([n.tls_cert.as_mut(), n.tls_key.as_mut()]).flatten().for_each(rebase);
         }
         if let Some(t) = &mut c.tls {
-            for p in [Some(&mut t.ca), t.cert.as_mut(), t.key.as_mut()].into_iter().flatten() {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
-            }
+            [Some(&mut t.ca), t.cert.as_mut(), t.key.as_mut()].into_iter().flatten().for_each(rebase);
         }
         c.validate().map_err(|e| format!("config {}: {e}", path.display()))?;
         Ok(c)

@@ -64,12 +64,7 @@ impl NodeTls {
         certs(p.ca.0, p.ca.1, &t.ca)?;
         let chain = certs(p.cert.0, p.cert.1, &t.cert)?;
         let key = key(p.key.0, p.key.1, &t.key)?;
-        rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(|e| format!("{}: {} does not go with the certificate {}: {e}", p.key.0, p.key.1.display(), p.cert.1.display()))?;
+        server_config(chain, key, None).map_err(|e| format!("{}: {} does not go with the certificate {}: {e}", p.key.0, p.key.1.display(), p.cert.1.display()))?;
         Ok(t)
     }
 
@@ -124,15 +119,8 @@ impl NodeTls {
     /// A TLS server with the node's certificate; `client_certs`: every client must show a
     /// certificate signed by the cluster CA.
     fn server(&self, client_certs: bool) -> Result<tokio_rustls::TlsAcceptor, String> {
-        let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
-        let builder = if client_certs {
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots()?, provider()).build().map_err(|e| format!("cluster CA: {e}"))?;
-            builder.with_client_cert_verifier(verifier)
-        } else {
-            builder.with_no_client_auth()
-        };
-        let config = builder.with_single_cert(self.chain()?, self.private_key()?).map_err(|e| e.to_string())?;
-        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+        let roots = if client_certs { Some(self.roots()?) } else { None };
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(self.chain()?, self.private_key()?, roots)?)))
     }
 
     /// Both ends of mutual-TLS actor-cluster sessions.
@@ -151,6 +139,26 @@ impl NodeTls {
     pub fn kafka(&self, client_certs: bool) -> Result<tokio_rustls::TlsAcceptor, String> {
         self.server(client_certs)
     }
+}
+
+/// A rustls server with `chain` and `key`; with `client_roots`, every client must show a
+/// certificate signed by one of them.
+fn server_config(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>, client_roots: Option<Arc<rustls::RootCertStore>>) -> Result<rustls::ServerConfig, String> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
+    let builder = match client_roots {
+        Some(roots) => builder.with_client_cert_verifier(rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider()).build().map_err(|e| format!("cluster CA: {e}"))?),
+        None => builder.with_no_client_auth(),
+    };
+    builder.with_single_cert(chain, key).map_err(|e| e.to_string())
+}
+
+/// A TLS server from a certificate and a key file (`(field, path)`), without client
+/// certificates: the syslog-tls listeners.
+pub fn acceptor_from_files(cert: (&str, &Path), key_file: (&str, &Path)) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let chain = certs(cert.0, cert.1, &read(cert.0, cert.1)?)?;
+    let key = key(key_file.0, key_file.1, &read(key_file.0, key_file.1)?)?;
+    let config = server_config(chain, key, None).map_err(|e| format!("{}/{}: {e}", cert.0, key_file.0))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A gRPC client trusting only `ca` (PEM file): the shell's `--ca`.

@@ -37,6 +37,21 @@ pub async fn internal_client_with(grpc_addr: &str, ca: Option<&[u8]>) -> Result<
     Ok(backwaters_proto::grpc::v1::internal_client::InternalClient::with_interceptor(ch, backwaters_proto::grpc::auth::Attach::new("test", CLUSTER_SECRET)))
 }
 
+/// `backwaters certs --out DIR --node SPEC...`: a cluster CA (DIR/ca.pem) and NAME.pem /
+/// NAME.key per `NAME=HOST[,HOST]` spec.
+pub fn make_certs(dir: &Path, nodes: &[&str]) -> Result<(), String> {
+    let mut cmd = Command::new(binary());
+    cmd.args(["certs", "--out"]).arg(dir);
+    for n in nodes {
+        cmd.args(["--node", n]);
+    }
+    let out = cmd.output().map_err(|e| format!("backwaters certs: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("backwaters certs: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(())
+}
+
 /// The endpoint of a node's gRPC address: plaintext, or TLS trusting `ca` (PEM) when given.
 pub fn grpc_endpoint(grpc_addr: &str, ca: Option<&[u8]>) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
     match ca {

@@ -117,8 +117,7 @@ fn kcat_and_python_clients_over_tls_with_client_certificates() {
         return;
     }
     let certs = tempfile::tempdir().unwrap();
-    let out = Command::new(backwaters_tests::binary()).args(["certs", "--out"]).arg(certs.path()).args(["--node", "nodes=127.0.0.1", "--node", "client=client.local"]).output().unwrap();
-    assert!(out.status.success(), "certs: {}", String::from_utf8_lossy(&out.stderr));
+    backwaters_tests::make_certs(certs.path(), &["nodes=127.0.0.1", "client=client.local"]).unwrap();
     let file = |name: &str| certs.path().join(name).display().to_string();
     let tls = format!("[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nkafka = true\nkafka_client_auth = true\n", file("ca.pem"), file("nodes.pem"), file("nodes.key"));
     let nodes = TestNode::start_cluster(3, &tls);

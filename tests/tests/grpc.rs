@@ -180,8 +180,7 @@ async fn a_nearly_full_disk_refuses_writes_with_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_with_tls_replicates_and_only_tls_clients_get_in() {
     let certs = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(backwaters_tests::binary()).args(["certs", "--out"]).arg(certs.path()).args(["--node", "test-nodes=127.0.0.1,localhost"]).output().unwrap();
-    assert!(out.status.success(), "certs: {}", String::from_utf8_lossy(&out.stderr));
+    backwaters_tests::make_certs(certs.path(), &["test-nodes=127.0.0.1,localhost"]).unwrap();
     let (ca, cert, key) = (certs.path().join("ca.pem"), certs.path().join("test-nodes.pem"), certs.path().join("test-nodes.key"));
     let tls = format!("[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n", ca.display(), cert.display(), key.display());
     let nodes = TestNode::start_cluster(3, &tls);

@@ -38,7 +38,7 @@ pub async fn start(node: &Node, cfgs: &[IngestConfig]) -> Result<Vec<String>, St
                 let l = Arc::new(std::net::TcpListener::bind(&cfg.listen).map_err(bind_err)?);
                 addrs.push(l.local_addr().map_err(|e| e.to_string())?.to_string());
                 let tls = match (cfg.kind, &cfg.tls_cert, &cfg.tls_key) {
-                    (Kind::SyslogTls, Some(c), Some(k)) => Some(syslog::tls_acceptor(c, k).map_err(|e| format!("ingest {name}: {e}"))?),
+                    (Kind::SyslogTls, Some(c), Some(k)) => Some(crate::tls::acceptor_from_files(("tls_cert", c), ("tls_key", k)).map_err(|e| format!("ingest {name}: {e}"))?),
                     (Kind::SyslogTls, ..) => return Err(format!("ingest {name}: syslog-tls needs tls_cert and tls_key")),
                     _ => None,
                 };

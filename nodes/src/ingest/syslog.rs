@@ -85,28 +85,6 @@ pub async fn serve_udp(sink: Arc<Sink>, socket: std::net::UdpSocket, mut stop: w
 
 pub type TlsAcceptor = tokio_rustls::TlsAcceptor;
 
-/// Builds the TLS acceptor from PEM files.
-pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, String> {
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("tls_cert {}: {e}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls_cert {}: {e}", cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!("tls_cert {}: no certificate in the file", cert.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("tls_key {}: {e}", key.display()))?;
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("tls_cert/tls_key: {e}"))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
 /// Accepts connections (up to the listener's max_connections) and runs `handle` on each in
 /// its own task, counting and logging them. TCP syslog, TLS syslog and RELP share it.
 pub async fn accept_loop<F, Fut>(sink: Arc<Sink>, listener: std::net::TcpListener, mut stop: watch::Receiver<bool>, handle: F) -> Result<(), String>
