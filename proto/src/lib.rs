@@ -12,6 +12,7 @@
 
 pub mod grpc;
 pub mod kafka;
+pub mod sasl;
 pub mod syslog;
 
 pub use kafka_protocol;
