@@ -2,8 +2,9 @@
 //!
 //! As Kafka's KRaft, the metadata is a log: the partition `__cluster_metadata`-0, replicated
 //! by Raft over every node, holds one JSON record per change (topics with their partition
-//! assignments and configs, partition leaders, producer-id blocks, node drains and node
-//! liveness as the controller sees it in the actor cluster). Every node applies the
+//! assignments and configs, partition leaders, producer-id blocks, node drains, node
+//! liveness as the controller sees it in the actor cluster, and Kafka users' SCRAM
+//! credentials). Every node applies the
 //! committed records in order to its own copy (the catalog behind Metadata), starting the
 //! replicas it is assigned and stopping those of deleted topics. Changes are decided by the
 //! leader of that group (the controller): a node forwards a request to it, the controller
@@ -43,6 +44,9 @@ pub enum MetaRecord {
     /// moves its log start there once its high watermark has, so a new leader never serves
     /// them again.
     LogStart { uid: u64, offset: i64 },
+    /// A Kafka user's SCRAM credential for `mechanism` ("SCRAM-SHA-256" / "SCRAM-SHA-512"),
+    /// set (`Some`) or removed (`None`). Only the salted keys, never a password.
+    Scram { user: String, mechanism: String, credential: Option<backwaters_proto::sasl::ScramCredential> },
 }
 
 /// What a node asks of the controller.
@@ -58,6 +62,8 @@ pub enum ControllerRequest {
     Drain { node: i32, drained: bool },
     Liveness { node: i32, alive: bool },
     LogStart { uid: u64, offset: i64 },
+    /// Set (`Some`) or remove (`None`) a user's SCRAM credential (AlterUserScramCredentials).
+    Scram { user: String, mechanism: String, credential: Option<backwaters_proto::sasl::ScramCredential> },
 }
 
 impl ControllerRequest {

@@ -23,6 +23,9 @@ pub struct ClusterConfig {
     /// TLS on every gRPC port and between nodes (see `tls.rs`); absent: plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// SASL on the Kafka listeners (see `sasl.rs`); absent: clients need no login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<crate::sasl::SaslConfig>,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -314,6 +317,9 @@ impl ClusterConfig {
             if t.kafka_client_auth && !t.kafka {
                 return Err("tls.kafka_client_auth: needs kafka = true (client certificates are asked for on TLS Kafka listeners)".into());
             }
+        }
+        if let Some(s) = &self.sasl {
+            s.validate()?;
         }
         Ok(())
     }

@@ -41,6 +41,7 @@ fn admin_status(e: AdminError) -> Status {
         AdminError::UnknownTopic(_) => Status::not_found(msg),
         AdminError::InvalidTopic(_) | AdminError::InvalidPartitions(_) | AdminError::InvalidReplicationFactor(_) | AdminError::InvalidConfig(_) => Status::invalid_argument(msg),
         AdminError::Storage(_) => Status::internal(msg),
+        AdminError::NotFound(_) => Status::not_found(msg),
         AdminError::Unavailable(_) => Status::unavailable(msg),
     }
 }

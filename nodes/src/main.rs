@@ -71,6 +71,7 @@ mod kafka;
 mod peers;
 mod process_metrics;
 mod server;
+mod sasl;
 mod shell;
 mod tls;
 
@@ -265,6 +266,7 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
         limits: Limits::default(),
         groups: Default::default(),
         tls: None,
+        sasl: None,
         nodes,
     };
     if tls {
@@ -411,6 +413,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 limits: Limits::default(),
                 groups: Default::default(),
                 tls: None,
+                sasl: None,
                 nodes: vec![NodeConfig {
                     id: 1,
                     zone: "east".into(),

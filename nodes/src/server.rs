@@ -78,7 +78,8 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
     if let Some(b) = brokers.iter_mut().find(|b| b.node_id == nc.id) {
         *b = me.clone();
     }
-    let ctx = Arc::new(KafkaCtx { node: node.clone(), broker: me, brokers, max_frame_bytes: cluster.limits.max_frame_bytes });
+    let sasl = cluster.sasl.as_ref().map(|c| crate::sasl::Authenticator::new(c, node.clone()).map(Arc::new)).transpose()?;
+    let ctx = Arc::new(KafkaCtx { node: node.clone(), broker: me, brokers, max_frame_bytes: cluster.limits.max_frame_bytes, sasl });
     let max_conn = cluster.limits.max_connections;
     let kafka_l = Arc::new(kafka_l);
     let kafka_tls = match (&tls, &cluster.tls) {

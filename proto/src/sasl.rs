@@ -335,7 +335,10 @@ impl Server {
                 if fin.channel_binding != first.gs2_header.as_bytes() {
                     return Err(SaslError::Malformed { mech, why: "channel binding does not match the GS2 header" });
                 }
-                if fin.nonce != nonce {
+                // Kafka checks that the nonce ends with the server-first one (`endsWith`):
+                // librdkafka sends its own nonce once more in front of it. The proof covers
+                // the message as sent, so the server's nonce is still bound.
+                if !fin.nonce.ends_with(&nonce) {
                     return Err(SaslError::Malformed { mech, why: "nonce does not match" });
                 }
                 let cred = cred.ok_or(SaslError::Failed(mech))?;

@@ -189,3 +189,134 @@ print("aiokafka over TLS passed")
         assert!(out.contains("confluent-kafka over TLS passed") && out.contains("kafka-python over TLS passed") && out.contains("aiokafka over TLS passed"), "{out}");
     }
 }
+
+/// SASL on the Kafka listeners: a bootstrap user from the config creates users through
+/// Kafka's AlterUserScramCredentials (replicated by the controller, so every node knows
+/// them), and each client family logs in with the mechanisms it speaks.
+#[test]
+fn sasl_scram_and_plain_logins_and_users_created_through_kafka() {
+    let has_kcat = available("kcat", &["-V"]);
+    let python = available("python3", &["-c", "import confluent_kafka, kafka, aiokafka"]);
+    if !has_kcat && !python {
+        return;
+    }
+    let sasl = "[sasl]\nmechanisms = [\"SCRAM-SHA-256\", \"SCRAM-SHA-512\", \"PLAIN\"]\n[[sasl.users]]\nname = \"admin\"\npassword_env = \"BW_TEST_ADMIN_PASSWORD\"\n";
+    std::env::set_var("BW_TEST_ADMIN_PASSWORD", "admin-secret");
+    let nodes = TestNode::start_cluster(3, sasl);
+    let bootstrap = nodes.iter().map(|n| n.kafka.as_str()).collect::<Vec<_>>().join(",");
+    let login = |mech: &'static str, user: &'static str, pass: &'static str| {
+        ["-X", "security.protocol=SASL_PLAINTEXT", "-X", Box::leak(format!("sasl.mechanism={mech}").into_boxed_str()), "-X", Box::leak(format!("sasl.username={user}").into_boxed_str()), "-X", Box::leak(format!("sasl.password={pass}").into_boxed_str())]
+    };
+    if has_kcat {
+        let mut p = kcat().args(["-P", "-b", &bootstrap, "-t", "sasl-logs", "-X", "acks=all"]).args(login("SCRAM-SHA-256", "admin", "admin-secret")).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        p.stdin.as_mut().unwrap().write_all(b"sshd: accepted\nsudo: root\n").unwrap();
+        let produced = p.wait_with_output().unwrap();
+        assert!(produced.status.success(), "kcat -P with SCRAM-SHA-256: {}", String::from_utf8_lossy(&produced.stderr));
+        let out = run(kcat().args(["-C", "-b", &nodes[2].kafka, "-t", "sasl-logs", "-e", "-f", "%s|%o\n"]).args(login("SCRAM-SHA-512", "admin", "admin-secret")));
+        assert!(out.contains("sshd: accepted|0") && out.contains("sudo: root|1"), "{out}");
+        let out = run(kcat().args(["-L", "-b", &nodes[1].kafka, "-t", "sasl-logs"]).args(login("PLAIN", "admin", "admin-secret")));
+        assert!(out.contains("topic \"sasl-logs\""), "{out}");
+        // No SASL, a wrong password, an unknown user, a mechanism not offered: no metadata.
+        let wrong = [&[][..], &login("SCRAM-SHA-256", "admin", "wrong")[..], &login("SCRAM-SHA-512", "nobody", "admin-secret")[..], &login("PLAIN", "admin", "wrong")[..]];
+        for extra in wrong {
+            let out = backwaters_tests::output_within(kcat().args(["-L", "-b", &nodes[0].kafka, "-m", "3"]).args(extra), std::time::Duration::from_secs(30));
+            assert!(!out.status.success(), "kcat {extra:?} was served: {}", String::from_utf8_lossy(&out.stdout));
+        }
+        let log = nodes[0].log();
+        assert!(log.contains("request before SASL authentication") && log.contains("invalid credentials"), "{log}");
+    }
+    if python {
+        let script = r#"
+import sys, asyncio
+from confluent_kafka import Consumer, Producer, KafkaException
+from confluent_kafka.admin import AdminClient, UserScramCredentialUpsertion, UserScramCredentialDeletion, ScramCredentialInfo, ScramMechanism
+bs, one = sys.argv[1:3]
+def conf(mech, user, pw, servers=bs):
+    return {"bootstrap.servers": servers, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": mech, "sasl.username": user, "sasl.password": pw}
+admin = AdminClient(conf("SCRAM-SHA-256", "admin", "admin-secret"))
+ups = [UserScramCredentialUpsertion("alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), b"alice-pw"),
+       UserScramCredentialUpsertion("alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"alice-pw", b"0123456789abcdef"),
+       UserScramCredentialUpsertion("bob", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 100), b"bob-pw")]
+res = admin.alter_user_scram_credentials(ups)
+res["alice"].result()
+try:
+    res["bob"].result(); raise SystemExit("bob's 100 iterations were accepted")
+except KafkaException as e:
+    assert "iterations" in str(e), e
+try:
+    admin.alter_user_scram_credentials([UserScramCredentialUpsertion("admin", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"x")])["admin"].result()
+    raise SystemExit("the config user was changed")
+except KafkaException as e:
+    assert "cluster config" in str(e), e
+desc = admin.describe_user_scram_credentials().result()
+assert sorted(desc) == ["admin", "alice"], desc
+assert sorted((i.mechanism, i.iterations) for i in desc["alice"].scram_credential_infos) == [(ScramMechanism.SCRAM_SHA_256, 4096), (ScramMechanism.SCRAM_SHA_512, 8192)], desc["alice"]
+print("users created")
+
+# alice, created through node 1's controller call, logs in on the third node alone.
+p = Producer(dict(conf("SCRAM-SHA-512", "alice", "alice-pw", one), **{"enable.idempotence": True, "acks": "all"}))
+for i in range(200):
+    p.produce("sasl-py", value=b"v%d" % i)
+assert p.flush(30) == 0, "unacknowledged records"
+c = Consumer(dict(conf("SCRAM-SHA-256", "alice", "alice-pw"), **{"group.id": "sasl-py", "auto.offset.reset": "earliest"}))
+c.subscribe(["sasl-py"])
+n = 0
+for _ in range(60):
+    n += sum(1 for m in c.consume(200, 0.5) if not m.error())
+    if n >= 200:
+        break
+c.close()
+assert n == 200, n
+print("confluent-kafka with SCRAM passed")
+
+bad = AdminClient(conf("SCRAM-SHA-512", "alice", "nope"))
+try:
+    bad.list_topics(timeout=5); raise SystemExit("wrong password was served")
+except KafkaException as e:
+    print("wrong password refused:", e)
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+kp = KafkaProducer(bootstrap_servers=bs, acks="all", security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="alice", sasl_plain_password="alice-pw")
+for i in range(50):
+    kp.send("sasl-py", b"kp%d" % i)
+kp.flush(30)
+kc = KafkaConsumer(bootstrap_servers=bs, security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_plain_username="alice", sasl_plain_password="alice-pw", consumer_timeout_ms=5000, enable_auto_commit=False)
+parts = [TopicPartition("sasl-py", p) for p in kc.partitions_for_topic("sasl-py")]
+kc.assign(parts)
+kc.seek_to_beginning()
+got = sum(1 for _ in kc)
+kc.close()
+assert got == 250, got
+print("kafka-python with SCRAM and PLAIN passed")
+
+from aiokafka import AIOKafkaProducer
+async def aio():
+    pr = AIOKafkaProducer(bootstrap_servers=bs, security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="alice", sasl_plain_password="alice-pw", enable_idempotence=True)
+    await pr.start()
+    for i in range(20):
+        await pr.send_and_wait("sasl-py", b"ai%d" % i)
+    await pr.stop()
+asyncio.run(aio())
+print("aiokafka with SCRAM passed")
+
+# Deleting alice's credentials ends her logins (on every node).
+res = admin.alter_user_scram_credentials([UserScramCredentialDeletion("alice", ScramMechanism.SCRAM_SHA_512), UserScramCredentialDeletion("alice", ScramMechanism.SCRAM_SHA_256)])
+res["alice"].result()
+try:
+    admin.alter_user_scram_credentials([UserScramCredentialDeletion("alice", ScramMechanism.SCRAM_SHA_256)])["alice"].result()
+    raise SystemExit("deleting a missing credential succeeded")
+except KafkaException as e:
+    assert "no SCRAM-SHA-256 credential" in str(e), e
+try:
+    AdminClient(conf("SCRAM-SHA-256", "alice", "alice-pw", one)).list_topics(timeout=5); raise SystemExit("a deleted user was served")
+except KafkaException as e:
+    print("deleted user refused")
+"#;
+        let out = run(Command::new("python3").args(["-c", script, &bootstrap, &nodes[2].kafka]));
+        for line in ["users created", "confluent-kafka with SCRAM passed", "wrong password refused", "kafka-python with SCRAM and PLAIN passed", "aiokafka with SCRAM passed", "deleted user refused"] {
+            assert!(out.contains(line), "missing {line:?} in:\n{out}");
+        }
+        let metrics = nodes[2].metrics_page();
+        assert!(metrics.contains("backwaters_kafka_sasl_logins_total") && metrics.contains("backwaters_kafka_sasl_login_failures_total"), "{metrics}");
+    }
+}

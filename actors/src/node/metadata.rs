@@ -135,6 +135,18 @@ impl Node {
                     }
                 }
             }
+            MetaRecord::Scram { user, mechanism, credential } => {
+                let Some(mech) = backwaters_proto::sasl::Mechanism::parse(&mechanism) else {
+                    tracing::warn!(%user, %mechanism, "SCRAM credential of an unknown mechanism; skipped");
+                    return;
+                };
+                let mut scram = self.inner.scram.write().expect("lock");
+                match credential {
+                    Some(c) => scram.insert((user.clone(), mech), c),
+                    None => scram.remove(&(user.clone(), mech)),
+                };
+                tracing::info!(%user, %mechanism, "SCRAM credential changed");
+            }
             MetaRecord::Liveness { node, alive } => {
                 self.inner.liveness.write().expect("lock").insert(node, alive);
                 tracing::info!(node, alive, "node liveness recorded");
@@ -275,6 +287,15 @@ impl Node {
                     return Err(AdminError::InvalidConfig(format!("no partition has uid {uid}")));
                 }
                 vec![MetaRecord::LogStart { uid, offset }]
+            }
+            ControllerRequest::Scram { user, mechanism, credential } => {
+                let mech = backwaters_proto::sasl::Mechanism::parse(&mechanism)
+                    .filter(|m| backwaters_proto::sasl::Mechanism::SCRAM.contains(m))
+                    .ok_or_else(|| AdminError::InvalidConfig(format!("unknown SCRAM mechanism {mechanism:?}")))?;
+                if credential.is_none() && self.scram_credential(&user, mech).is_none() {
+                    return Err(AdminError::NotFound(format!("user {user:?} has no {mechanism} credential")));
+                }
+                vec![MetaRecord::Scram { user, mechanism, credential }]
             }
         })
     }

@@ -114,6 +114,8 @@ pub enum AdminError {
     InvalidConfig(String),
     #[error("storage: {0}")]
     Storage(String),
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl From<backwaters_storage::StorageError> for AdminError {
@@ -183,6 +185,8 @@ struct Inner {
     drained: Arc<RwLock<std::collections::BTreeSet<i32>>>,
     /// Node liveness as the controller recorded it in the metadata log.
     liveness: RwLock<BTreeMap<i32, bool>>,
+    /// Kafka users' SCRAM credentials from the metadata log, by (user, mechanism).
+    scram: RwLock<BTreeMap<(String, backwaters_proto::sasl::Mechanism), backwaters_proto::sasl::ScramCredential>>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     flusher_name: String,
@@ -267,6 +271,7 @@ impl Node {
                 coordinators: tokio::sync::Mutex::new(BTreeMap::new()),
                 drained: Arc::default(),
                 liveness: Default::default(),
+                scram: Default::default(),
                 metrics,
                 clock,
                 flusher_name,
@@ -597,6 +602,16 @@ impl Node {
     /// Nodes drained by an operator.
     pub fn drained(&self) -> Vec<i32> {
         self.inner.drained.read().expect("lock").iter().copied().collect()
+    }
+
+    /// A Kafka user's SCRAM credential for `mech`, from the metadata log.
+    pub fn scram_credential(&self, user: &str, mech: backwaters_proto::sasl::Mechanism) -> Option<backwaters_proto::sasl::ScramCredential> {
+        self.inner.scram.read().expect("lock").get(&(user.to_string(), mech)).cloned()
+    }
+
+    /// Every stored SCRAM credential: user, mechanism, iterations.
+    pub fn scram_users(&self) -> Vec<(String, backwaters_proto::sasl::Mechanism, u32)> {
+        self.inner.scram.read().expect("lock").iter().map(|((u, m), c)| (u.clone(), *m, c.iterations)).collect()
     }
 
     /// Node liveness as recorded in the metadata log (nodes never recorded are missing).

@@ -44,6 +44,7 @@ pub fn admin_error(e: &AdminError) -> i16 {
         AdminError::InvalidReplicationFactor(_) => E::InvalidReplicationFactor,
         AdminError::InvalidConfig(_) => E::InvalidConfig,
         AdminError::Storage(_) => E::KafkaStorageError,
+        AdminError::NotFound(_) => E::ResourceNotFound,
         AdminError::Unavailable(_) => E::NotController,
     }
     .code()

@@ -11,6 +11,7 @@
 
 pub mod errors;
 pub mod handlers;
+mod login;
 
 use backwaters_actors::node::Node;
 use backwaters_proto::kafka::frame::{decode_frame, decode_request_header, request_prefix, FrameError};
@@ -51,6 +52,8 @@ pub struct KafkaCtx {
     /// Every broker of the cluster (this one included).
     pub brokers: Vec<BrokerInfo>,
     pub max_frame_bytes: usize,
+    /// Set when clients must authenticate (`[sasl]`).
+    pub sasl: Option<Arc<crate::sasl::Authenticator>>,
 }
 
 /// Longest a client may take over its TLS handshake before the connection is dropped.
@@ -101,10 +104,36 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut in_flight: FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>> = FuturesOrdered::new();
     let mut eof = false;
+    // On SASL listeners: the login until the client has authenticated (then `None`).
+    let mut login = ctx.sasl.as_ref().map(|_| login::Login::default());
     loop {
         // Start every whole request already buffered (up to the in-flight cap).
         while in_flight.len() < MAX_IN_FLIGHT {
             match decode_frame(&mut buf, ctx.max_frame_bytes) {
+                // Before authentication requests are answered one at a time (nothing is in
+                // flight then), so answers stay in order.
+                Ok(Some(frame)) if login.is_some() => {
+                    ctx.node.metrics().kafka_requests.inc();
+                    let state = login.as_mut().expect("checked");
+                    match login::request(&ctx, state, frame).await {
+                        Ok(login::After::Answer(out)) => wr.write_all(&out).await.map_err(|e| e.to_string())?,
+                        Ok(login::After::Close(out, why)) => {
+                            let _ = wr.write_all(&out).await;
+                            let _ = wr.flush().await;
+                            tracing::warn!(%peer, reason = %why, "SASL authentication failed; closing");
+                            return Err(why);
+                        }
+                        Err(e) => {
+                            ctx.node.metrics().kafka_request_errors.inc();
+                            tracing::warn!(%peer, error = %e, "refused request before authentication; closing");
+                            return Err(e);
+                        }
+                    }
+                    if let Some(user) = state.user.take() {
+                        tracing::info!(%peer, %user, "Kafka client authenticated");
+                        login = None;
+                    }
+                }
                 Ok(Some(frame)) => in_flight.push_back(Box::pin(answer(ctx.clone(), frame, peer))),
                 Ok(None) => break,
                 Err(e) => return Err(refuse(&ctx, e)),

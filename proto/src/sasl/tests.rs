@@ -97,6 +97,9 @@ fn malformed_scram_messages_are_errors() {
     assert!(matches!(s.step(b"c=biws,r=abcWRONG,p=AAAA", |_| None), Err(SaslError::Malformed { why: "nonce does not match", .. })));
     let mut s = Server::new(m, "S".repeat(16));
     s.step(b"n,,n=u,r=abc", |_| Some(cred.clone())).unwrap();
+    assert!(matches!(s.step(format!("c=biws,r=abc{},p=AAAA", "S".repeat(15)).as_bytes(), |_| None), Err(SaslError::Malformed { why: "nonce does not match", .. })));
+    let mut s = Server::new(m, "S".repeat(16));
+    s.step(b"n,,n=u,r=abc", |_| Some(cred.clone())).unwrap();
     assert!(matches!(s.step(format!("c=eSws,r=abc{},p=AAAA", "S".repeat(16)).as_bytes(), |_| None), Err(SaslError::Malformed { .. })));
 }
 

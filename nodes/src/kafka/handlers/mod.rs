@@ -3,6 +3,7 @@
 //! source of what ApiVersions advertises.
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -12,6 +13,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod heartbeat;
 pub mod find_coordinator;
@@ -26,6 +28,8 @@ pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
 use super::KafkaCtx;
@@ -105,6 +109,10 @@ handlers! {
     DescribeCluster => describe_cluster,
     DeleteGroups => delete_groups,
     OffsetDelete => offset_delete,
+    SaslHandshake => sasl_handshake,
+    SaslAuthenticate => sasl_authenticate,
+    DescribeUserScramCredentials => describe_user_scram_credentials,
+    AlterUserScramCredentials => alter_user_scram_credentials,
 }
 
 /// Frames a response: length, response header (its version follows from key and version),
