@@ -183,3 +183,77 @@ fn pipelined_requests_are_answered_in_order() {
         assert_eq!(i32::from_be_bytes(frame[..4].try_into().unwrap()), cid);
     }
 }
+
+/// A SASL listener answers nothing but ApiVersions and the SASL exchange before a login,
+/// refuses bad tokens with the SASL error and closes, and serves both SASL framings (tokens
+/// in SaslAuthenticate after a v1 handshake, bare tokens after v0).
+#[test]
+fn sasl_listener_refuses_requests_and_tokens_before_a_login() {
+    let node = TestNode::start_with("[sasl]\nmechanisms = [\"PLAIN\", \"SCRAM-SHA-256\"]\n[[sasl.users]]\nname = \"admin\"\npassword = \"pw\"");
+    let handshake = |s: &mut TcpStream, version: i16, mech: &str| -> SaslHandshakeResponse {
+        s.write_all(&request(ApiKey::SaslHandshake, version, 1, &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mech.into())))).unwrap();
+        response(ApiKey::SaslHandshake, version, read_frame(s).expect("handshake answer")).1
+    };
+    let authenticate = |s: &mut TcpStream, token: &[u8]| -> SaslAuthenticateResponse {
+        s.write_all(&request(ApiKey::SaslAuthenticate, 2, 2, &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token)))).unwrap();
+        response(ApiKey::SaslAuthenticate, 2, read_frame(s).expect("authenticate answer")).1
+    };
+    let metadata_ok = |s: &mut TcpStream| {
+        s.write_all(&request(ApiKey::Metadata, 9, 3, &MetadataRequest::default())).unwrap();
+        let (cid, _): (i32, MetadataResponse) = response(ApiKey::Metadata, 9, read_frame(s).expect("metadata after login"));
+        assert_eq!(cid, 3);
+    };
+    // ApiVersions is answered; Metadata before a login closes the connection.
+    let mut s = connect(&node);
+    s.write_all(&request(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default())).unwrap();
+    let (_, v): (i32, ApiVersionsResponse) = response(ApiKey::ApiVersions, 3, read_frame(&mut s).unwrap());
+    assert!(v.api_keys.iter().any(|k| k.api_key == ApiKey::SaslHandshake as i16 && k.min_version == 0));
+    s.write_all(&request(ApiKey::Metadata, 9, 8, &MetadataRequest::default())).unwrap();
+    assert!(closed(&mut s));
+    // SaslAuthenticate without a handshake.
+    let mut s = connect(&node);
+    s.write_all(&request(ApiKey::SaslAuthenticate, 2, 1, &SaslAuthenticateRequest::default())).unwrap();
+    assert!(closed(&mut s));
+    // A mechanism not offered: UNSUPPORTED_SASL_MECHANISM with the list, then closed.
+    let mut s = connect(&node);
+    let r = handshake(&mut s, 1, "GSSAPI");
+    assert_eq!(r.error_code, 33);
+    assert_eq!(r.mechanisms.iter().map(|m| m.to_string()).collect::<Vec<_>>(), ["PLAIN", "SCRAM-SHA-256"]);
+    assert!(closed(&mut s));
+    // Garbage and wrong passwords: SASL_AUTHENTICATION_FAILED with a message, then closed.
+    for token in [&b"\xff\xfe garbage"[..], b"\0admin\0wrong", b"\0nobody\0pw"] {
+        let mut s = connect(&node);
+        assert_eq!(handshake(&mut s, 1, "PLAIN").error_code, 0);
+        let r = authenticate(&mut s, token);
+        assert_eq!(r.error_code, 58, "{token:?}");
+        assert!(r.error_message.is_some());
+        assert!(closed(&mut s));
+    }
+    let mut s = connect(&node);
+    assert_eq!(handshake(&mut s, 1, "SCRAM-SHA-256").error_code, 0);
+    assert_eq!(authenticate(&mut s, b"n,,n=admin").error_code, 58);
+    assert!(closed(&mut s));
+    // v1: a login, then a second handshake is ILLEGAL_SASL_STATE and requests are served.
+    let mut s = connect(&node);
+    assert_eq!(handshake(&mut s, 1, "PLAIN").error_code, 0);
+    assert_eq!(authenticate(&mut s, b"\0admin\0pw").error_code, 0);
+    assert_eq!(handshake(&mut s, 1, "PLAIN").error_code, 34);
+    metadata_ok(&mut s);
+    // v0: bare length-prefixed tokens, answered the same way.
+    let mut s = connect(&node);
+    assert_eq!(handshake(&mut s, 0, "PLAIN").error_code, 0);
+    let token = b"\0admin\0pw";
+    s.write_all(&(token.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(token).unwrap();
+    let mut reply = [0u8; 4];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(u32::from_be_bytes(reply), 0);
+    metadata_ok(&mut s);
+    let mut s = connect(&node);
+    assert_eq!(handshake(&mut s, 0, "PLAIN").error_code, 0);
+    s.write_all(&[0, 0, 0, 5, b'x', 0, b'y', 0, b'z']).unwrap();
+    assert!(closed(&mut s));
+    let metrics = node.metrics_page();
+    assert!(metrics.contains("backwaters_kafka_sasl_logins_total 2"), "{metrics}");
+    assert!(metrics.contains("backwaters_kafka_sasl_login_failures_total 6"), "{metrics}");
+}
