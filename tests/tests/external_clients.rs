@@ -319,4 +319,8 @@ except KafkaException as e:
         let metrics = nodes[2].metrics_page();
         assert!(metrics.contains("backwaters_kafka_sasl_logins_total") && metrics.contains("backwaters_kafka_sasl_login_failures_total"), "{metrics}");
     }
+    if clients_dir().join("node_modules/kafkajs").exists() {
+        let out = run(Command::new("node").arg(clients_dir().join("kafkajs_sasl.js")).args([&bootstrap, "admin", "admin-secret"]));
+        assert!(out.contains("kafkajs sasl passed"), "{out}");
+    }
 }
