@@ -235,6 +235,9 @@ impl ClusterConfig {
         if let Some(t) = &mut c.tls {
             [Some(&mut t.ca), t.cert.as_mut(), t.key.as_mut()].into_iter().flatten().for_each(rebase);
         }
+        if let Some(s) = &mut c.sasl {
+            s.users.iter_mut().filter_map(|u| u.password_file.as_mut()).for_each(rebase);
+        }
         c.validate().map_err(|e| format!("config {}: {e}", path.display()))?;
         Ok(c)
     }

@@ -145,6 +145,12 @@ enum Cmd {
         /// ssl.ca.location=...; `backwaters shell --ca`).
         #[arg(long)]
         tls: bool,
+        /// SASL logins on the Kafka listeners (SCRAM-SHA-256/512): user "admin", whose
+        /// password is made on the first run and kept in DATA/sasl/admin.password. Create
+        /// more users with Kafka's AlterUserScramCredentials (e.g. confluent-kafka's
+        /// alter_user_scram_credentials). With --tls the listeners are SASL_SSL.
+        #[arg(long)]
+        sasl: bool,
     },
     /// Make a cluster CA and node certificates for the config's [tls] section (PEM files).
     /// A CA already in the folder signs the new certificates; existing files are kept.
@@ -231,7 +237,7 @@ fn main() {
 /// `up --nodes N` (N > 1): writes the cluster config into the data dir, starts one
 /// `backwaters node` process per node, prints the bootstrap list, and stops them all on Ctrl-C.
 #[allow(clippy::too_many_arguments)]
-async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, metrics: &str, actors: &str, write_config: Option<PathBuf>, partitions: i32, ingest: Vec<ingest::config::IngestConfig>, tls: bool) -> Result<(), String> {
+async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, metrics: &str, actors: &str, write_config: Option<PathBuf>, partitions: i32, ingest: Vec<ingest::config::IngestConfig>, tls: bool, sasl: bool) -> Result<(), String> {
     let (khost, kport) = config::split_host_port(kafka)?;
     let (ghost, gport) = config::split_host_port(grpc)?;
     let (mhost, mport) = config::split_host_port(metrics)?;
@@ -272,6 +278,9 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
     if tls {
         local_certs(&mut cluster, data_dir)?;
     }
+    if sasl {
+        local_sasl(&mut cluster, data_dir)?;
+    }
     cluster.validate()?;
     std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let path = write_config.unwrap_or_else(|| data_dir.join("cluster.toml"));
@@ -291,6 +300,7 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
             .map_err(|e| format!("cannot start node {}: {e}", node.id))?;
         children.push((node.id, child));
     }
+    wait_serving(data_dir, &mut children).await?;
     let bootstrap: Vec<String> = cluster.nodes.iter().map(|n| n.kafka.clone()).collect();
     println!("Backwaters is up: {n} nodes over {} zones, data and logs in {}", n.min(3), data_dir.display());
     for node in &cluster.nodes {
@@ -305,14 +315,27 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
     if !ca.is_empty() {
         println!("  TLS:             Kafka, gRPC and node-to-node; clients trust{ca}");
     }
+    print_sasl(&cluster);
     println!("Try:");
     println!("  backwaters shell --bootstrap {}{ca} -c 'cluster status'", cluster.nodes[0].grpc);
     println!("  echo hello | kcat -P -b {}{} -t logs", bootstrap.join(","), kcat_tls(&cluster));
     println!("Ctrl-C stops every node.");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| e.to_string())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut reported = std::collections::BTreeSet::new();
+    let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            // A node that dies (killed by hand, say) is reported; the others keep running.
+            _ = check.tick() => for (id, c) in children.iter_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    if reported.insert(*id) {
+                        eprintln!("node {id} exited ({status}); its log: {}", data_dir.join(format!("node-{id}.log")).display());
+                    }
+                }
+            },
+        }
     }
     eprintln!("stopping {n} nodes...");
     for (_, c) in &children {
@@ -356,12 +379,76 @@ fn local_certs(cluster: &mut ClusterConfig, data_dir: &std::path::Path) -> Resul
     Ok(())
 }
 
-/// The kcat options for a cluster whose Kafka listeners speak TLS ("" for plaintext).
-fn kcat_tls(cluster: &ClusterConfig) -> String {
-    match &cluster.tls {
-        Some(t) if t.kafka => format!(" -X security.protocol=ssl -X ssl.ca.location={}", t.ca.display()),
-        _ => String::new(),
+/// Waits until every node started by `up` logs that it serves. A node that exits first
+/// ends `up` with the end of its log (a port in use, a data dir of another cluster...).
+async fn wait_serving(data_dir: &std::path::Path, children: &mut [(i32, tokio::process::Child)]) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    for (id, child) in children.iter_mut() {
+        let log = data_dir.join(format!("node-{id}.log"));
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("node is serving") {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                return Err(format!("node {id} exited ({status}) before serving; the end of {}:\n{}", log.display(), tail.join("\n")));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("node {id} is not serving after 120 s; see {}", log.display()));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
+    Ok(())
+}
+
+/// `up --sasl`: the bootstrap user "admin" with a password made once and kept in
+/// DATA/sasl/admin.password (readable by its owner only).
+fn local_sasl(cluster: &mut ClusterConfig, data_dir: &std::path::Path) -> Result<(), String> {
+    use rand::Rng;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = data_dir.join("sasl");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let file = dir.join("admin.password");
+    if !file.exists() {
+        let password: String = rand::thread_rng().sample_iter(rand::distributions::Alphanumeric).take(24).map(char::from).collect();
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file).map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+        std::io::Write::write_all(&mut f, format!("{password}\n").as_bytes()).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    }
+    let admin = sasl::SaslUser { name: "admin".into(), password: None, password_env: None, password_file: Some(file) };
+    cluster.sasl = Some(sasl::SaslConfig { mechanisms: vec!["SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()], users: vec![admin] });
+    Ok(())
+}
+
+fn print_sasl(cluster: &ClusterConfig) {
+    if let Some(f) = cluster.sasl.as_ref().and_then(|s| s.users.first()).and_then(|u| u.password_file.as_ref()) {
+        println!("  SASL:            Kafka clients log in (SCRAM-SHA-256/512) as admin, password in {}", f.display());
+    }
+}
+
+/// The kcat options for the cluster's Kafka listeners ("" for plaintext without SASL).
+fn kcat_tls(cluster: &ClusterConfig) -> String {
+    let tls = cluster.tls.as_ref().filter(|t| t.kafka);
+    let mut out = match (tls.is_some(), cluster.sasl.is_some()) {
+        (false, false) => return String::new(),
+        (true, false) => " -X security.protocol=ssl".to_string(),
+        (false, true) => " -X security.protocol=sasl_plaintext".to_string(),
+        (true, true) => " -X security.protocol=sasl_ssl".to_string(),
+    };
+    if let Some(t) = tls {
+        out += &format!(" -X ssl.ca.location={}", t.ca.display());
+    }
+    if let Some(u) = cluster.sasl.as_ref().and_then(|s| s.users.first()) {
+        let password = match (&u.password_file, &u.password_env) {
+            (Some(f), _) => format!("\"$(cat {})\"", f.display()),
+            (None, Some(var)) => format!("\"${var}\""),
+            _ => "PASSWORD".into(),
+        };
+        out += &format!(" -X sasl.mechanism=SCRAM-SHA-256 -X sasl.username={} -X sasl.password={password}", u.name);
+    }
+    out
 }
 
 /// `certs`: parses NAME=HOST[,HOST...] and writes the files.
@@ -396,7 +483,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             server::run_until_stopped(running).await
         }
         Cmd::Certs { out, nodes } => certs(&out, &nodes),
-        Cmd::Up { nodes, data_dir, kafka, grpc, metrics, actors, write_config, partitions, syslog, relp, http, hec_token, tls } => {
+        Cmd::Up { nodes, data_dir, kafka, grpc, metrics, actors, write_config, partitions, syslog, relp, http, hec_token, tls, sasl } => {
             init_logging();
             let data_dir = std::path::absolute(&data_dir).map_err(|e| e.to_string())?;
             if nodes == 0 || nodes > 99 {
@@ -404,7 +491,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             if nodes > 1 {
                 let ingest = default_ingest(&syslog, &relp, &http, &hec_token);
-                return up_many(nodes, &data_dir, &kafka, &grpc, &metrics, &actors, write_config, partitions, ingest, tls).await;
+                return up_many(nodes, &data_dir, &kafka, &grpc, &metrics, &actors, write_config, partitions, ingest, tls, sasl).await;
             }
             let mut cluster = ClusterConfig {
                 cluster_secret: None,
@@ -433,6 +520,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             if tls {
                 local_certs(&mut cluster, &data_dir)?;
             }
+            if sasl {
+                local_sasl(&mut cluster, &data_dir)?;
+            }
             cluster.validate()?;
             if let Some(path) = write_config {
                 std::fs::write(&path, toml::to_string_pretty(&cluster).map_err(|e| e.to_string())?).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -448,6 +538,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             for (kind, addr, topic) in &running.ingest {
                 println!("  {:<16} {addr} -> {topic}", format!("{kind}:"));
             }
+            print_sasl(&cluster);
             println!("Try:");
             println!("  echo hello | kcat -P -b {}{} -t logs", running.kafka_addr, kcat_tls(&cluster));
             println!("  kcat -C -b {}{} -t logs -e", running.kafka_addr, kcat_tls(&cluster));

@@ -36,7 +36,8 @@ fn default_mechanisms() -> Vec<String> {
     Mechanism::SCRAM.iter().map(|m| m.name().to_string()).collect()
 }
 
-/// One bootstrap user. The password is given inline or, better, in an environment variable.
+/// One bootstrap user. The password is given inline, in an environment variable or in a file
+/// (one of the three).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SaslUser {
@@ -46,6 +47,9 @@ pub struct SaslUser {
     /// Name of an environment variable holding the password (read when the node starts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
+    /// A file holding the password (trailing newline ignored), relative to the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 impl SaslConfig {
@@ -70,8 +74,8 @@ impl SaslConfig {
             if !names.insert(&u.name) {
                 return Err(format!("sasl.users[{i}].name: {:?} is listed twice", u.name));
             }
-            if u.password.is_some() == u.password_env.is_some() {
-                return Err(format!("sasl.users[{i}]: set exactly one of password and password_env"));
+            if [u.password.is_some(), u.password_env.is_some(), u.password_file.is_some()].iter().filter(|x| **x).count() != 1 {
+                return Err(format!("sasl.users[{i}]: set exactly one of password, password_env and password_file"));
             }
         }
         Ok(())
@@ -96,11 +100,18 @@ impl Authenticator {
     pub fn new(cfg: &SaslConfig, node: Node) -> Result<Authenticator, String> {
         let mut config_users = BTreeMap::new();
         for (i, u) in cfg.users.iter().enumerate() {
-            let password = match (&u.password, &u.password_env) {
-                (Some(p), _) => p.clone(),
-                (None, Some(var)) => std::env::var(var).map_err(|_| format!("sasl.users[{i}].password_env: environment variable {var} is not set"))?,
-                (None, None) => return Err(format!("sasl.users[{i}]: no password")),
+            let password = match (&u.password, &u.password_env, &u.password_file) {
+                (Some(p), _, _) => p.clone(),
+                (None, Some(var), _) => std::env::var(var).map_err(|_| format!("sasl.users[{i}].password_env: environment variable {var} is not set"))?,
+                (None, None, Some(f)) => {
+                    let text = std::fs::read_to_string(f).map_err(|e| format!("sasl.users[{i}].password_file: cannot read {}: {e}", f.display()))?;
+                    text.trim_end_matches(['\n', '\r']).to_string()
+                }
+                (None, None, None) => return Err(format!("sasl.users[{i}]: no password")),
             };
+            if password.is_empty() {
+                return Err(format!("sasl.users[{i}]: the password of {:?} is empty", u.name));
+            }
             for mech in Mechanism::SCRAM {
                 let salt: [u8; 16] = rand::thread_rng().gen();
                 config_users.insert((u.name.clone(), mech), ScramCredential::from_password(mech, &password, &salt, MIN_ITERATIONS));
@@ -162,6 +173,8 @@ mod tests {
         assert!(cfg("mechanisms = []\n[[users]]\nname = \"a\"\npassword = \"p\"").unwrap_err().starts_with("sasl.mechanisms:"));
         assert!(cfg("mechanisms = [\"GSSAPI\"]\n[[users]]\nname = \"a\"\npassword = \"p\"").unwrap_err().starts_with("sasl.mechanisms[0]: \"GSSAPI\""));
         assert!(cfg("[[users]]\nname = \"a\"").unwrap_err().starts_with("sasl.users[0]: set exactly one"));
+        assert!(cfg("[[users]]\nname = \"a\"\npassword_file = \"pw\"").is_ok());
+        assert!(cfg("[[users]]\nname = \"a\"\npassword_file = \"pw\"\npassword = \"p\"").unwrap_err().starts_with("sasl.users[0]: set exactly one"));
         assert!(cfg("[[users]]\nname = \"a\"\npassword = \"p\"\npassword_env = \"X\"").unwrap_err().starts_with("sasl.users[0]: set exactly one"));
         assert!(cfg("[[users]]\nname = \"\"\npassword = \"p\"").unwrap_err().starts_with("sasl.users[0].name"));
         assert!(cfg("[[users]]\nname = \"a\"\npassword = \"p\"\n[[users]]\nname = \"a\"\npassword = \"q\"").unwrap_err().starts_with("sasl.users[1].name"));
