@@ -3,8 +3,8 @@
 //! As Kafka's KRaft, the metadata is a log: the partition `__cluster_metadata`-0, replicated
 //! by Raft over every node, holds one JSON record per change (topics with their partition
 //! assignments and configs, partition leaders, producer-id blocks, node drains, node
-//! liveness as the controller sees it in the actor cluster, and Kafka users' SCRAM
-//! credentials). Every node applies the
+//! liveness as the controller sees it in the actor cluster, Kafka users' SCRAM
+//! credentials and ACLs). Every node applies the
 //! committed records in order to its own copy (the catalog behind Metadata), starting the
 //! replicas it is assigned and stopping those of deleted topics. Changes are decided by the
 //! leader of that group (the controller): a node forwards a request to it, the controller
@@ -47,6 +47,8 @@ pub enum MetaRecord {
     /// A Kafka user's SCRAM credential for `mechanism` ("SCRAM-SHA-256" / "SCRAM-SHA-512"),
     /// set (`Some`) or removed (`None`). Only the salted keys, never a password.
     Scram { user: String, mechanism: String, credential: Option<backwaters_proto::sasl::ScramCredential> },
+    /// A Kafka ACL added (`present`) or removed.
+    Acl { binding: crate::acl::AclBinding, present: bool },
 }
 
 /// What a node asks of the controller.
@@ -64,6 +66,9 @@ pub enum ControllerRequest {
     LogStart { uid: u64, offset: i64 },
     /// Set (`Some`) or remove (`None`) a user's SCRAM credential (AlterUserScramCredentials).
     Scram { user: String, mechanism: String, credential: Option<backwaters_proto::sasl::ScramCredential> },
+    /// Add and remove ACLs (CreateAcls / DeleteAcls); ones already there / already gone are
+    /// skipped.
+    Acls { create: Vec<crate::acl::AclBinding>, delete: Vec<crate::acl::AclBinding> },
 }
 
 impl ControllerRequest {

@@ -14,6 +14,7 @@
 //! - [`replica`]: Raft plumbing: raft-rs `Storage` over the sled partition log
 //!   ([`replica::log_store`]), the transport trait, and a seeded simulation of a group under
 //!   faults. The partition actor drives a `RawNode` with it.
+//! - [`acl`]: Kafka ACL bindings and the authorizer's decision (pure).
 //! - [`controller`]: cluster metadata as a Raft-replicated log (`__cluster_metadata`), its
 //!   records, requests, and zone-aware placement.
 //! - [`service`]: an actor that runs a long-lived task (a listener), restarted on failure.
@@ -35,6 +36,7 @@
 //! only when its state can no longer be trusted (a storage error, a failed flush), and then it
 //! restarts from what is on disk.
 
+pub mod acl;
 pub mod controller;
 pub mod flusher;
 pub mod group;

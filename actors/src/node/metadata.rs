@@ -147,6 +147,16 @@ impl Node {
                 };
                 tracing::info!(%user, %mechanism, "SCRAM credential changed");
             }
+            MetaRecord::Acl { binding, present } => {
+                let mut acls = self.inner.acls.write().expect("lock");
+                let mut next: Vec<crate::acl::AclBinding> = acls.iter().filter(|b| **b != binding).cloned().collect();
+                if present {
+                    let at = next.partition_point(|b| *b < binding);
+                    next.insert(at, binding.clone());
+                }
+                *acls = Arc::new(next);
+                tracing::info!(?binding, present, "ACL changed");
+            }
             MetaRecord::Liveness { node, alive } => {
                 self.inner.liveness.write().expect("lock").insert(node, alive);
                 tracing::info!(node, alive, "node liveness recorded");
@@ -296,6 +306,24 @@ impl Node {
                     return Err(AdminError::NotFound(format!("user {user:?} has no {mechanism} credential")));
                 }
                 vec![MetaRecord::Scram { user, mechanism, credential }]
+            }
+            ControllerRequest::Acls { create, delete } => {
+                let have = self.acls();
+                let mut records = Vec::new();
+                for binding in create {
+                    if let Some(why) = binding.invalid() {
+                        return Err(AdminError::InvalidConfig(why));
+                    }
+                    if have.binary_search(&binding).is_err() && !records.iter().any(|r| matches!(r, MetaRecord::Acl { binding: b, .. } if *b == binding)) {
+                        records.push(MetaRecord::Acl { binding, present: true });
+                    }
+                }
+                for binding in delete {
+                    if have.binary_search(&binding).is_ok() {
+                        records.push(MetaRecord::Acl { binding, present: false });
+                    }
+                }
+                records
             }
         })
     }

@@ -187,6 +187,8 @@ struct Inner {
     liveness: RwLock<BTreeMap<i32, bool>>,
     /// Kafka users' SCRAM credentials from the metadata log, by (user, mechanism).
     scram: RwLock<BTreeMap<(String, backwaters_proto::sasl::Mechanism), backwaters_proto::sasl::ScramCredential>>,
+    /// Kafka ACLs from the metadata log (shared with every request that checks them).
+    acls: RwLock<Arc<Vec<crate::acl::AclBinding>>>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     flusher_name: String,
@@ -272,6 +274,7 @@ impl Node {
                 drained: Arc::default(),
                 liveness: Default::default(),
                 scram: Default::default(),
+                acls: Default::default(),
                 metrics,
                 clock,
                 flusher_name,
@@ -612,6 +615,11 @@ impl Node {
     /// Every stored SCRAM credential: user, mechanism, iterations.
     pub fn scram_users(&self) -> Vec<(String, backwaters_proto::sasl::Mechanism, u32)> {
         self.inner.scram.read().expect("lock").iter().map(|((u, m), c)| (u.clone(), *m, c.iterations)).collect()
+    }
+
+    /// The ACLs as applied here (sorted, no duplicates).
+    pub fn acls(&self) -> Arc<Vec<crate::acl::AclBinding>> {
+        self.inner.acls.read().expect("lock").clone()
     }
 
     /// Node liveness as recorded in the metadata log (nodes never recorded are missing).
