@@ -26,6 +26,9 @@ pub struct ClusterConfig {
     /// SASL on the Kafka listeners (see `sasl.rs`); absent: clients need no login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sasl: Option<crate::sasl::SaslConfig>,
+    /// Kafka requests checked against ACLs (see `kafka/authz.rs`); absent: all allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<crate::kafka::authz::AuthzConfig>,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -323,6 +326,12 @@ impl ClusterConfig {
         }
         if let Some(s) = &self.sasl {
             s.validate()?;
+        }
+        if let Some(a) = &self.authorization {
+            a.validate()?;
+            if self.sasl.is_none() {
+                return Err("authorization: needs [sasl]: ACLs name users, and without SASL logins every client is User:ANONYMOUS".into());
+            }
         }
         Ok(())
     }

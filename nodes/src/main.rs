@@ -273,6 +273,7 @@ async fn up_many(n: usize, data_dir: &std::path::Path, kafka: &str, grpc: &str, 
         groups: Default::default(),
         tls: None,
         sasl: None,
+                authorization: None,
         nodes,
     };
     if tls {
@@ -501,6 +502,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 groups: Default::default(),
                 tls: None,
                 sasl: None,
+                authorization: None,
                 nodes: vec![NodeConfig {
                     id: 1,
                     zone: "east".into(),

@@ -9,6 +9,7 @@
 //!   advertises, so the two never disagree.
 //! - [`errors`]: the one place where internal errors become Kafka error codes.
 
+pub mod authz;
 pub mod errors;
 pub mod handlers;
 mod login;
@@ -54,6 +55,8 @@ pub struct KafkaCtx {
     pub max_frame_bytes: usize,
     /// Set when clients must authenticate (`[sasl]`).
     pub sasl: Option<Arc<crate::sasl::Authenticator>>,
+    /// Set when requests are checked against the ACLs (`[authorization]`).
+    pub authz: Option<authz::Authorizer>,
 }
 
 /// Longest a client may take over its TLS handshake before the connection is dropped.
@@ -106,6 +109,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
     let mut eof = false;
     // On SASL listeners: the login until the client has authenticated (then `None`).
     let mut login = ctx.sasl.as_ref().map(|_| login::Login::default());
+    let mut principal: Arc<str> = Arc::from(authz::ANONYMOUS);
     loop {
         // Start every whole request already buffered (up to the in-flight cap).
         while in_flight.len() < MAX_IN_FLIGHT {
@@ -131,10 +135,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
                     }
                     if let Some(user) = state.user.take() {
                         tracing::info!(%peer, %user, "Kafka client authenticated");
+                        principal = Arc::from(format!("User:{user}"));
                         login = None;
                     }
                 }
-                Ok(Some(frame)) => in_flight.push_back(Box::pin(answer(ctx.clone(), frame, peer))),
+                Ok(Some(frame)) => in_flight.push_back(Box::pin(authz::PRINCIPAL.scope(principal.clone(), answer(ctx.clone(), frame, peer)))),
                 Ok(None) => break,
                 Err(e) => return Err(refuse(&ctx, e)),
             }
