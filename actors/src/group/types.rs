@@ -40,6 +40,12 @@ pub enum GroupError {
     OffsetMetadataTooLarge,
     #[error("unknown topic or partition")]
     UnknownTopicOrPartition,
+    /// The ACLs refuse the requester this operation on the group (checked at the edge).
+    #[error("not authorized for this group")]
+    GroupAuthorizationFailed,
+    /// The ACLs refuse the requester this operation on the topic (checked at the edge).
+    #[error("not authorized for this topic")]
+    TopicAuthorizationFailed,
 }
 
 /// Kafka's group states.

@@ -6,6 +6,7 @@
 
 use super::{KafkaCtx, PEER};
 use backwaters_actors::acl::{self, op, resource, Requester};
+use backwaters_actors::group::state::GroupError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -71,14 +72,25 @@ impl KafkaCtx {
     /// Whether the request being handled may do `operation` on the resource; denials are
     /// counted and logged.
     pub fn allowed(&self, operation: i8, resource_type: i8, name: &str) -> bool {
-        let Some(a) = &self.authz else { return true };
-        let who = requester();
-        let ok = acl::authorize(&self.node.acls(), &a.super_users, a.allow_if_no_acls, &who, operation, resource_type, name);
+        let ok = self.allowed_quiet(operation, resource_type, name);
         if !ok {
             self.node.metrics().kafka_authorization_denied.inc();
+            let who = requester();
             tracing::debug!(principal = %who.principal, host = %who.host, operation, resource_type, name, "denied by the ACLs");
         }
         ok
+    }
+
+    /// The decision alone: for filtering lists (what a requester does not see is not a
+    /// denial) and for the first of two alternative checks.
+    pub fn allowed_quiet(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+        let Some(a) = &self.authz else { return true };
+        acl::authorize(&self.node.acls(), &a.super_users, a.allow_if_no_acls, &requester(), operation, resource_type, name)
+    }
+
+    /// Whether the requester may see `topic` in lists (DESCRIBE).
+    pub fn visible_topic(&self, topic: &str) -> bool {
+        self.allowed_quiet(op::DESCRIBE, resource::TOPIC, topic)
     }
 
     pub fn allowed_topic(&self, operation: i8, topic: &str) -> bool {
@@ -93,6 +105,20 @@ impl KafkaCtx {
         self.allowed(operation, resource::CLUSTER, acl::CLUSTER_NAME)
     }
 
+    /// Asks the group's coordinator once the ACLs allow `operation` on the group.
+    pub async fn ask_group<R: Send + 'static>(
+        &self,
+        operation: i8,
+        group: &str,
+        timeout: std::time::Duration,
+        build: impl FnOnce(ractor::RpcReplyPort<R>) -> backwaters_actors::group::CoordinatorMsg,
+    ) -> Result<R, GroupError> {
+        if !self.allowed_group(operation, group) {
+            return Err(GroupError::GroupAuthorizationFailed);
+        }
+        self.node.ask_coordinator(group, timeout, build).await
+    }
+
     /// Creating `topic`: CREATE on the cluster or on the topic.
     pub fn may_create_topic(&self, topic: &str) -> bool {
         self.authz.is_none() || self.allowed_cluster_quiet(op::CREATE) || self.allowed_topic(op::CREATE, topic)
@@ -100,7 +126,6 @@ impl KafkaCtx {
 
     /// As [`KafkaCtx::allowed_cluster`], without counting a denial (a first of two checks).
     pub fn allowed_cluster_quiet(&self, operation: i8) -> bool {
-        let Some(a) = &self.authz else { return true };
-        acl::authorize(&self.node.acls(), &a.super_users, a.allow_if_no_acls, &requester(), operation, resource::CLUSTER, acl::CLUSTER_NAME)
+        self.allowed_quiet(operation, resource::CLUSTER, acl::CLUSTER_NAME)
     }
 }

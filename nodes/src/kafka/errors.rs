@@ -69,6 +69,8 @@ pub fn group_error(e: &GroupError) -> i16 {
         GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic,
         GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge,
         GroupError::UnknownTopicOrPartition => E::UnknownTopicOrPartition,
+        GroupError::GroupAuthorizationFailed => E::GroupAuthorizationFailed,
+        GroupError::TopicAuthorizationFailed => E::TopicAuthorizationFailed,
     }
     .code()
 }

@@ -1,5 +1,6 @@
 //! AlterConfigs (key 33): replaces a topic's config overrides as a whole.
 
+use backwaters_actors::acl::op;
 use super::describe_configs::{ONLY_TOPICS, RESOURCE_TOPIC};
 use super::{str, KafkaCtx};
 use crate::kafka::errors;
@@ -18,6 +19,10 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: AlterConfigsRequest
         let resp = AlterConfigsResourceResponse::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
         if r.resource_type != RESOURCE_TOPIC {
             out.push(resp.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(str(ONLY_TOPICS))));
+            continue;
+        }
+        if !ctx.allowed_topic(op::ALTER_CONFIGS, &r.resource_name) {
+            out.push(resp.with_error_code(ResponseError::TopicAuthorizationFailed.code()).with_error_message(Some(str("needs ALTER_CONFIGS on the topic"))));
             continue;
         }
         let ops = r.configs.iter().filter_map(|c| c.value.as_ref().map(|v| ConfigOp::Set(c.name.to_string(), v.to_string()))).collect();

@@ -19,6 +19,9 @@ type Refusal = (ResponseError, String);
 
 /// One user's changes, checked before any of them is written.
 fn plan(ctx: &KafkaCtx, user: &str, ops: &[(i8, Option<(i32, &[u8], &[u8])>)]) -> Result<Vec<ControllerRequest>, Refusal> {
+    if !ctx.allowed_cluster(backwaters_actors::acl::op::ALTER) {
+        return Err((ResponseError::ClusterAuthorizationFailed, "AlterUserScramCredentials needs ALTER on the cluster".into()));
+    }
     if user.is_empty() {
         return Err((ResponseError::UnacceptableCredential, "empty user name".into()));
     }

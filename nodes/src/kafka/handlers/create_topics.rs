@@ -21,6 +21,10 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: CreateTopicsRequest
     for t in req.topics {
         let name = t.name.0.to_string();
         let base = CreatableTopicResult::default().with_name(t.name.clone()).with_num_partitions(-1).with_replication_factor(-1);
+        if !ctx.may_create_topic(&name) {
+            results.push(base.with_error_code(ResponseError::TopicAuthorizationFailed.code()).with_error_message(Some(str("CreateTopics needs CREATE on the cluster or the topic"))));
+            continue;
+        }
         if !t.assignments.is_empty() {
             let only_me = t.assignments.iter().all(|a| a.broker_ids.iter().all(|b| b.0 == ctx.broker.node_id));
             if !only_me {

@@ -1,6 +1,7 @@
 //! DeleteGroups (key 42): removes empty groups and their committed offsets
 //! (NON_EMPTY_GROUP while members remain, GROUP_ID_NOT_FOUND for unknown ones).
 
+use backwaters_actors::acl::op;
 use super::{KafkaCtx, GROUP_CALL};
 use crate::kafka::errors;
 use backwaters_actors::group::CoordinatorMsg;
@@ -15,7 +16,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DeleteGroupsRequest
     let mut results = Vec::with_capacity(req.groups_names.len());
     for id in &req.groups_names {
         let group = id.to_string();
-        let r = ctx.node.ask_coordinator(&group, GROUP_CALL, |port| CoordinatorMsg::Delete(group.clone(), port)).await.and_then(|r| r);
+        let r = ctx.ask_group(op::DELETE, &group, GROUP_CALL, |port| CoordinatorMsg::Delete(group.clone(), port)).await.and_then(|r| r);
         results.push(DeletableGroupResult::default().with_group_id(id.clone()).with_error_code(errors::group_code(r.err())));
     }
     Some(DeleteGroupsResponse::default().with_results(results))

@@ -1,6 +1,7 @@
 //! DeleteRecords (key 21): move a partition's log start forward (-1: to the high watermark),
 //! on the leader at once and on every replica through the metadata log.
 
+use backwaters_actors::acl::op;
 use super::{timeout_ms, topic_name, KafkaCtx};
 use crate::kafka::errors;
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
@@ -16,8 +17,13 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DeleteRecordsReques
     let mut topics = Vec::new();
     for t in &req.topics {
         let mut parts = Vec::new();
+        let deletable = ctx.allowed_topic(op::DELETE, &t.name.0);
         for p in &t.partitions {
             let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
+            if !deletable {
+                parts.push(r.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let Some(part) = ctx.node.partition(&t.name.0, p.partition_index) else {
                 parts.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;

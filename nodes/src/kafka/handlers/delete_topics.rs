@@ -1,5 +1,6 @@
 //! DeleteTopics (key 20): by name (all versions) or by topic id (v6).
 
+use backwaters_actors::acl::op;
 use super::{str, topic_name, KafkaCtx};
 use crate::kafka::errors;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -22,6 +23,10 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DeleteTopicsRequest
             continue;
         };
         let r = r.with_name(Some(topic_name(&name)));
+        if !ctx.allowed_topic(op::DELETE, &name) {
+            out.push(r.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+            continue;
+        }
         out.push(match ctx.node.delete_topic(&name).await {
             Ok(()) => r,
             Err(e) => r.with_error_code(errors::admin_error(&e)).with_error_message(Some(str(&e.to_string()))),

@@ -1,5 +1,6 @@
 //! DescribeCluster (key 60).
 
+use backwaters_actors::acl::op;
 use super::{str, KafkaCtx, AUTHORIZED_OPS_OMITTED};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse, RequestHeader};
@@ -16,6 +17,10 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DescribeClusterRequ
     let b = &ctx.broker;
     if req.endpoint_type != 0 && req.endpoint_type != ENDPOINT_BROKERS {
         return Some(DescribeClusterResponse::default().with_error_code(ResponseError::UnsupportedEndpointType.code()).with_cluster_id(str(ctx.node.cluster_id())));
+    }
+    if !ctx.allowed_cluster(op::DESCRIBE) {
+        let msg = "DescribeCluster needs DESCRIBE on the cluster";
+        return Some(DescribeClusterResponse::default().with_error_code(ResponseError::ClusterAuthorizationFailed.code()).with_error_message(Some(str(msg))).with_cluster_id(str(ctx.node.cluster_id())));
     }
     let brokers = ctx.brokers.iter().map(|b| DescribeClusterBroker::default().with_broker_id(BrokerId(b.node_id)).with_host(str(&b.host)).with_port(b.port).with_rack(b.rack.as_deref().map(str))).collect();
     Some(

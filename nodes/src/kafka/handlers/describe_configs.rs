@@ -1,5 +1,6 @@
 //! DescribeConfigs (key 32): topic configs (with defaults marked) and read-only broker configs.
 
+use backwaters_actors::acl::op;
 use super::create_topics::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::{str, KafkaCtx};
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
@@ -30,6 +31,8 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DescribeConfigsRequ
     for r in req.resources {
         let res = DescribeConfigsResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
         let rows = match r.resource_type {
+            RESOURCE_TOPIC if !ctx.allowed_topic(op::DESCRIBE_CONFIGS, &r.resource_name) => Err((ResponseError::TopicAuthorizationFailed, "DescribeConfigs needs DESCRIBE_CONFIGS on the topic".to_string())),
+            RESOURCE_BROKER if !ctx.allowed_cluster(op::DESCRIBE_CONFIGS) => Err((ResponseError::ClusterAuthorizationFailed, "DescribeConfigs needs DESCRIBE_CONFIGS on the cluster".to_string())),
             RESOURCE_TOPIC => match ctx.node.topic(&r.resource_name) {
                 Some(t) => Ok(t
                     .config()

@@ -2,6 +2,7 @@
 //! metadata and assignments are shown only while the group is Stable, and an unknown group
 //! is reported as Dead with no error.
 
+use backwaters_actors::acl::op;
 use super::{str, KafkaCtx, AUTHORIZED_OPS_OMITTED, GROUP_CALL};
 use crate::kafka::errors;
 use backwaters_actors::group::CoordinatorMsg;
@@ -19,7 +20,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: DescribeGroupsReques
         let group = id.to_string();
         let d = DescribedGroup::default().with_group_id(id.clone());
         let d = if v >= 3 { d.with_authorized_operations(AUTHORIZED_OPS_OMITTED) } else { d };
-        out.push(match ctx.node.ask_coordinator(&group, GROUP_CALL, |port| CoordinatorMsg::Describe(group.clone(), port)).await {
+        out.push(match ctx.ask_group(op::DESCRIBE, &group, GROUP_CALL, |port| CoordinatorMsg::Describe(group.clone(), port)).await {
             Err(e) => d.with_error_code(errors::group_error(&e)),
             Ok(None) => d.with_group_state(str("Dead")),
             Ok(Some(g)) => {

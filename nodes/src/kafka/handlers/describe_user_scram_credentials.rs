@@ -1,6 +1,7 @@
 //! DescribeUserScramCredentials (key 50, KIP-554): which users have which SCRAM mechanisms
 //! (and iterations); never salts or keys.
 
+use backwaters_actors::acl::op;
 use super::{str, KafkaCtx};
 use kafka_protocol::messages::describe_user_scram_credentials_response::{CredentialInfo, DescribeUserScramCredentialsResult};
 use kafka_protocol::messages::{DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse, RequestHeader};
@@ -12,6 +13,9 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
 pub const ADVERTISED: VersionRange = VERSIONS;
 
 pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DescribeUserScramCredentialsRequest) -> Option<DescribeUserScramCredentialsResponse> {
+    if !ctx.allowed_cluster(op::DESCRIBE) {
+        return Some(DescribeUserScramCredentialsResponse::default().with_error_code(ResponseError::ClusterAuthorizationFailed.code()).with_error_message(Some(str("needs DESCRIBE on the cluster"))));
+    }
     let users: BTreeMap<String, Vec<(backwaters_proto::sasl::Mechanism, u32)>> = match &ctx.sasl {
         Some(auth) => auth.users(),
         None => ctx.node.scram_users().into_iter().fold(BTreeMap::new(), |mut m, (u, mech, it)| {

@@ -15,6 +15,7 @@
 
 use super::{topic_name, KafkaCtx};
 use crate::kafka::errors;
+use backwaters_actors::acl::op;
 use backwaters_actors::partition::PartitionShared;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -49,6 +50,8 @@ enum Role {
     /// Read from this replica instead (in the consumer's rack).
     Redirect(i32),
     NotReplica,
+    /// The ACLs do not let the requester READ the topic.
+    Denied,
 }
 
 fn role(ctx: &KafkaCtx, part: Option<&Arc<PartitionShared>>, version: i16, rack: &str) -> Role {
@@ -76,6 +79,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FetchRequest) -> Opt
         .iter()
         .flat_map(|t| {
             let rack = rack.clone();
+            let readable = ctx.allowed_topic(op::READ, &t.topic.0);
             t.partitions.iter().map(move |p| {
                 let part = ctx.node.partition(&t.topic.0, p.partition);
                 Want {
@@ -83,7 +87,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FetchRequest) -> Opt
                     partition: p.partition,
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
-                    role: role(ctx, part.as_ref(), version, &rack),
+                    role: if readable { role(ctx, part.as_ref(), version, &rack) } else { Role::Denied },
                     part,
                 }
             })
@@ -116,6 +120,10 @@ fn read_all(ctx: &KafkaCtx, wants: &[Want], max_bytes: usize) -> (FetchResponse,
     for w in wants {
         let mut pd = PartitionData::default().with_partition_index(w.partition).with_aborted_transactions(Some(vec![]));
         match (&w.part, w.role) {
+            (_, Role::Denied) => {
+                any_error = true;
+                pd = pd.with_error_code(ResponseError::TopicAuthorizationFailed.code()).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);
+            }
             (None, _) => {
                 any_error = true;
                 pd = pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);

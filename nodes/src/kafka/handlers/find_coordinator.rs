@@ -2,6 +2,7 @@
 //! created on the first request, as Kafka does). Transactions have no coordinator yet, so
 //! transactional ids get COORDINATOR_NOT_AVAILABLE with a message that says why.
 
+use backwaters_actors::acl::op;
 use super::{str, KafkaCtx};
 use crate::kafka::errors;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -22,6 +23,9 @@ async fn find<'a>(ctx: &'a KafkaCtx, key: &str, key_type: i8) -> Result<&'a crat
         return Err((ResponseError::CoordinatorNotAvailable.code(), NO_TXN.to_string()));
     }
     backwaters_actors::group::validate_group_id(key).map_err(|e| (errors::group_error(&e), format!("group id {key:?}: {e}")))?;
+    if !ctx.allowed_group(op::DESCRIBE, key) {
+        return Err((ResponseError::GroupAuthorizationFailed.code(), format!("not authorized to DESCRIBE group {key:?}")));
+    }
     ctx.node.ensure_groups().await.map_err(|e| (errors::group_error(&e), e.to_string()))?;
     let leader = ctx.node.group_leader(key).ok_or_else(|| (ResponseError::CoordinatorNotAvailable.code(), "the group's partition has no leader yet; retry".to_string()))?;
     ctx.brokers.iter().find(|b| b.node_id == leader).ok_or_else(|| (ResponseError::CoordinatorNotAvailable.code(), format!("coordinator node {leader} is not in the cluster config")))

@@ -1,6 +1,7 @@
 //! IncrementalAlterConfigs (key 44): SET / DELETE single topic configs. APPEND and SUBTRACT
 //! apply to list configs only; of ours only cleanup.policy is a list.
 
+use backwaters_actors::acl::op;
 use super::describe_configs::{ONLY_TOPICS, RESOURCE_TOPIC};
 use super::{str, KafkaCtx};
 use crate::kafka::errors;
@@ -24,6 +25,10 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: IncrementalAlterCon
         let resp = AlterConfigsResourceResponse::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
         if r.resource_type != RESOURCE_TOPIC {
             out.push(resp.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(str(ONLY_TOPICS))));
+            continue;
+        }
+        if !ctx.allowed_topic(op::ALTER_CONFIGS, &r.resource_name) {
+            out.push(resp.with_error_code(ResponseError::TopicAuthorizationFailed.code()).with_error_message(Some(str("needs ALTER_CONFIGS on the topic"))));
             continue;
         }
         let current = ctx.node.topic(&r.resource_name).map(|t| t.config());

@@ -2,6 +2,7 @@
 //! id and epoch (KIP-360, after a sequence error) gets the epoch bumped, which resets its
 //! sequences on every partition.
 
+use backwaters_actors::acl::op;
 use super::KafkaCtx;
 use crate::kafka::errors;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId, RequestHeader};
@@ -16,6 +17,10 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: InitProducerIdReque
     if req.transactional_id.is_some() {
         // No transaction coordinator yet: refuse clearly instead of pretending.
         return Some(resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()));
+    }
+    // Kafka 2.8+: IDEMPOTENT_WRITE on the cluster, or WRITE on any topic.
+    if !ctx.allowed_cluster_quiet(op::IDEMPOTENT_WRITE) && !ctx.node.topics().iter().any(|t| ctx.allowed_quiet(op::WRITE, backwaters_actors::acl::resource::TOPIC, &t.record.name)) {
+        return Some(resp.with_error_code(ResponseError::ClusterAuthorizationFailed.code()));
     }
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
         return Some(resp.with_producer_id(req.producer_id).with_producer_epoch(req.producer_epoch + 1));

@@ -2,6 +2,7 @@
 //! completes; the leader gets every member's subscription. Served from v0; v4+ gives new
 //! members an id first (MEMBER_ID_REQUIRED), v5+ static membership.
 
+use backwaters_actors::acl::op;
 use super::{opt_str, str, KafkaCtx};
 use crate::kafka::errors;
 use backwaters_actors::group::state::{GroupError, JoinRequest, JoinResult};
@@ -33,7 +34,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: JoinGroupRequest) ->
     };
     // The answer waits for the rebalance, which the coordinator ends by the rebalance timeout.
     let wait = Duration::from_millis(rebalance_timeout_ms.clamp(0, 1_800_000) as u64) + Duration::from_secs(30);
-    let r = ctx.node.ask_coordinator(&group, wait, |port| CoordinatorMsg::Join(group.clone(), join, port)).await;
+    let r = ctx.ask_group(op::READ, &group, wait, |port| CoordinatorMsg::Join(group.clone(), join, port)).await;
     let r = r.unwrap_or_else(|e: GroupError| JoinResult { error: Some(e), generation: -1, member_id: req.member_id.to_string(), ..Default::default() });
     Some(response(v, r))
 }

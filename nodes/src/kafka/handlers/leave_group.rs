@@ -1,6 +1,7 @@
 //! LeaveGroup (key 13): members leave so the others rebalance at once, without waiting for
 //! a session timeout. v0-2 name one member; v3+ a batch (static members by instance id).
 
+use backwaters_actors::acl::op;
 use super::{opt_str, str, KafkaCtx, GROUP_CALL};
 use crate::kafka::errors;
 use backwaters_actors::group::CoordinatorMsg;
@@ -16,7 +17,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: LeaveGroupRequest) -
     let group = req.group_id.to_string();
     let members: Vec<(String, Option<String>)> = if v >= 3 { req.members.iter().map(|m| (m.member_id.to_string(), opt_str(&m.group_instance_id))).collect() } else { vec![(req.member_id.to_string(), None)] };
     let asked = members.clone();
-    let r = ctx.node.ask_coordinator(&group, GROUP_CALL, |reply| CoordinatorMsg::Leave { group: group.clone(), members, reply }).await.and_then(|r| r);
+    let r = ctx.ask_group(op::READ, &group, GROUP_CALL, |reply| CoordinatorMsg::Leave { group: group.clone(), members, reply }).await.and_then(|r| r);
     let resp = LeaveGroupResponse::default();
     Some(match r {
         Err(e) => resp.with_error_code(errors::group_error(&e)),

@@ -1,6 +1,7 @@
 //! ListGroups (key 16): every group this broker coordinates, filtered by state (v4+) and
 //! type (v5+; all groups here are "classic").
 
+use backwaters_actors::acl::op;
 use super::{str, KafkaCtx};
 use crate::kafka::errors;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
@@ -18,8 +19,11 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: ListGroupsRequest) -
     };
     let state_ok = |s: &str| req.states_filter.is_empty() || req.states_filter.iter().any(|f| f.eq_ignore_ascii_case(s));
     let type_ok = req.types_filter.is_empty() || req.types_filter.iter().any(|f| f.eq_ignore_ascii_case("classic"));
+    // DESCRIBE on the cluster lists every group; otherwise the groups the requester may DESCRIBE.
+    let all = ctx.authz.is_none() || ctx.allowed_cluster_quiet(op::DESCRIBE);
     let listed = groups
         .into_iter()
+        .filter(|g| all || ctx.allowed_quiet(op::DESCRIBE, backwaters_actors::acl::resource::GROUP, &g.group_id))
         .filter(|g| v < 4 || state_ok(g.state))
         .filter(|_| v < 5 || type_ok)
         .map(|g| {

@@ -3,6 +3,7 @@
 
 use super::{topic_name, KafkaCtx};
 use crate::kafka::errors;
+use backwaters_actors::acl::op;
 use backwaters_actors::PartitionError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
@@ -22,8 +23,13 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: ListOffsetsRequest) 
     let mut topics = Vec::new();
     for t in &req.topics {
         let mut parts = Vec::new();
+        let visible = ctx.allowed_topic(op::DESCRIBE, &t.name.0);
         for p in &t.partitions {
             let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(epoch);
+            if !visible {
+                parts.push(r.with_error_code(ResponseError::TopicAuthorizationFailed.code()).with_offset(-1).with_timestamp(-1));
+                continue;
+            }
             let Some(part) = ctx.node.partition(&t.name.0, p.partition_index) else {
                 parts.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_offset(-1).with_timestamp(-1));
                 continue;

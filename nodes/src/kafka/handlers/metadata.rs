@@ -2,6 +2,7 @@
 
 use super::{str, topic_name, KafkaCtx, AUTHORIZED_OPS_OMITTED};
 use crate::kafka::errors;
+use backwaters_actors::acl::op;
 use backwaters_actors::node::Topic;
 use backwaters_actors::topic::validate_topic_name;
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
@@ -31,10 +32,21 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
     let mut topics = Vec::new();
     let departed = ctx.node.departed_nodes();
     match requested {
-        None => topics.extend(ctx.node.topics().iter().map(|t| topic_entry(t, &departed))),
+        // All topics: those the requester may DESCRIBE, as Kafka lists them.
+        None => topics.extend(ctx.node.topics().iter().filter(|t| ctx.visible_topic(&t.record.name)).map(|t| topic_entry(t, &departed))),
         Some(names) => {
             for name in names {
-                let found = if auto_create { ctx.node.topic_or_auto_create(&name).await } else { ctx.node.topic(&name) };
+                if !ctx.allowed_topic(op::DESCRIBE, &name) {
+                    let code = ResponseError::TopicAuthorizationFailed.code();
+                    topics.push(MetadataResponseTopic::default().with_name(Some(topic_name(&name))).with_error_code(code).with_topic_authorized_operations(AUTHORIZED_OPS_OMITTED));
+                    continue;
+                }
+                let found = match ctx.node.topic(&name) {
+                    Some(t) => Some(t),
+                    // Auto-creation needs CREATE on the cluster or the topic.
+                    None if auto_create && ctx.may_create_topic(&name) => ctx.node.topic_or_auto_create(&name).await,
+                    None => None,
+                };
                 topics.push(match found {
                     Some(t) => topic_entry(&t, &departed),
                     None => {

@@ -1,6 +1,7 @@
 //! OffsetDelete (key 47): drops a group's committed offsets for partitions of topics the
 //! group no longer subscribes to (GROUP_SUBSCRIBED_TO_TOPIC otherwise).
 
+use backwaters_actors::acl::op;
 use super::{KafkaCtx, GROUP_CALL};
 use crate::kafka::errors;
 use backwaters_actors::group::CoordinatorMsg;
@@ -14,7 +15,7 @@ pub const ADVERTISED: VersionRange = VERSIONS;
 pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: OffsetDeleteRequest) -> Option<OffsetDeleteResponse> {
     let group = req.group_id.to_string();
     let partitions: Vec<(String, i32)> = req.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.name.to_string(), p.partition_index))).collect();
-    let r = ctx.node.ask_coordinator(&group, GROUP_CALL, |reply| CoordinatorMsg::DeleteOffsets { group: group.clone(), partitions, reply }).await.and_then(|r| r);
+    let r = ctx.ask_group(op::DELETE, &group, GROUP_CALL, |reply| CoordinatorMsg::DeleteOffsets { group: group.clone(), partitions, reply }).await.and_then(|r| r);
     let mut codes = match r {
         Ok(rs) => rs.into_iter().map(|r| errors::group_code(r.err())).collect::<Vec<_>>().into_iter(),
         Err(e) => return Some(OffsetDeleteResponse::default().with_error_code(errors::group_error(&e))),

@@ -2,6 +2,7 @@
 //! topics) all of them; v8+ asks for several groups at once. A partition without a commit
 //! gets offset -1 and no error, as in Kafka.
 
+use backwaters_actors::acl::op;
 use super::{str, topic_name, KafkaCtx, GROUP_CALL};
 use crate::kafka::errors;
 use backwaters_actors::group::state::GroupError;
@@ -17,8 +18,10 @@ pub const ADVERTISED: VersionRange = VERSIONS;
 
 type Fetched = Result<Vec<(String, i32, Option<OffsetValue>)>, GroupError>;
 
+/// Needs DESCRIBE on the group; offsets of topics the requester may not DESCRIBE are left out.
 async fn fetch(ctx: &KafkaCtx, group: &str, partitions: Option<Vec<(String, i32)>>) -> Fetched {
-    ctx.node.ask_coordinator(group, GROUP_CALL, |reply| CoordinatorMsg::Fetch { group: group.to_string(), partitions, reply }).await.and_then(|r| r)
+    let rows = ctx.ask_group(op::DESCRIBE, group, GROUP_CALL, |reply| CoordinatorMsg::Fetch { group: group.to_string(), partitions, reply }).await.and_then(|r| r)?;
+    Ok(rows.into_iter().filter(|(t, _, _)| ctx.visible_topic(t)).collect())
 }
 
 /// Committed offsets grouped by topic, in request order where one was given.

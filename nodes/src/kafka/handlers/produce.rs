@@ -1,6 +1,7 @@
 //! Produce (key 0): check each partition's batches (CRC, format, size), append them through
 //! the partition actors in parallel, and answer once they are durable. acks=0 gets no answer.
 
+use backwaters_actors::acl::op;
 use backwaters_actors::group::OFFSETS_TOPIC;
 use super::{topic_name, timeout_ms, KafkaCtx};
 use crate::kafka::errors;
@@ -31,7 +32,11 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> 
             let name = t.name.0.to_string();
             let index = p.index;
             let records = p.records.clone().unwrap_or_default();
+            let writable = ctx.allowed_topic(op::WRITE, &name);
             jobs.push(async move {
+                if !writable {
+                    return (name, index, Err(ResponseError::TopicAuthorizationFailed.code()), None);
+                }
                 let Some(part) = ctx.node.partition(&name, index) else {
                     return (name, index, Err(ResponseError::UnknownTopicOrPartition.code()), None);
                 };

@@ -2,6 +2,7 @@
 //! Assignments are opaque to the broker (range, roundrobin and cooperative-sticky all pass
 //! through unchanged); assignments for members not in the group are ignored, as in Kafka.
 
+use backwaters_actors::acl::op;
 use super::{opt_str, str, KafkaCtx, GROUP_CALL};
 use crate::kafka::errors;
 use backwaters_actors::group::state::{SyncRequest, SyncResult};
@@ -26,7 +27,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: SyncGroupRequest) ->
     // Followers wait for the leader's assignment; the coordinator bounds that wait by the
     // rebalance timeout, so allow for the longest one.
     let wait = GROUP_CALL + std::time::Duration::from_secs(1_800);
-    let r = ctx.node.ask_coordinator(&group, wait, |port| CoordinatorMsg::Sync(group.clone(), sync, port)).await;
+    let r = ctx.ask_group(op::READ, &group, wait, |port| CoordinatorMsg::Sync(group.clone(), sync, port)).await;
     let r = r.unwrap_or_else(|e| SyncResult { error: Some(e), ..Default::default() });
     let resp = SyncGroupResponse::default().with_error_code(errors::group_code(r.error)).with_assignment(r.assignment);
     Some(if v >= 5 { resp.with_protocol_type(r.protocol_type.as_deref().map(str)).with_protocol_name(r.protocol.as_deref().map(str)) } else { resp })
