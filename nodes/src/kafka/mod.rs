@@ -59,6 +59,9 @@ pub struct KafkaCtx {
     pub authz: Option<authz::Authorizer>,
 }
 
+/// Longest a client may take to log in on a SASL listener.
+const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Longest a client may take over its TLS handshake before the connection is dropped.
 const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -110,6 +113,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
     // On SASL listeners: the login until the client has authenticated (then `None`).
     let mut login = ctx.sasl.as_ref().map(|_| login::Login::default());
     let mut principal: Arc<str> = Arc::from(authz::ANONYMOUS);
+    // A connection that has not logged in by then is closed (it holds a connection slot).
+    let login_deadline = tokio::time::sleep(LOGIN_TIMEOUT);
+    tokio::pin!(login_deadline);
     loop {
         // Start every whole request already buffered (up to the in-flight cap).
         while in_flight.len() < MAX_IN_FLIGHT {
@@ -166,6 +172,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
                     wr.write_all(&out).await.map_err(|e| e.to_string())?;
                 }
             }
+            _ = &mut login_deadline, if login.is_some() => return Err(format!("no SASL login within {LOGIN_TIMEOUT:?}")),
             _ = stop.changed() => return Ok(()),
         }
     }
