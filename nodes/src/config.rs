@@ -329,8 +329,9 @@ impl ClusterConfig {
         }
         if let Some(a) = &self.authorization {
             a.validate()?;
-            if self.sasl.is_none() {
-                return Err("authorization: needs [sasl]: ACLs name users, and without SASL logins every client is User:ANONYMOUS".into());
+            let client_certs = self.tls.as_ref().is_some_and(|t| t.kafka_client_auth);
+            if self.sasl.is_none() && !client_certs {
+                return Err("authorization: needs [sasl] or [tls] kafka_client_auth = true: ACLs name users (SASL users or client certificate subjects); otherwise every client is User:ANONYMOUS".into());
             }
         }
         Ok(())

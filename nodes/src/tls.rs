@@ -22,6 +22,27 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
+/// The Kafka principal of a client certificate, as Kafka's default principal builder makes
+/// it: `User:` and the subject name in RFC 2253 form, most specific part first
+/// (`User:CN=reader,O=Security`).
+pub fn principal_of(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::prelude::*;
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
+    let registry = x509_parser::objects::oid_registry();
+    let mut rdns: Vec<String> = Vec::new();
+    for rdn in parsed.subject().iter_rdn() {
+        let mut parts = Vec::new();
+        for atv in rdn.iter() {
+            let key = x509_parser::objects::oid2abbrev(atv.attr_type(), registry).map(str::to_string).unwrap_or_else(|_| atv.attr_type().to_id_string());
+            let value: String = atv.as_str().ok()?.chars().flat_map(|c| if ",+\"\\<>;".contains(c) { vec!['\\', c] } else { vec![c] }).collect();
+            parts.push(format!("{key}={value}"));
+        }
+        rdns.push(parts.join("+"));
+    }
+    rdns.reverse();
+    (!rdns.is_empty()).then(|| format!("User:{}", rdns.join(",")))
+}
+
 /// A node's TLS material: the cluster CA and the node's certificate chain and key (PEM).
 #[derive(Clone)]
 pub struct NodeTls {
@@ -236,6 +257,19 @@ fn write(path: &Path, bytes: &[u8], private: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_certificate_subjects_become_kafka_principals() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["reader.local".to_string()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "Security, Inc");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "reader");
+        let cert = params.self_signed(&key).unwrap();
+        // Kafka's RFC 2253 form: most specific first, specials escaped.
+        assert_eq!(principal_of(cert.der()).as_deref(), Some("User:CN=reader,O=Security\\, Inc"));
+        assert_eq!(principal_of(&CertificateDer::from(vec![1, 2, 3])), None);
+    }
 
     #[test]
     fn generated_files_load_and_a_rerun_keeps_them() {

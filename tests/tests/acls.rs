@@ -161,3 +161,61 @@ fn acls_let_a_user_do_exactly_what_they_grant() {
         assert!(listed.contains("\"secure.logs\"") && listed.contains("\"public\""), "the super user sees every topic: {listed}");
     }
 }
+
+/// With TLS client certificates (`kafka_client_auth`) and no SASL, the certificate subject
+/// is the principal the ACLs name (`User:CN=reader`), as Kafka's SSL listeners do.
+#[test]
+fn client_certificate_subjects_are_principals() {
+    if !backwaters_tests::client_available("python3", &["-c", "import confluent_kafka"]) {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    backwaters_tests::make_certs(certs.path(), &["nodes=127.0.0.1", "admin=admin.local", "reader=reader.local"]).unwrap();
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let config = format!(
+        "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nkafka = true\nkafka_client_auth = true\n[authorization]\nsuper_users = [\"User:CN=admin\"]\n",
+        file("ca.pem"),
+        file("nodes.pem"),
+        file("nodes.key")
+    );
+    let node = TestNode::start_with(&config);
+    let script = r#"
+import sys
+from confluent_kafka import Consumer, Producer, KafkaError
+from confluent_kafka.admin import AdminClient, NewTopic, AclBinding, ResourceType, ResourcePatternType, AclOperation, AclPermissionType
+bs, ca, d = sys.argv[1:4]
+def conf(who):
+    return {"bootstrap.servers": bs, "security.protocol": "SSL", "ssl.ca.location": ca, "ssl.certificate.location": d + "/" + who + ".pem", "ssl.key.location": d + "/" + who + ".key"}
+admin = AdminClient(conf("admin"))
+admin.create_topics([NewTopic("audit", 1, 1), NewTopic("hidden", 1, 1)])["audit"].result()
+p = Producer(conf("admin"))
+for i in range(10):
+    p.produce("audit", b"a%d" % i)
+assert p.flush(30) == 0
+acls = [AclBinding(ResourceType.TOPIC, "audit", ResourcePatternType.LITERAL, "User:CN=reader", "*", AclOperation.READ, AclPermissionType.ALLOW),
+        AclBinding(ResourceType.GROUP, "reader", ResourcePatternType.PREFIXED, "User:CN=reader", "*", AclOperation.READ, AclPermissionType.ALLOW)]
+for f in admin.create_acls(acls).values():
+    f.result()
+import time; time.sleep(0.5)
+reader = AdminClient(conf("reader"))
+assert sorted(reader.list_topics(timeout=10).topics) == ["audit"], reader.list_topics().topics
+c = Consumer(dict(conf("reader"), **{"group.id": "reader-1", "auto.offset.reset": "earliest"}))
+c.subscribe(["audit"])
+n = 0
+for _ in range(40):
+    n += sum(1 for m in c.consume(10, 0.5) if not m.error())
+    if n >= 10:
+        break
+c.close()
+assert n == 10, n
+errors = []
+p = Producer(dict(conf("reader"), **{"enable.idempotence": False, "message.timeout.ms": 10000}))
+p.produce("audit", b"x", on_delivery=lambda e, m: errors.append(e))
+p.flush(15)
+assert errors and errors[0] is not None and errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errors
+print("certificate principals passed")
+"#;
+    let out = Command::new("python3").args(["-c", script, &node.kafka, &file("ca.pem"), &certs.path().display().to_string()]).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("certificate principals passed"), "{text}");
+}

@@ -1,7 +1,8 @@
 //! Authorization of Kafka requests (`[authorization]`): every request is checked against the
-//! ACLs in the metadata log for the connection's principal (`User:<SASL user>`, or
-//! `User:ANONYMOUS` without SASL) and the client's IP address, as Kafka's standard authorizer
-//! does. Without `[authorization]` every request is allowed (Kafka without an authorizer).
+//! ACLs in the metadata log for the connection's principal and the client's IP address, as
+//! Kafka's standard authorizer does. The principal is `User:<SASL user>` after a SASL login,
+//! else `User:<certificate subject>` (`User:CN=reader,O=Security`) for a TLS client
+//! certificate, else `User:ANONYMOUS`. Without `[authorization]` every request is allowed (Kafka without an authorizer).
 //! The decision itself is pure: `backwaters_actors::acl::authorize`.
 
 use super::{KafkaCtx, PEER};

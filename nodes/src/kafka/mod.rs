@@ -86,9 +86,13 @@ pub async fn serve(ctx: Arc<KafkaCtx>, listener: std::net::TcpListener, max_conn
         let tls = tls.clone();
         tokio::spawn(async move {
             let served = match tls {
-                None => connection(ctx.clone(), stream, peer, stop).await,
+                None => connection(ctx.clone(), stream, peer, stop, None).await,
                 Some(tls) => match tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => connection(ctx.clone(), stream, peer, stop).await,
+                    Ok(Ok(stream)) => {
+                        // A client certificate names the principal (a SASL login overrides it).
+                        let principal = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(crate::tls::principal_of);
+                        connection(ctx.clone(), stream, peer, stop, principal).await
+                    }
                     Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
                     Err(_) => Err(format!("no TLS handshake within {TLS_HANDSHAKE:?}")),
                 },
@@ -105,14 +109,14 @@ pub async fn serve(ctx: Arc<KafkaCtx>, listener: std::net::TcpListener, max_conn
 
 type Answer = Result<Option<BytesMut>, String>;
 
-async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCtx>, stream: S, peer: SocketAddr, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCtx>, stream: S, peer: SocketAddr, mut stop: watch::Receiver<bool>, cert_principal: Option<String>) -> Result<(), String> {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut in_flight: FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>> = FuturesOrdered::new();
     let mut eof = false;
     // On SASL listeners: the login until the client has authenticated (then `None`).
     let mut login = ctx.sasl.as_ref().map(|_| login::Login::default());
-    let mut principal: Arc<str> = Arc::from(authz::ANONYMOUS);
+    let mut principal: Arc<str> = Arc::from(cert_principal.as_deref().unwrap_or(authz::ANONYMOUS));
     // A connection that has not logged in by then is closed (it holds a connection slot).
     let login_deadline = tokio::time::sleep(LOGIN_TIMEOUT);
     tokio::pin!(login_deadline);
