@@ -149,6 +149,9 @@ pub struct Limits {
     /// Largest Kafka request frame, refused before it is buffered (Kafka: socket.request.max.bytes).
     pub max_frame_bytes: usize,
     pub max_connections: usize,
+    /// A Kafka connection with nothing to read or answer for this long is closed, in ms
+    /// (Kafka: connections.max.idle.ms); 0 keeps idle connections forever.
+    pub kafka_idle_timeout_ms: u64,
     /// How often retention runs, in ms.
     pub retention_check_ms: u64,
     /// Largest gRPC message accepted.
@@ -177,7 +180,7 @@ pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 512 * 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100, leader_rebalance_ms: 10_000, min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES, store_cache_bytes: backwaters_storage::store::DEFAULT_CACHE_BYTES, allow_fault_injection: false }
+        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, kafka_idle_timeout_ms: 600_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100, leader_rebalance_ms: 10_000, min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES, store_cache_bytes: backwaters_storage::store::DEFAULT_CACHE_BYTES, allow_fault_injection: false }
     }
 }
 

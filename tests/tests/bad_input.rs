@@ -257,3 +257,20 @@ fn sasl_listener_refuses_requests_and_tokens_before_a_login() {
     assert!(metrics.contains("backwaters_kafka_sasl_logins_total 2"), "{metrics}");
     assert!(metrics.contains("backwaters_kafka_sasl_login_failures_total 6"), "{metrics}");
 }
+
+/// An idle connection is closed after `kafka_idle_timeout_ms` (Kafka's
+/// connections.max.idle.ms); one in use is not.
+#[test]
+fn idle_connections_are_closed() {
+    let node = TestNode::start_with("[limits]\nkafka_idle_timeout_ms = 700");
+    let mut idle = connect(&node);
+    let mut busy = connect(&node);
+    for i in 0..6 {
+        busy.write_all(&request(ApiKey::ApiVersions, 3, i, &ApiVersionsRequest::default())).unwrap();
+        assert!(read_frame(&mut busy).is_some(), "a connection in use stays open");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let started = std::time::Instant::now();
+    assert!(closed(&mut idle));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -53,6 +53,8 @@ pub struct KafkaCtx {
     /// Every broker of the cluster (this one included).
     pub brokers: Vec<BrokerInfo>,
     pub max_frame_bytes: usize,
+    /// Close a connection idle (nothing read, nothing in progress) this long.
+    pub idle_timeout: Option<std::time::Duration>,
     /// Set when clients must authenticate (`[sasl]`).
     pub sasl: Option<Arc<crate::sasl::Authenticator>>,
     /// Set when requests are checked against the ACLs (`[authorization]`).
@@ -120,6 +122,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
     // A connection that has not logged in by then is closed (it holds a connection slot).
     let login_deadline = tokio::time::sleep(LOGIN_TIMEOUT);
     tokio::pin!(login_deadline);
+    let idle_for = ctx.idle_timeout.unwrap_or(std::time::Duration::from_secs(86_400 * 365));
+    let idle = tokio::time::sleep(idle_for);
+    tokio::pin!(idle);
     loop {
         // Start every whole request already buffered (up to the in-flight cap).
         while in_flight.len() < MAX_IN_FLIGHT {
@@ -160,6 +165,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
         tokio::select! {
             n = rd.read_buf(&mut buf), if !eof && in_flight.len() < MAX_IN_FLIGHT => {
                 let n = n.map_err(|e| e.to_string())?;
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_for);
                 if n == 0 {
                     if !buf.is_empty() {
                         return Err(format!("connection ended inside a frame ({} bytes buffered)", buf.len()));
@@ -172,10 +178,14 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
                 }
             }
             Some(ans) = in_flight.next(), if !in_flight.is_empty() => {
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_for);
                 if let Some(out) = ans? {
                     wr.write_all(&out).await.map_err(|e| e.to_string())?;
                 }
             }
+            // Idle: nothing read for a while and nothing being answered (a long-poll Fetch is
+            // in flight, so it never counts as idle).
+            _ = &mut idle, if in_flight.is_empty() => return Err(format!("idle for {idle_for:?}")),
             _ = &mut login_deadline, if login.is_some() => return Err(format!("no SASL login within {LOGIN_TIMEOUT:?}")),
             _ = stop.changed() => return Ok(()),
         }
