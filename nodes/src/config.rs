@@ -53,6 +53,10 @@ pub struct TlsConfig {
     /// ssl.client.auth=required). Needs `kafka = true`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub kafka_client_auth: bool,
+    /// gRPC clients (the shell, API clients) must show a certificate signed by the CA;
+    /// without it the public gRPC API only needs the CA to connect.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grpc_client_auth: bool,
 }
 
 /// Consumer-group coordination (Kafka's offsets.* and group.* broker settings).
@@ -362,7 +366,8 @@ impl ClusterConfig {
             (_, _, Some(c), Some(k)) => (("tls.cert", c.as_path()), ("tls.key", k.as_path())),
             _ => return Err(format!("{cert_field}: the node has no certificate")),
         };
-        let tls = crate::tls::NodeTls::load(crate::tls::TlsPaths { ca: ("tls.ca", &t.ca), cert, key })?;
+        let mut tls = crate::tls::NodeTls::load(crate::tls::TlsPaths { ca: ("tls.ca", &t.ca), cert, key })?;
+        tls.grpc_client_auth = t.grpc_client_auth;
         // The hosts the other nodes dial: a certificate that does not name them would only
         // show up as failed handshakes, on the other nodes.
         let mut hosts = Vec::new();

@@ -376,7 +376,7 @@ fn local_certs(cluster: &mut ClusterConfig, data_dir: &std::path::Path) -> Resul
         n.tls_cert = Some(cert);
         n.tls_key = Some(key);
     }
-    cluster.tls = Some(config::TlsConfig { ca: made.ca, cert: None, key: None, kafka: true, kafka_client_auth: false });
+    cluster.tls = Some(config::TlsConfig { ca: made.ca, cert: None, key: None, kafka: true, kafka_client_auth: false, grpc_client_auth: false });
     Ok(())
 }
 

@@ -49,6 +49,8 @@ pub struct NodeTls {
     ca: Vec<u8>,
     cert: Vec<u8>,
     key: Vec<u8>,
+    /// gRPC clients must show a certificate from the CA (`[tls] grpc_client_auth`).
+    pub grpc_client_auth: bool,
 }
 
 fn read(field: &str, path: &Path) -> Result<Vec<u8>, String> {
@@ -81,7 +83,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 impl NodeTls {
     /// Reads and checks the files: each must parse, and the key must match the certificate.
     pub fn load(p: TlsPaths) -> Result<NodeTls, String> {
-        let t = NodeTls { ca: read(p.ca.0, p.ca.1)?, cert: read(p.cert.0, p.cert.1)?, key: read(p.key.0, p.key.1)? };
+        let t = NodeTls { ca: read(p.ca.0, p.ca.1)?, cert: read(p.cert.0, p.cert.1)?, key: read(p.key.0, p.key.1)?, grpc_client_auth: false };
         certs(p.ca.0, p.ca.1, &t.ca)?;
         let chain = certs(p.cert.0, p.cert.1, &t.cert)?;
         let key = key(p.key.0, p.key.1, &t.key)?;
@@ -90,9 +92,10 @@ impl NodeTls {
     }
 
     /// The gRPC server side: the node's certificate; client certificates from the cluster
-    /// CA are checked when offered (nodes offer theirs), not required (see the module doc).
+    /// CA are checked when offered (nodes offer theirs), and required with
+    /// `grpc_client_auth` (then the shell and every API client need one too).
     pub fn grpc_server(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new().identity(Identity::from_pem(&self.cert, &self.key)).client_ca_root(Certificate::from_pem(&self.ca)).client_auth_optional(true)
+        ServerTlsConfig::new().identity(Identity::from_pem(&self.cert, &self.key)).client_ca_root(Certificate::from_pem(&self.ca)).client_auth_optional(!self.grpc_client_auth)
     }
 
     /// The gRPC client side of a node: trusts the cluster CA, shows the node's certificate.
@@ -187,6 +190,15 @@ pub fn client_trusting(ca: &Path) -> Result<ClientTlsConfig, String> {
     let pem = read("--ca", ca)?;
     certs("--ca", ca, &pem)?;
     Ok(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
+}
+
+/// As [`client_trusting`], showing a client certificate (`--cert`, `--key`), for clusters
+/// with `grpc_client_auth`.
+pub fn client_with_identity(ca: &Path, cert: &Path, key_file: &Path) -> Result<ClientTlsConfig, String> {
+    let (cert_pem, key_pem) = (read("--cert", cert)?, read("--key", key_file)?);
+    certs("--cert", cert, &cert_pem)?;
+    key("--key", key_file, &key_pem)?;
+    Ok(client_trusting(ca)?.identity(Identity::from_pem(cert_pem, key_pem)))
 }
 
 /// The endpoint of a node's gRPC address (HOST:PORT): https with `tls`, else http.

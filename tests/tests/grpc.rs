@@ -230,3 +230,41 @@ async fn a_cluster_with_tls_replicates_and_only_tls_clients_get_in() {
     let refused = shell(false);
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--ca"), "shell without --ca: {}", String::from_utf8_lossy(&refused.stderr));
 }
+
+/// `[tls] grpc_client_auth = true`: the gRPC port takes only clients with a certificate from
+/// the cluster CA. The nodes (which dial each other with theirs) still replicate; a client
+/// that only trusts the CA is refused; the shell gets in with --cert and --key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_client_auth_takes_only_clients_with_a_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    backwaters_tests::make_certs(certs.path(), &["test-nodes=127.0.0.1,localhost", "ops=ops.local"]).unwrap();
+    let file = |n: &str| certs.path().join(n);
+    let tls = format!("[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\ngrpc_client_auth = true\n", file("ca.pem").display(), file("test-nodes.pem").display(), file("test-nodes.key").display());
+    let nodes = TestNode::start_cluster(3, &tls);
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &nodes[0].kafka).set("acks", "all").create().unwrap();
+    for i in 0..50 {
+        producer.send(FutureRecord::<(), _>::to("mtls-topic").payload(&format!("r{i}")), Duration::from_secs(30)).await.expect("replicated between nodes that show certificates");
+    }
+    let ca_pem = std::fs::read(file("ca.pem")).unwrap();
+    let ca_only = backwaters_tests::grpc_endpoint(&nodes[1].grpc, Some(&ca_pem)).unwrap().connect_timeout(Duration::from_secs(3)).timeout(Duration::from_secs(5));
+    if let Ok(ch) = ca_only.connect().await {
+        assert!(AdminClient::new(ch).cluster_status(pb::ClusterStatusRequest { local_only: true }).await.is_err(), "a client without a certificate was answered");
+    }
+    let identity = tonic::transport::Identity::from_pem(std::fs::read(file("ops.pem")).unwrap(), std::fs::read(file("ops.key")).unwrap());
+    let with_cert = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(&ca_pem)).identity(identity);
+    let ch = tonic::transport::Endpoint::from_shared(format!("https://{}", nodes[1].grpc)).unwrap().tls_config(with_cert).unwrap().connect().await.expect("client with a certificate");
+    let status = AdminClient::new(ch).cluster_status(pb::ClusterStatusRequest { local_only: false }).await.unwrap().into_inner();
+    assert_eq!(status.nodes.len(), 3);
+    let shell = |cert: bool| {
+        let mut c = std::process::Command::new(backwaters_tests::binary());
+        c.args(["shell", "--bootstrap", &nodes[0].grpc, "-c", "cluster status", "--ca"]).arg(file("ca.pem"));
+        if cert {
+            c.arg("--cert").arg(file("ops.pem")).arg("--key").arg(file("ops.key"));
+        }
+        backwaters_tests::output_within(c.env_remove("BACKWATERS_CA"), Duration::from_secs(30))
+    };
+    let ok = shell(true);
+    assert!(ok.status.success() && String::from_utf8_lossy(&ok.stdout).contains("central"), "shell --cert: {}", String::from_utf8_lossy(&ok.stderr));
+    let refused = shell(false);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--cert"), "shell without --cert: {}", String::from_utf8_lossy(&refused.stderr));
+}

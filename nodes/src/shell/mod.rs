@@ -45,6 +45,13 @@ pub struct ShellArgs {
     /// the shell then speaks TLS and trusts only that CA.
     #[arg(long, value_name = "FILE", env = "BACKWATERS_CA")]
     pub ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM, signed by the cluster CA) for clusters with
+    /// `grpc_client_auth = true`; needs --ca and --key.
+    #[arg(long, value_name = "FILE", env = "BACKWATERS_CERT", requires_all = ["ca", "key"])]
+    pub cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", env = "BACKWATERS_KEY", requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
 }
 
 const PROMPT: &str = "backwaters> ";
@@ -72,7 +79,10 @@ async fn connect(bootstrap: &[String], tls: Option<&tonic::transport::ClientTlsC
             Err(e) => errors.push(format!("{addr}: {}", error_chain(&e))),
         }
     }
-    let hint = if tls.is_some() { "" } else { " (a cluster with TLS needs --ca)" };
+    let hint = match tls {
+        None => " (a cluster with TLS needs --ca)",
+        Some(_) => " (a cluster with grpc_client_auth needs --cert and --key too)",
+    };
     Err(format!("no node answered ({}); is the cluster running? pass its gRPC address with --bootstrap{hint}", errors.join("; ")))
 }
 
@@ -103,7 +113,10 @@ async fn follow_controller(api: Api, status: pb::ClusterStatusResponse, used: &s
 }
 
 pub async fn run(args: ShellArgs) -> Result<(), String> {
-    let tls = args.ca.as_deref().map(crate::tls::client_trusting).transpose()?;
+    let tls = match (&args.ca, &args.cert, &args.key) {
+        (Some(ca), Some(cert), Some(key)) => Some(crate::tls::client_with_identity(ca, cert, key)?),
+        (ca, _, _) => ca.as_deref().map(crate::tls::client_trusting).transpose()?,
+    };
     let mut api = connect(&args.bootstrap, tls.as_ref()).await?;
     if let Some(cmd) = &args.command {
         let mut stdout = std::io::stdout();
