@@ -125,6 +125,20 @@ check({"py-kafka-python", "py-aiokafka"} <= groups, "confluent-kafka list_consum
 d = admin.describe_consumer_groups(["py-kafka-python"])["py-kafka-python"].result()
 check(str(d.state).endswith("EMPTY"), "confluent-kafka describe_consumer_groups (%s)" % d.state)
 
+from kafka import KafkaAdminClient
+ka = KafkaAdminClient(bootstrap_servers=bs)
+dirs = ka.describe_log_dirs(topic_partitions=[TOPIC])
+sizes = {}
+for broker in dirs if isinstance(dirs, list) else [dirs]:
+    for d in (broker.get("log_dirs") or broker.get("results") or []) if isinstance(broker, dict) else []:
+        for t in d.get("topics", []):
+            for part in t.get("partitions", []):
+                sizes[(t.get("name"), part.get("partition_index"))] = sizes.get((t.get("name"), part.get("partition_index")), 0) + part.get("partition_size", 0)
+if not sizes:
+    print("describe_log_dirs answer:", dirs)
+check(len(sizes) == 4 and sum(v > 0 for v in sizes.values()) >= 3, "kafka-python describe_log_dirs (%d partitions, %d bytes)" % (len(sizes), sum(sizes.values())))
+ka.close()
+
 admin.delete_topics([TOPIC])[TOPIC].result()
 check(TOPIC not in admin.list_topics(timeout=5).topics, "confluent-kafka delete_topics")
 print("all python clients passed")

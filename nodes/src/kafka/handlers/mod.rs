@@ -16,6 +16,7 @@ pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod heartbeat;
@@ -119,6 +120,7 @@ handlers! {
     DescribeAcls => describe_acls,
     CreateAcls => create_acls,
     DeleteAcls => delete_acls,
+    DescribeLogDirs => describe_log_dirs,
 }
 
 /// Frames a response: length, response header (its version follows from key and version),
