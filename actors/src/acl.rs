@@ -149,7 +149,7 @@ pub struct Requester {
 
 /// Kafka's standard authorizer decision for one operation on one resource.
 pub fn authorize(acls: &[AclBinding], super_users: &[String], allow_if_no_acls: bool, who: &Requester, operation: i8, resource_type: i8, name: &str) -> bool {
-    if super_users.iter().any(|u| *u == who.principal) {
+    if super_users.contains(&who.principal) {
         return true;
     }
     let named: Vec<&AclBinding> = acls.iter().filter(|b| b.names(resource_type, name)).collect();

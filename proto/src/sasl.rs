@@ -277,10 +277,19 @@ pub enum Step {
     Done { user: String, reply: Vec<u8> },
 }
 
+/// What SCRAM's second step needs of the first.
+#[derive(Debug)]
+struct SentFirst {
+    first: ClientFirst,
+    server_first: String,
+    nonce: String,
+    cred: Option<ScramCredential>,
+}
+
 #[derive(Debug)]
 enum State {
     Start,
-    SentFirst { first: ClientFirst, server_first: String, nonce: String, cred: Option<ScramCredential> },
+    SentFirst(Box<SentFirst>),
     Over,
 }
 
@@ -327,10 +336,11 @@ impl Server {
                 let nonce = format!("{}{}", first.nonce, self.server_nonce);
                 let server_first = format!("r={nonce},s={},i={iterations}", B64.encode(&salt));
                 let reply = server_first.clone().into_bytes();
-                self.state = State::SentFirst { first, server_first, nonce, cred };
+                self.state = State::SentFirst(Box::new(SentFirst { first, server_first, nonce, cred }));
                 Ok(Step::Continue(reply))
             }
-            State::SentFirst { first, server_first, nonce, cred } => {
+            State::SentFirst(sent) => {
+                let SentFirst { first, server_first, nonce, cred } = *sent;
                 let fin = parse_client_final(mech, token)?;
                 if fin.channel_binding != first.gs2_header.as_bytes() {
                     return Err(SaslError::Malformed { mech, why: "channel binding does not match the GS2 header" });

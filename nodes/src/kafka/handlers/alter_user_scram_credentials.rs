@@ -16,9 +16,11 @@ pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 0 };
 pub const ADVERTISED: VersionRange = VERSIONS;
 
 type Refusal = (ResponseError, String);
+/// One change asked for: mechanism code, and for an upsert (iterations, salt, salted password).
+type Change<'a> = (i8, Option<(i32, &'a [u8], &'a [u8])>);
 
 /// One user's changes, checked before any of them is written.
-fn plan(ctx: &KafkaCtx, user: &str, ops: &[(i8, Option<(i32, &[u8], &[u8])>)]) -> Result<Vec<ControllerRequest>, Refusal> {
+fn plan(ctx: &KafkaCtx, user: &str, ops: &[Change<'_>]) -> Result<Vec<ControllerRequest>, Refusal> {
     if !ctx.allowed_cluster(backwaters_actors::acl::op::ALTER) {
         return Err((ResponseError::ClusterAuthorizationFailed, "AlterUserScramCredentials needs ALTER on the cluster".into()));
     }
@@ -53,7 +55,7 @@ fn plan(ctx: &KafkaCtx, user: &str, ops: &[(i8, Option<(i32, &[u8], &[u8])>)]) -
 }
 
 pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: AlterUserScramCredentialsRequest) -> Option<AlterUserScramCredentialsResponse> {
-    let mut by_user: BTreeMap<String, Vec<(i8, Option<(i32, &[u8], &[u8])>)>> = BTreeMap::new();
+    let mut by_user: BTreeMap<String, Vec<Change<'_>>> = BTreeMap::new();
     for d in &req.deletions {
         by_user.entry(d.name.to_string()).or_default().push((d.mechanism, None));
     }

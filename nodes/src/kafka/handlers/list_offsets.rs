@@ -61,7 +61,7 @@ fn max_timestamp(part: &backwaters_actors::partition::PartitionShared) -> Result
         for e in &entries {
             if e.max_timestamp() > best.1 {
                 let recs = backwaters_proto::kafka::batch::decode_records(&e.payload).map_err(PartitionError::Storage)?;
-                if let Some(r) = recs.iter().filter(|r| r.timestamp_ms == e.max_timestamp()).next() {
+                if let Some(r) = recs.iter().find(|r| r.timestamp_ms == e.max_timestamp()) {
                     best = (r.offset, r.timestamp_ms);
                 }
             }
