@@ -120,6 +120,17 @@ impl KafkaCtx {
         self.node.ask_coordinator(group, timeout, build).await
     }
 
+    /// Why an ACL API is refused, if it is: SECURITY_DISABLED without `[authorization]` (as
+    /// Kafka without an authorizer), else it needs `operation` on the cluster.
+    pub fn acl_api_refusal(&self, operation: i8, api: &str) -> Option<(kafka_protocol::ResponseError, String)> {
+        use kafka_protocol::ResponseError as E;
+        if self.authz.is_none() {
+            return Some((E::SecurityDisabled, "no [authorization] section: ACLs are not enforced on this cluster".into()));
+        }
+        let name = if operation == op::ALTER { "ALTER" } else { "DESCRIBE" };
+        (!self.allowed_cluster(operation)).then(|| (E::ClusterAuthorizationFailed, format!("{api} needs {name} on the cluster")))
+    }
+
     /// Creating `topic`: CREATE on the cluster or on the topic.
     pub fn may_create_topic(&self, topic: &str) -> bool {
         self.authz.is_none() || self.allowed_cluster_quiet(op::CREATE) || self.allowed_topic(op::CREATE, topic)

@@ -13,15 +13,9 @@ pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 3 };
 pub const ADVERTISED: VersionRange = VERSIONS;
 
 pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: CreateAclsRequest) -> Option<CreateAclsResponse> {
-    let all = |e: ResponseError, msg: &str| {
-        let r = AclCreationResult::default().with_error_code(e.code()).with_error_message(Some(str(msg)));
-        Some(CreateAclsResponse::default().with_results(vec![r; req.creations.len()]))
-    };
-    if ctx.authz.is_none() {
-        return all(ResponseError::SecurityDisabled, "no [authorization] section: ACLs are not enforced on this cluster");
-    }
-    if !ctx.allowed_cluster(op::ALTER) {
-        return all(ResponseError::ClusterAuthorizationFailed, "CreateAcls needs ALTER on the cluster");
+    if let Some((e, msg)) = ctx.acl_api_refusal(op::ALTER, "CreateAcls") {
+        let r = AclCreationResult::default().with_error_code(e.code()).with_error_message(Some(str(&msg)));
+        return Some(CreateAclsResponse::default().with_results(vec![r; req.creations.len()]));
     }
     let bindings: Vec<AclBinding> = req
         .creations

@@ -7,21 +7,14 @@ use backwaters_actors::controller::ControllerRequest;
 use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, DeleteAclsMatchingAcl};
 use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse, RequestHeader};
 use kafka_protocol::protocol::VersionRange;
-use kafka_protocol::ResponseError;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 3 };
 pub const ADVERTISED: VersionRange = VERSIONS;
 
 pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DeleteAclsRequest) -> Option<DeleteAclsResponse> {
-    let all = |e: ResponseError, msg: &str| {
-        let r = DeleteAclsFilterResult::default().with_error_code(e.code()).with_error_message(Some(str(msg)));
-        Some(DeleteAclsResponse::default().with_filter_results(vec![r; req.filters.len()]))
-    };
-    if ctx.authz.is_none() {
-        return all(ResponseError::SecurityDisabled, "no [authorization] section: ACLs are not enforced on this cluster");
-    }
-    if !ctx.allowed_cluster(op::ALTER) {
-        return all(ResponseError::ClusterAuthorizationFailed, "DeleteAcls needs ALTER on the cluster");
+    if let Some((e, msg)) = ctx.acl_api_refusal(op::ALTER, "DeleteAcls") {
+        let r = DeleteAclsFilterResult::default().with_error_code(e.code()).with_error_message(Some(str(&msg)));
+        return Some(DeleteAclsResponse::default().with_filter_results(vec![r; req.filters.len()]));
     }
     let acls = ctx.node.acls();
     let selected: Vec<Vec<_>> = req

@@ -6,18 +6,13 @@ use backwaters_actors::acl::{op, AclFilter};
 use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::{DescribeAclsRequest, DescribeAclsResponse, RequestHeader};
 use kafka_protocol::protocol::VersionRange;
-use kafka_protocol::ResponseError;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 3 };
 pub const ADVERTISED: VersionRange = VERSIONS;
 
 pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DescribeAclsRequest) -> Option<DescribeAclsResponse> {
-    let refuse = |e: ResponseError, msg: &str| Some(DescribeAclsResponse::default().with_error_code(e.code()).with_error_message(Some(str(msg))));
-    if ctx.authz.is_none() {
-        return refuse(ResponseError::SecurityDisabled, "no [authorization] section: ACLs are not enforced on this cluster");
-    }
-    if !ctx.allowed_cluster(op::DESCRIBE) {
-        return refuse(ResponseError::ClusterAuthorizationFailed, "DescribeAcls needs DESCRIBE on the cluster");
+    if let Some((e, msg)) = ctx.acl_api_refusal(op::DESCRIBE, "DescribeAcls") {
+        return Some(DescribeAclsResponse::default().with_error_code(e.code()).with_error_message(Some(str(&msg))));
     }
     let filter = AclFilter {
         resource_type: req.resource_type_filter,
