@@ -392,6 +392,8 @@ async fn wait_serving(data_dir: &std::path::Path, children: &mut [(i32, tokio::p
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
+                // Read again: the node may have written its last lines since.
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(5).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
                 return Err(format!("node {id} exited ({status}) before serving; the end of {}:\n{}", log.display(), tail.join("\n")));

@@ -196,6 +196,9 @@ struct Inner {
     member_view: membership::MemberView,
 }
 
+/// Longest CreateTopics / CreatePartitions wait for the new partitions' first leaders.
+const CREATE_WAITS_FOR_LEADERS: Duration = Duration::from_secs(10);
+
 /// A running node. Cheap to clone.
 #[derive(Clone)]
 pub struct Node {
@@ -528,7 +531,26 @@ impl Node {
             return Ok(Arc::new(Topic { record, config: Arc::new(RwLock::new(config)), partitions: vec![] }));
         }
         self.controller(ControllerRequest::CreateTopic { name: name.to_string(), partitions, replication_factor: rf, overrides }).await?;
-        self.topic(name).ok_or_else(|| AdminError::UnknownTopic(name.to_string()))
+        let topic = self.topic(name).ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;
+        self.wait_for_leaders(&topic, CREATE_WAITS_FOR_LEADERS).await;
+        Ok(topic)
+    }
+
+    /// Waits (bounded) until every partition of `topic` has a leader this node knows of. As
+    /// in Kafka, where the controller names leaders when it creates a topic, a client that
+    /// created a topic can produce to it at once; clients that cache the metadata of their
+    /// first look (rskafka) would otherwise keep seeing LEADER_NOT_AVAILABLE.
+    pub async fn wait_for_leaders(&self, topic: &Topic, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if topic.partitions.iter().all(|p| p.leader().is_some()) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Flushes the store (admin changes answer only once durable).
@@ -551,7 +573,11 @@ impl Node {
         if validate_only {
             return Ok(());
         }
-        self.controller(ControllerRequest::CreatePartitions { name: name.to_string(), total }).await
+        self.controller(ControllerRequest::CreatePartitions { name: name.to_string(), total }).await?;
+        if let Some(topic) = self.topic(name) {
+            self.wait_for_leaders(&topic, CREATE_WAITS_FOR_LEADERS).await;
+        }
+        Ok(())
     }
 
     /// Replaces a topic's config overrides (AlterConfigs) or applies changes to them

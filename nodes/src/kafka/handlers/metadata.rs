@@ -61,7 +61,9 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
         MetadataResponse::default()
             .with_brokers(brokers)
             .with_cluster_id(Some(str(ctx.node.cluster_id())))
-            .with_controller_id(BrokerId(ctx.node.controller_id().unwrap_or(-1)))
+            // Before the metadata group has a leader: this broker (every node forwards admin
+            // requests to the controller, and clients such as rskafka refuse -1).
+            .with_controller_id(BrokerId(ctx.node.controller_id().unwrap_or(ctx.broker.node_id)))
             .with_topics(topics)
             .with_cluster_authorized_operations(AUTHORIZED_OPS_OMITTED),
     )
