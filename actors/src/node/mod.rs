@@ -654,6 +654,11 @@ impl Node {
     }
 
     /// The node leading the metadata log (the controller), if one is known.
+    /// The local replica of the metadata log (`__cluster_metadata`-0), once started.
+    pub fn metadata_partition(&self) -> Option<Arc<PartitionShared>> {
+        self.inner.meta.get().cloned()
+    }
+
     pub fn controller_id(&self) -> Option<i32> {
         self.inner.meta.get().and_then(|m| m.leader())
     }

@@ -17,6 +17,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_quorum;
 pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod heartbeat;
@@ -27,6 +28,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -121,6 +123,8 @@ handlers! {
     CreateAcls => create_acls,
     DeleteAcls => delete_acls,
     DescribeLogDirs => describe_log_dirs,
+    DescribeQuorum => describe_quorum,
+    ListPartitionReassignments => list_partition_reassignments,
 }
 
 /// Frames a response: length, response header (its version follows from key and version),
