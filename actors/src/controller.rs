@@ -49,6 +49,10 @@ pub enum MetaRecord {
     Scram { user: String, mechanism: String, credential: Option<backwaters_proto::sasl::ScramCredential> },
     /// A Kafka ACL added (`present`) or removed.
     Acl { binding: crate::acl::AclBinding, present: bool },
+    /// ElectLeaders (preferred): the leaders of these partitions hand leadership to their
+    /// preferred replica now instead of after the rebalance delay. Acted on only when
+    /// applied live, never when a restarting node replays the log.
+    ElectPreferred { uids: Vec<u64> },
 }
 
 /// What a node asks of the controller.
@@ -69,6 +73,7 @@ pub enum ControllerRequest {
     /// Add and remove ACLs (CreateAcls / DeleteAcls); ones already there / already gone are
     /// skipped.
     Acls { create: Vec<crate::acl::AclBinding>, delete: Vec<crate::acl::AclBinding> },
+    ElectPreferred { uids: Vec<u64> },
 }
 
 impl ControllerRequest {

@@ -324,3 +324,47 @@ except KafkaException as e:
         assert!(out.contains("kafkajs sasl passed"), "{out}");
     }
 }
+
+/// ElectLeaders (preferred) through confluent-kafka: a leadership moved away by hand comes
+/// back to the preferred replica on request (the automatic rebalance is set to 10 minutes
+/// here, so only the election can have moved it); a partition already led by its preferred
+/// replica needs none; an unclean election is never needed under Raft.
+#[test]
+fn elect_leaders_returns_leadership_to_the_preferred_replica() {
+    if !available("python3", &["-c", "import confluent_kafka"]) {
+        return;
+    }
+    let nodes = TestNode::start_cluster(3, "[limits]\nleader_rebalance_ms = 600000\n");
+    let bootstrap = nodes.iter().map(|n| n.kafka.as_str()).collect::<Vec<_>>().join(",");
+    let shell = |cmd: &str| run(Command::new(backwaters_tests::binary()).args(["shell", "--bootstrap", &nodes[0].grpc, "-c", cmd]));
+    let create = r#"
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+a = AdminClient({"bootstrap.servers": sys.argv[1]})
+a.create_topics([NewTopic("elect", 2, 3)])["elect"].result()
+"#;
+    run(Command::new("python3").args(["-c", create, &bootstrap]));
+    shell("topic transfer-leader elect 0");
+    let elect = r#"
+import sys, time
+from confluent_kafka import TopicPartition, ElectionType, KafkaException
+from confluent_kafka.admin import AdminClient
+a = AdminClient({"bootstrap.servers": sys.argv[1]})
+def leader(p):
+    return a.list_topics("elect", timeout=10).topics["elect"].partitions[p]
+moved = leader(0)
+assert moved.leader != moved.replicas[0], "transfer-leader did not move partition 0: %s" % moved
+r = a.elect_leaders(ElectionType.PREFERRED, [TopicPartition("elect", 0), TopicPartition("elect", 1)]).result()
+errors = {tp.partition: (e.code() if e else None) for tp, e in r.items()}
+assert errors[0] is None, errors
+from confluent_kafka import KafkaError
+assert errors[1] == KafkaError.ELECTION_NOT_NEEDED, errors
+back = leader(0)
+assert back.leader == back.replicas[0], "not back on the preferred replica: %s" % back
+r = a.elect_leaders(ElectionType.UNCLEAN, [TopicPartition("elect", 1)]).result()
+assert [e.code() for e in r.values()] == [KafkaError.ELECTION_NOT_NEEDED], r
+print("elect_leaders passed: partition 0 from node %d back to node %d" % (moved.leader, back.leader))
+"#;
+    let out = run(Command::new("python3").args(["-c", elect, &bootstrap]));
+    assert!(out.contains("elect_leaders passed"), "{out}");
+}

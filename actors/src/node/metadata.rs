@@ -157,6 +157,18 @@ impl Node {
                 *acls = Arc::new(next);
                 tracing::info!(?binding, present, "ACL changed");
             }
+            MetaRecord::ElectPreferred { uids } => {
+                if !self.inner.caught_up.load(Ordering::SeqCst) {
+                    return;
+                }
+                for uid in uids {
+                    let Some(shared) = self.inner.groups.read().expect("lock").get(&uid).cloned() else { continue };
+                    if let Some(to) = self.preferred_leader(&shared).filter(|to| shared.leader() == Some(self.inner.settings.node_id) && *to != self.inner.settings.node_id) {
+                        tracing::info!(topic = %shared.topic, partition = shared.partition, to, "preferred leader election (ElectLeaders)");
+                        let _ = self.transfer_leadership(&shared, to);
+                    }
+                }
+            }
             MetaRecord::Liveness { node, alive } => {
                 self.inner.liveness.write().expect("lock").insert(node, alive);
                 tracing::info!(node, alive, "node liveness recorded");
@@ -307,6 +319,7 @@ impl Node {
                 }
                 vec![MetaRecord::Scram { user, mechanism, credential }]
             }
+            ControllerRequest::ElectPreferred { uids } => vec![MetaRecord::ElectPreferred { uids }],
             ControllerRequest::Acls { create, delete } => {
                 let have = self.acls();
                 let mut records = Vec::new();

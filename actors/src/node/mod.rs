@@ -628,6 +628,18 @@ impl Node {
         actor.cast(PartitionMsg::TransferLeader { node: to }).map_err(|_| PartitionError::Busy)
     }
 
+    /// Where a partition's leadership belongs: its first replica that is not drained.
+    pub fn preferred_leader(&self, shared: &PartitionShared) -> Option<i32> {
+        let drained = self.inner.drained.read().expect("lock");
+        shared.replicas.iter().copied().find(|r| !drained.contains(r))
+    }
+
+    /// Asks the leaders of `uids` (through the metadata log) to hand leadership to their
+    /// preferred replicas now.
+    pub async fn elect_preferred(&self, uids: Vec<u64>) -> Result<(), AdminError> {
+        self.controller(ControllerRequest::ElectPreferred { uids }).await
+    }
+
     /// Nodes drained by an operator.
     pub fn drained(&self) -> Vec<i32> {
         self.inner.drained.read().expect("lock").iter().copied().collect()

@@ -19,6 +19,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_quorum;
 pub mod describe_user_scram_credentials;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod heartbeat;
 pub mod find_coordinator;
@@ -125,6 +126,7 @@ handlers! {
     DescribeLogDirs => describe_log_dirs,
     DescribeQuorum => describe_quorum,
     ListPartitionReassignments => list_partition_reassignments,
+    ElectLeaders => elect_leaders,
 }
 
 /// Frames a response: length, response header (its version follows from key and version),
