@@ -139,6 +139,9 @@ if not sizes:
 check(len(sizes) == 4 and sum(v > 0 for v in sizes.values()) >= 3, "kafka-python describe_log_dirs (%d partitions, %d bytes)" % (len(sizes), sum(sizes.values())))
 q = ka.describe_metadata_quorum()["topics"][0]["partitions"][0]
 check(q["error"] is None and q["leader_id"] >= 1 and q["high_watermark"] > 0 and len(q["current_voters"]) == RF, "kafka-python describe_metadata_quorum (leader %s, hw %s)" % (q["leader_id"], q["high_watermark"]))
+prods = ka.describe_producers([KTP(TOPIC, i) for i in range(3)])
+ids = {a.producer_id for state in prods.values() for a in state.active_producers}
+check(len(ids) >= 1, "kafka-python describe_producers (%d idempotent producer ids)" % len(ids))
 check(ka.list_partition_reassignments() == {}, "kafka-python list_partition_reassignments (none: replicas never move)")
 ka.close()
 

@@ -591,6 +591,12 @@ impl Node {
         self.controller(ControllerRequest::alter(name, &ops, replace)).await
     }
 
+    /// The idempotent producers a local replica remembers.
+    pub async fn partition_producers(&self, shared: &PartitionShared) -> Option<Vec<backwaters_storage::ProducerEntry>> {
+        let actor = shared.actor()?;
+        ractor::call_t!(actor, PartitionMsg::Producers, 5_000).ok()
+    }
+
     pub async fn partition_status(&self, shared: &PartitionShared) -> Option<PartitionStatus> {
         let actor = shared.actor()?;
         ractor::call_t!(actor, PartitionMsg::Status, 5_000).ok()

@@ -83,6 +83,13 @@ impl PartitionCore {
         self.producers.len()
     }
 
+    /// Every remembered idempotent producer, by id (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerEntry> {
+        let mut all: Vec<ProducerEntry> = self.producers.values().cloned().collect();
+        all.sort_by_key(|p| p.producer_id);
+        all
+    }
+
     /// The remembered state of one idempotent producer (for logs and tests).
     pub fn producer(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)

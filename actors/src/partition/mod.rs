@@ -233,6 +233,8 @@ pub enum PartitionMsg {
     Retention,
     SetConfig(TopicConfig),
     Status(RpcReplyPort<PartitionStatus>),
+    /// The idempotent producers this replica remembers (from the replicated log).
+    Producers(RpcReplyPort<Vec<backwaters_storage::ProducerEntry>>),
     /// Fault injection for tests and chaos runs: the actor panics.
     InjectPanic,
 }
@@ -433,6 +435,9 @@ impl Actor for PartitionActor {
             PartitionMsg::DeleteRecords { offset, reply } => st.delete_records(offset, reply)?,
             PartitionMsg::Retention => st.remove_expired()?,
             PartitionMsg::SetConfig(c) => st.core.config = c,
+            PartitionMsg::Producers(reply) => {
+                let _ = reply.send(st.core.producers());
+            }
             PartitionMsg::Status(reply) => {
                 let progress = if st.raft.raft.state == StateRole::Leader {
                     let mut p: Vec<(i32, u64)> = st.raft.raft.prs().iter().map(|(id, pr)| (node_of(*id), pr.matched)).collect();

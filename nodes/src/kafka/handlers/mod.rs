@@ -17,6 +17,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
@@ -127,6 +128,7 @@ handlers! {
     DescribeQuorum => describe_quorum,
     ListPartitionReassignments => list_partition_reassignments,
     ElectLeaders => elect_leaders,
+    DescribeProducers => describe_producers,
 }
 
 /// Frames a response: length, response header (its version follows from key and version),
