@@ -142,6 +142,12 @@ check(q["error"] is None and q["leader_id"] >= 1 and q["high_watermark"] > 0 and
 prods = ka.describe_producers([KTP(TOPIC, i) for i in range(3)])
 ids = {a.producer_id for state in prods.values() for a in state.active_producers}
 check(len(ids) >= 1, "kafka-python describe_producers (%d idempotent producer ids)" % len(ids))
+from confluent_kafka import TopicCollection
+desc = admin.describe_topics(TopicCollection([TOPIC]))[TOPIC].result()
+check(len(desc.partitions) == 4 and all(p.leader is not None for p in desc.partitions), "confluent-kafka describe_topics (DescribeTopicPartitions)")
+page = ka.describe_topic_partitions([TOPIC], response_partition_limit=3)
+cursor = page.get("next_cursor")
+check(len(page["topics"][0]["partitions"]) == 3 and cursor is not None and cursor["partition_index"] == 3, "kafka-python describe_topic_partitions pages (cursor %s)" % cursor)
 check(ka.list_partition_reassignments() == {}, "kafka-python list_partition_reassignments (none: replicas never move)")
 ka.close()
 

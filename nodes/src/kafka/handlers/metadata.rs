@@ -69,6 +69,16 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
     )
 }
 
+/// The leader a partition is reported with, and the partition's error code.
+/// `departed`: nodes whose actor-cluster session closed. A leader there is gone before Raft
+/// notices: the partition is reported leaderless (see [`topic_entry`]).
+pub fn reported_leader(p: &backwaters_actors::partition::PartitionShared, departed: &std::collections::BTreeSet<i32>) -> (i16, i32) {
+    match p.leader() {
+        Some(l) if !departed.contains(&l) => (errors::NONE, l),
+        _ => (ResponseError::LeaderNotAvailable.code(), -1),
+    }
+}
+
 /// `departed`: nodes whose actor-cluster session closed. A leader there is gone before Raft
 /// notices (its election timeout is 1-1.5 s; a dropped session is seen in ~0.1 s): the
 /// partition is reported leaderless, and clients look again soon instead of backing off
@@ -79,10 +89,7 @@ fn topic_entry(t: &Arc<Topic>, departed: &std::collections::BTreeSet<i32>) -> Me
         .iter()
         .map(|p| {
             let replicas: Vec<BrokerId> = p.replicas.iter().map(|r| BrokerId(*r)).collect();
-            let (code, leader) = match p.leader() {
-                Some(l) if !departed.contains(&l) => (errors::NONE, l),
-                _ => (ResponseError::LeaderNotAvailable.code(), -1),
-            };
+            let (code, leader) = reported_leader(p, departed);
             MetadataResponsePartition::default()
                 .with_error_code(code)
                 .with_partition_index(p.partition)

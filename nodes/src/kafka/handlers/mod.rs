@@ -19,6 +19,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
 pub mod fetch;
@@ -129,6 +130,7 @@ handlers! {
     ListPartitionReassignments => list_partition_reassignments,
     ElectLeaders => elect_leaders,
     DescribeProducers => describe_producers,
+    DescribeTopicPartitions => describe_topic_partitions,
 }
 
 /// Frames a response: length, response header (its version follows from key and version),
