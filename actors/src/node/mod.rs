@@ -22,6 +22,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 mod disk;
+mod security;
 mod writes;
 pub use disk::DiskGuard;
 mod groups;
@@ -649,21 +650,6 @@ impl Node {
     /// Nodes drained by an operator.
     pub fn drained(&self) -> Vec<i32> {
         self.inner.drained.read().expect("lock").iter().copied().collect()
-    }
-
-    /// A Kafka user's SCRAM credential for `mech`, from the metadata log.
-    pub fn scram_credential(&self, user: &str, mech: backwaters_proto::sasl::Mechanism) -> Option<backwaters_proto::sasl::ScramCredential> {
-        self.inner.scram.read().expect("lock").get(&(user.to_string(), mech)).cloned()
-    }
-
-    /// Every stored SCRAM credential: user, mechanism, iterations.
-    pub fn scram_users(&self) -> Vec<(String, backwaters_proto::sasl::Mechanism, u32)> {
-        self.inner.scram.read().expect("lock").iter().map(|((u, m), c)| (u.clone(), *m, c.iterations)).collect()
-    }
-
-    /// The ACLs as applied here (sorted, no duplicates).
-    pub fn acls(&self) -> Arc<Vec<crate::acl::AclBinding>> {
-        self.inner.acls.read().expect("lock").clone()
     }
 
     /// Node liveness as recorded in the metadata log (nodes never recorded are missing).
