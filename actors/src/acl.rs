@@ -152,11 +152,11 @@ pub fn authorize(acls: &[AclBinding], super_users: &[String], allow_if_no_acls: 
     if super_users.contains(&who.principal) {
         return true;
     }
-    let named: Vec<&AclBinding> = acls.iter().filter(|b| b.names(resource_type, name)).collect();
-    if named.is_empty() {
+    let named = || acls.iter().filter(|b| b.names(resource_type, name));
+    if named().next().is_none() {
         return allow_if_no_acls;
     }
-    let mine = named.iter().filter(|b| b.applies_to(&who.principal, &who.host));
+    let mine = named().filter(|b| b.applies_to(&who.principal, &who.host));
     let mut allowed = false;
     for b in mine {
         let exact = b.operation == operation || b.operation == op::ALL;

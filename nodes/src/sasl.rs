@@ -139,20 +139,21 @@ impl Authenticator {
     pub fn is_config_user(&self, user: &str) -> bool {
         self.config_users.keys().any(|(u, _)| u == user)
     }
+}
 
-    /// Every user with its SCRAM mechanisms and iterations (bootstrap users included).
-    pub fn users(&self) -> BTreeMap<String, Vec<(Mechanism, u32)>> {
-        let mut out: BTreeMap<String, Vec<(Mechanism, u32)>> = BTreeMap::new();
-        for ((u, m), c) in &self.config_users {
-            out.entry(u.clone()).or_default().push((*m, c.iterations));
-        }
-        for (u, m, it) in self.node.scram_users() {
-            if !self.is_config_user(&u) {
-                out.entry(u).or_default().push((m, it));
-            }
-        }
-        out
+/// Every user with its SCRAM mechanisms and iterations: the bootstrap users of `auth` (when
+/// the listeners use SASL) and those in the metadata log (a bootstrap user's name wins).
+pub fn users(auth: Option<&Authenticator>, node: &Node) -> BTreeMap<String, Vec<(Mechanism, u32)>> {
+    let mut out: BTreeMap<String, Vec<(Mechanism, u32)>> = BTreeMap::new();
+    for ((u, m), c) in auth.iter().flat_map(|a| a.config_users.iter()) {
+        out.entry(u.clone()).or_default().push((*m, c.iterations));
     }
+    for (u, m, it) in node.scram_users() {
+        if !auth.is_some_and(|a| a.is_config_user(&u)) {
+            out.entry(u).or_default().push((m, it));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 
 use super::handlers::{self, encode_response, sasl_authenticate, sasl_handshake};
 use super::KafkaCtx;
-use backwaters_proto::kafka::frame::{decode_body, decode_request_header};
+use backwaters_proto::kafka::frame::decode_request_header;
 use backwaters_proto::sasl::Server;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -36,11 +36,7 @@ pub enum After {
 }
 
 fn body<R: Decodable>(key: ApiKey, header: &RequestHeader, range: VersionRange, body: Bytes) -> Result<R, String> {
-    let v = header.request_api_version;
-    if v < range.min || v > range.max {
-        return Err(format!("version {v} of {key:?} is not served (serves {range})"));
-    }
-    decode_body(body, v).map_err(|why| format!("malformed {key:?} v{v} request: {why}"))
+    handlers::decode_request(key, header.request_api_version, range, body).map_err(|e| e.to_string())
 }
 
 fn encode<R: kafka_protocol::protocol::Encodable>(key: ApiKey, header: &RequestHeader, resp: &R) -> Result<BytesMut, String> {

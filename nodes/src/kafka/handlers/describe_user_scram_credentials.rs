@@ -16,13 +16,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DescribeUserScramCr
     if !ctx.allowed_cluster(op::DESCRIBE) {
         return Some(DescribeUserScramCredentialsResponse::default().with_error_code(ResponseError::ClusterAuthorizationFailed.code()).with_error_message(Some(str("needs DESCRIBE on the cluster"))));
     }
-    let users: BTreeMap<String, Vec<(backwaters_proto::sasl::Mechanism, u32)>> = match &ctx.sasl {
-        Some(auth) => auth.users(),
-        None => ctx.node.scram_users().into_iter().fold(BTreeMap::new(), |mut m, (u, mech, it)| {
-            m.entry(u).or_insert_with(Vec::new).push((mech, it));
-            m
-        }),
-    };
+    let users = crate::sasl::users(ctx.sasl.as_deref(), &ctx.node);
     let describe = |user: &str, creds: &[(backwaters_proto::sasl::Mechanism, u32)]| {
         let infos = creds.iter().map(|(m, it)| CredentialInfo::default().with_mechanism(m.scram_code()).with_iterations(*it as i32)).collect();
         DescribeUserScramCredentialsResult::default().with_user(str(user)).with_credential_infos(infos)

@@ -61,6 +61,14 @@ pub enum DispatchError {
     Malformed { key: ApiKey, version: i16, why: String },
 }
 
+/// Decodes a request body of a version this broker serves (`range`).
+pub fn decode_request<R: kafka_protocol::protocol::Decodable>(key: ApiKey, version: i16, range: VersionRange, body: Bytes) -> Result<R, DispatchError> {
+    if version < range.min || version > range.max {
+        return Err(DispatchError::UnsupportedVersion { key, version, range });
+    }
+    backwaters_proto::kafka::frame::decode_body(body, version).map_err(|why| DispatchError::Malformed { key, version, why })
+}
+
 /// Builds the dispatch function and the advertised version table from one list.
 macro_rules! handlers {
     ($($key:ident => $module:ident),* $(,)?) => {
@@ -79,11 +87,7 @@ macro_rules! handlers {
                     encode_response(key, header, 0, &resp).map(Some)
                 }
                 $(ApiKey::$key => {
-                    if version < $module::VERSIONS.min || version > $module::VERSIONS.max {
-                        return Err(DispatchError::UnsupportedVersion { key, version, range: $module::VERSIONS });
-                    }
-                    let req = backwaters_proto::kafka::frame::decode_body(body, version)
-                        .map_err(|why| DispatchError::Malformed { key, version, why })?;
+                    let req = decode_request(key, version, $module::VERSIONS, body)?;
                     $module::handle(ctx, header, req).await.map(|resp| encode_response(key, header, version, &resp)).transpose()
                 })*
                 other => Err(DispatchError::UnsupportedKey(other)),
