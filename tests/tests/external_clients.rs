@@ -354,13 +354,25 @@ def leader(p):
     return a.list_topics("elect", timeout=10).topics["elect"].partitions[p]
 moved = leader(0)
 assert moved.leader != moved.replicas[0], "transfer-leader did not move partition 0: %s" % moved
-r = a.elect_leaders(ElectionType.PREFERRED, [TopicPartition("elect", 0), TopicPartition("elect", 1)]).result()
+both = [TopicPartition("elect", 0), TopicPartition("elect", 1)]
+r = a.elect_leaders(ElectionType.PREFERRED, both).result()
 errors = {tp.partition: (e.code() if e else None) for tp, e in r.items()}
-assert errors[0] is None, errors
 from confluent_kafka import KafkaError
-assert errors[1] == KafkaError.ELECTION_NOT_NEEDED, errors
-back = leader(0)
-assert back.leader == back.replicas[0], "not back on the preferred replica: %s" % back
+assert errors[0] is None, errors
+# Partition 1 was not touched; its first election usually went to its preferred replica, but
+# on a loaded machine another replica can win it, and then this election moves it too.
+assert errors[1] in (None, KafkaError.ELECTION_NOT_NEEDED), errors
+def on_preferred(p):
+    for _ in range(50):
+        m = leader(p)
+        if m.leader == m.replicas[0]:
+            return m
+        time.sleep(0.1)
+    raise AssertionError("not back on the preferred replica: %s" % m)
+back = on_preferred(0)
+on_preferred(1)
+r = a.elect_leaders(ElectionType.PREFERRED, both).result()
+assert [e.code() if e else None for e in r.values()] == [KafkaError.ELECTION_NOT_NEEDED] * 2, r
 r = a.elect_leaders(ElectionType.UNCLEAN, [TopicPartition("elect", 1)]).result()
 assert [e.code() for e in r.values()] == [KafkaError.ELECTION_NOT_NEEDED], r
 print("elect_leaders passed: partition 0 from node %d back to node %d" % (moved.leader, back.leader))
