@@ -53,6 +53,8 @@ pub enum MetaRecord {
     /// preferred replica now instead of after the rebalance delay. Acted on only when
     /// applied live, never when a restarting node replays the log.
     ElectPreferred { uids: Vec<u64> },
+    /// A transactional id's state as it is now (see [`crate::txn`]).
+    Txn { state: crate::txn::TxnState },
 }
 
 /// What a node asks of the controller.
@@ -74,6 +76,8 @@ pub enum ControllerRequest {
     /// skipped.
     Acls { create: Vec<crate::acl::AclBinding>, delete: Vec<crate::acl::AclBinding> },
     ElectPreferred { uids: Vec<u64> },
+    /// A transaction coordinator request (the controller is the coordinator).
+    Txn { op: crate::txn::TxnOp },
 }
 
 impl ControllerRequest {

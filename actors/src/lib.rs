@@ -47,6 +47,7 @@ pub mod replica;
 pub mod service;
 pub mod supervisor;
 pub mod topic;
+pub mod txn;
 
 use thiserror::Error;
 
@@ -63,8 +64,6 @@ pub enum PartitionError {
     OutOfOrderSequence { expected: i32, got: i32 },
     #[error("producer epoch is older than the partition has seen (fenced)")]
     InvalidProducerEpoch,
-    #[error("transactions are not supported yet")]
-    TransactionsUnsupported,
     #[error("offset {offset} is outside the log [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     #[error("partition is restarting or overloaded; retry")]

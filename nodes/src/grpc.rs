@@ -43,6 +43,7 @@ fn admin_status(e: AdminError) -> Status {
         AdminError::Storage(_) => Status::internal(msg),
         AdminError::NotFound(_) => Status::not_found(msg),
         AdminError::Unavailable(_) => Status::unavailable(msg),
+        AdminError::Txn(_) => Status::failed_precondition(msg),
     }
 }
 

@@ -10,6 +10,7 @@
 //! - `[0][uid:8][2][producer_id:8]` -> idempotent producer state (JSON)
 //! - `[0][uid:8][3]` -> partition state (JSON): log start offset, bytes held, snapshot point
 //! - `[0][uid:8][6]` -> Raft hard state (JSON); `[0][uid:8][7]` -> Raft voters (JSON)
+//! - `[0][uid:8][8][marker offset:8]` -> an aborted transaction (JSON)
 //!
 //! Why two regions: sled rewrites a whole B-tree leaf every few updates of any key in it
 //! (page consolidation) and copies it on every insert. The small keys above change with
@@ -37,6 +38,9 @@ pub const CHUNK: u8 = 4;
 /// Time index: `[uid:8][5][max timestamp so far:8]` -> index of the entry where the running
 /// maximum timestamp first reached that value (Kafka's time index, one key per new maximum).
 pub const TIME: u8 = 5;
+/// Aborted transactions: `[uid:8][8][offset of the abort marker:8]` -> JSON
+/// [`crate::AbortedTxn`] (Kafka's transaction index, for read_committed fetches).
+pub const ABORTED: u8 = 8;
 /// Raft hard state of the partition's group (JSON: term, vote, commit).
 pub const HARD_STATE: u8 = 6;
 /// Voters of the partition's Raft group (JSON list of node ids).
@@ -108,7 +112,7 @@ mod tests {
     #[test]
     fn small_keys_never_sit_between_payload_keys() {
         let uids = [0u64, 1, 7, u64::MAX / 2, u64::MAX];
-        let highest_small = uids.iter().flat_map(|u| [OFFSET, PRODUCER, STATE, TIME, HARD_STATE, VOTERS].map(|k| key(*u, k, u64::MAX).to_vec())).max().unwrap();
+        let highest_small = uids.iter().flat_map(|u| [OFFSET, PRODUCER, STATE, TIME, HARD_STATE, VOTERS, ABORTED].map(|k| key(*u, k, u64::MAX).to_vec())).max().unwrap();
         let lowest_payload = uids.iter().flat_map(|u| [key(*u, ENTRY, 0).to_vec(), chunk_key(*u, 0, 0).to_vec()]).min().unwrap();
         assert!(highest_small < lowest_payload);
         for u in uids {

@@ -1,6 +1,6 @@
 //! A partition log: entries keyed by index, each holding one whole record batch.
 
-use crate::keys::{self, CHUNK, CHUNK_BYTES, ENTRY, ENTRY_FMT, ENTRY_HEADER, OFFSET, PRODUCER, STATE, TIME};
+use crate::keys::{self, ABORTED, CHUNK, CHUNK_BYTES, ENTRY, ENTRY_FMT, ENTRY_HEADER, OFFSET, PRODUCER, STATE, TIME};
 use crate::{Result, StorageError, Store};
 use backwaters_proto::kafka::batch::{parse_batch, BatchHeader};
 use bytes::Bytes;
@@ -112,6 +112,23 @@ pub struct ProducerEntry {
     pub batches: Vec<(i32, i32, i64)>,
     /// Append time of the last batch, for expiring idle producers.
     pub last_timestamp_ms: i64,
+    /// Offset of the first batch of the producer's open transaction on this partition (its
+    /// records are not stable until a marker closes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn_first_offset: Option<i64>,
+    /// Offset of the last transaction marker of this producer here (a truncation that removes
+    /// it reopens the transaction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker_offset: Option<i64>,
+}
+
+/// A transaction aborted on this partition: its records are `first_offset ..= last_offset`
+/// (the abort marker) of `producer_id`; read_committed consumers skip them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
 }
 
 /// Small per-partition state stored beside the log.
@@ -315,7 +332,7 @@ impl PartitionLog {
     /// snapshot's index, term and log start) and `producers` stay. One atomic batch.
     pub fn install_snapshot(&self, meta: &PartitionMeta, producers: &[ProducerEntry]) -> Result<u64> {
         let mut b = sled::Batch::default();
-        for kind in [ENTRY, OFFSET, PRODUCER, CHUNK, TIME] {
+        for kind in [ENTRY, OFFSET, PRODUCER, CHUNK, TIME, ABORTED] {
             for kv in self.tree().scan_prefix(keys::prefix(self.uid, kind)) {
                 b.remove(kv?.0);
             }
@@ -347,13 +364,14 @@ impl PartitionLog {
     /// and partition meta they change, as one atomic sled batch. Not flushed: returns the
     /// write sequence a flush must cover before anything is acknowledged.
     pub fn append(&self, entries: &[Entry], producers: &[ProducerEntry], meta: &PartitionMeta) -> Result<u64> {
-        self.append_with_hard_state(entries, producers, meta, None)
+        self.append_with_hard_state(entries, producers, &[], meta, None)
     }
 
     /// As [`PartitionLog::append`], with Raft's hard state in the same atomic batch (one
     /// sled write per Raft ready instead of two; a recovered store still never has a commit
     /// index beyond its own log, since both land together).
-    pub fn append_with_hard_state(&self, entries: &[Entry], producers: &[ProducerEntry], meta: &PartitionMeta, hs: Option<&HardState>) -> Result<u64> {
+    /// `aborted` are the transactions the entries' abort markers close.
+    pub fn append_with_hard_state(&self, entries: &[Entry], producers: &[ProducerEntry], aborted: &[AbortedTxn], meta: &PartitionMeta, hs: Option<&HardState>) -> Result<u64> {
         let mut b = sled::Batch::default();
         if let Some(hs) = hs {
             let (k, v) = self.hard_state_kv(hs);
@@ -376,9 +394,38 @@ impl PartitionLog {
             let v = serde_json::to_vec(p).expect("producer state serializes");
             b.insert(&keys::key(self.uid, PRODUCER, p.producer_id as u64), v);
         }
+        for a in aborted {
+            assert!(a.first_offset <= a.last_offset && a.first_offset >= 0, "aborted transaction {a:?}");
+            b.insert(&keys::key(self.uid, ABORTED, a.last_offset as u64), serde_json::to_vec(a).expect("aborted txn serializes"));
+        }
         b.insert(&keys::prefix(self.uid, STATE), serde_json::to_vec(meta).expect("meta serializes"));
         self.tree().apply_batch(b)?;
         Ok(self.store.note_write())
+    }
+
+    /// The aborted transactions with records in `from_offset ..= to_offset`, by marker
+    /// offset (what a read_committed Fetch of that range reports).
+    pub fn aborted_between(&self, from_offset: i64, to_offset: i64) -> Result<Vec<AbortedTxn>> {
+        let lo = keys::key(self.uid, ABORTED, from_offset.max(0) as u64);
+        let hi = keys::key(self.uid, ABORTED, u64::MAX >> 1);
+        let mut out = Vec::new();
+        for kv in self.tree().range(lo..=hi) {
+            let (_, v) = kv?;
+            let a: AbortedTxn = serde_json::from_slice(&v).map_err(|e| StorageError::Corrupt { what: format!("partition {} aborted transaction", self.uid), why: e.to_string() })?;
+            if a.first_offset <= to_offset {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds to `b` the removal of aborted-transaction keys with marker offsets in `range`.
+    fn remove_aborted(&self, b: &mut sled::Batch, range: std::ops::Range<i64>) -> Result<()> {
+        let (lo, hi) = (range.start.max(0) as u64, range.end.max(0) as u64);
+        for kv in self.tree().range(keys::key(self.uid, ABORTED, lo)..keys::key(self.uid, ABORTED, hi)) {
+            b.remove(kv?.0);
+        }
+        Ok(())
     }
 
     /// Entries holding offsets from `from_offset` on, up to about `max_bytes` of payload (the
@@ -461,7 +508,10 @@ impl PartitionLog {
     /// Removes entries with index <= `up_to_index` (retention, DeleteRecords, snapshots) and
     /// stores the new meta, in one batch.
     pub fn remove_prefix(&self, up_to_index: u64, meta: &PartitionMeta) -> Result<u64> {
-        self.remove_range(0, up_to_index, meta, true)
+        // Aborted transactions that ended before the new log start concern no record left.
+        let mut b = sled::Batch::default();
+        self.remove_aborted(&mut b, 0..meta.log_start_offset)?;
+        self.remove_range_in(b, 0, up_to_index, meta, true)
     }
 
     /// Removes entries with index >= `from_index` (a Raft follower's conflicting suffix) and,
@@ -476,17 +526,16 @@ impl PartitionLog {
         for id in remove {
             b.remove(&keys::key(self.uid, PRODUCER, *id as u64));
         }
+        // Abort markers in the removed suffix go with it.
+        if let Some(v) = self.tree().get(keys::key(self.uid, ENTRY, from_index))? {
+            self.remove_aborted(&mut b, Head::parse(from_index, &v)?.base_offset..i64::MAX)?;
+        }
         self.remove_range_in(b, from_index, u64::MAX, meta, false)
     }
 
-    /// Removes the entries with index in `first..=last` and their offset keys, and stores
-    /// `meta`, as one atomic batch.
+    /// Adds to batch `b` (which may hold other changes) the removal of the entries with index
+    /// in `first..=last` and their offset keys, and `meta`; applies it as one atomic batch.
     /// With `reindex`, time-index keys are rebuilt for the entries the removed keys shadowed.
-    fn remove_range(&self, first: u64, last: u64, meta: &PartitionMeta, reindex: bool) -> Result<u64> {
-        self.remove_range_in(sled::Batch::default(), first, last, meta, reindex)
-    }
-
-    /// [`PartitionLog::remove_range`] added to batch `b` (which may hold other changes).
     fn remove_range_in(&self, mut b: sled::Batch, first: u64, last: u64, meta: &PartitionMeta, reindex: bool) -> Result<u64> {
         let range = keys::key(self.uid, ENTRY, first)..=keys::key(self.uid, ENTRY, last);
         for kv in self.tree().range(range) {

@@ -195,7 +195,7 @@ fn truncation_stores_rolled_back_producers_in_the_same_batch() {
     let (log, _) = PartitionLog::open(&store, 4).unwrap();
     let mut meta = PartitionMeta::default();
     let mut next = 0i64;
-    let p = |id: i64, batches: Vec<(i32, i32, i64)>| ProducerEntry { producer_id: id, epoch: 0, batches, last_timestamp_ms: 0 };
+    let p = |id: i64, batches: Vec<(i32, i32, i64)>| ProducerEntry { producer_id: id, epoch: 0, batches, last_timestamp_ms: 0, txn_first_offset: None, marker_offset: None };
     for index in 1..=3u64 {
         let e = Entry { index, term: 1, base_offset: next, kind: EntryKind::Batch, payload: batch(2, next) };
         meta.bytes += e.payload.len() as u64;
@@ -244,10 +244,44 @@ fn hard_state_written_with_entries_is_recovered_with_them() {
         let (log, _) = PartitionLog::open(&store, 4).unwrap();
         let e = Entry { index: 1, term: 3, base_offset: 0, kind: EntryKind::Batch, payload: batch(2, 0) };
         let meta = PartitionMeta { bytes: e.payload.len() as u64, ..Default::default() };
-        log.append_with_hard_state(&[e], &[], &meta, Some(&hs)).unwrap();
+        log.append_with_hard_state(&[e], &[], &[], &meta, Some(&hs)).unwrap();
         store.flush().unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     let (_, rec) = PartitionLog::open(&store, 4).unwrap();
     assert_eq!((rec.hard_state, rec.last_index, rec.last_term), (hs, 1, 3));
+}
+
+/// The aborted-transaction index: stored with the entries, found by range, and removed with
+/// a truncated suffix (its markers go) or a removed prefix (its records go).
+#[test]
+fn aborted_transactions_follow_their_markers() {
+    use backwaters_storage::AbortedTxn;
+    let store = Store::temporary().unwrap();
+    let (log, _) = PartitionLog::open(&store, 11).unwrap();
+    let mut meta = PartitionMeta::default();
+    let mut next = 0i64;
+    for index in 1..=6u64 {
+        let e = Entry { index, term: 1, base_offset: next, kind: EntryKind::Batch, payload: batch(2, next) };
+        next = e.next_offset();
+        // Entry 3's and entry 5's last records stand in for abort markers.
+        let aborted: Vec<AbortedTxn> = match index {
+            3 => vec![AbortedTxn { producer_id: 7, first_offset: 0, last_offset: 5 }],
+            5 => vec![AbortedTxn { producer_id: 8, first_offset: 6, last_offset: 9 }],
+            _ => vec![],
+        };
+        log.append_with_hard_state(&[e], &[], &aborted, &meta, None).unwrap();
+    }
+    let ids = |v: Vec<AbortedTxn>| v.iter().map(|a| a.producer_id).collect::<Vec<_>>();
+    assert_eq!(ids(log.aborted_between(0, 3).unwrap()), vec![7]);
+    assert_eq!(ids(log.aborted_between(4, 11).unwrap()), vec![7, 8]);
+    assert_eq!(ids(log.aborted_between(6, 11).unwrap()), vec![8]);
+    assert!(log.aborted_between(10, 11).unwrap().is_empty());
+    // Entry 5 (offsets 8..10) and after go: 8's marker with them.
+    log.truncate_suffix(5, &meta, &[], &[]).unwrap();
+    assert_eq!(ids(log.aborted_between(0, 100).unwrap()), vec![7]);
+    // The front up to entry 3 (offsets 0..6) goes: 7's transaction ended before the new start.
+    meta.log_start_offset = 6;
+    log.remove_prefix(3, &meta).unwrap();
+    assert!(log.aborted_between(0, 100).unwrap().is_empty());
 }

@@ -169,6 +169,7 @@ impl Node {
                     }
                 }
             }
+            MetaRecord::Txn { state } => self.apply_txn(state),
             MetaRecord::Liveness { node, alive } => {
                 self.inner.liveness.write().expect("lock").insert(node, alive);
                 tracing::info!(node, alive, "node liveness recorded");
@@ -320,6 +321,7 @@ impl Node {
                 vec![MetaRecord::Scram { user, mechanism, credential }]
             }
             ControllerRequest::ElectPreferred { uids } => vec![MetaRecord::ElectPreferred { uids }],
+            ControllerRequest::Txn { op } => self.plan_txn(op)?,
             ControllerRequest::Acls { create, delete } => {
                 let have = self.acls();
                 let mut records = Vec::new();

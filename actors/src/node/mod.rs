@@ -23,6 +23,7 @@ use thiserror::Error;
 
 mod disk;
 mod security;
+mod txn;
 mod writes;
 pub use disk::DiskGuard;
 mod groups;
@@ -117,6 +118,8 @@ pub enum AdminError {
     Storage(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Txn(#[from] crate::txn::TxnError),
 }
 
 impl From<backwaters_storage::StorageError> for AdminError {
@@ -190,6 +193,8 @@ struct Inner {
     scram: RwLock<BTreeMap<(String, backwaters_proto::sasl::Mechanism), backwaters_proto::sasl::ScramCredential>>,
     /// Kafka ACLs from the metadata log (shared with every request that checks them).
     acls: RwLock<Arc<Vec<crate::acl::AclBinding>>>,
+    /// Transactions as the metadata log records them ([`txn`]).
+    txns: txn::TxnBook,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     flusher_name: String,
@@ -279,6 +284,7 @@ impl Node {
                 liveness: Default::default(),
                 scram: Default::default(),
                 acls: Default::default(),
+                txns: Default::default(),
                 metrics,
                 clock,
                 flusher_name,
@@ -289,6 +295,7 @@ impl Node {
         node.start_metadata().await?;
         node.start_retention().await?;
         node.start_disk_watch().await?;
+        node.start_txn_markers().await?;
         if node.topic(OFFSETS_TOPIC).is_some() {
             node.ensure_groups().await.map_err(|e| format!("starting group coordinators: {e}"))?;
         }

@@ -10,9 +10,9 @@
 
 use crate::topic::TopicConfig;
 use crate::PartitionError;
-use backwaters_proto::kafka::batch::{parse_batch, with_base_offset, BatchHeader};
+use backwaters_proto::kafka::batch::{control_marker, encode_control_batch, parse_batch, with_base_offset, BatchHeader};
 use backwaters_storage::log::PartitionMeta;
-use backwaters_storage::{Entry, EntryKind, ProducerEntry, Recovered};
+use backwaters_storage::{AbortedTxn, Entry, EntryKind, ProducerEntry, Recovered};
 use bytes::Bytes;
 use std::collections::HashMap;
 
@@ -41,6 +41,10 @@ pub struct PartitionCore {
     high_watermark: i64,
     meta: PartitionMeta,
     producers: HashMap<i64, ProducerEntry>,
+    /// Transactions whose marker is in the log but not yet committed, as (first offset,
+    /// marker offset): their records stay unstable until the marker is (Kafka's
+    /// "unreplicated transactions"), since a new leader may not have it.
+    closing: Vec<(i64, i64)>,
     pub config: TopicConfig,
 }
 
@@ -55,6 +59,7 @@ impl PartitionCore {
             high_watermark: high_watermark.clamp(rec.meta.log_start_offset, next_offset),
             meta: rec.meta,
             producers,
+            closing: Vec::new(),
             config,
         };
         core.check();
@@ -104,8 +109,11 @@ impl PartitionCore {
             if b.len() > self.config.max_message_bytes as usize {
                 return Err(PartitionError::MessageTooLarge { size: b.len(), max: self.config.max_message_bytes });
             }
-            if h.is_transactional() || h.is_control() {
-                return Err(PartitionError::TransactionsUnsupported);
+            if h.is_control() {
+                return Err(PartitionError::InvalidRecord("control batches are written by the transaction coordinator, not by producers"));
+            }
+            if h.is_transactional() && !h.is_idempotent() {
+                return Err(PartitionError::InvalidRecord("a transactional batch needs a producer id"));
             }
         }
         if batches.len() > 1 && batches.iter().any(|(h, _)| h.is_idempotent()) {
@@ -128,10 +136,12 @@ impl PartitionCore {
         Ok(AppendPlan::Write { batches: out, base_offset, next_offset })
     }
 
-    /// Entries entered the log at its tail (after any truncation): moves the tail and the
-    /// producer states. Returns the producer states that changed (stored with the entries).
-    pub fn on_append(&mut self, entries: &[Entry], now_ms: i64) -> Vec<ProducerEntry> {
+    /// Entries entered the log at its tail (after any truncation): moves the tail, the
+    /// producer states and their open transactions. Returns the producer states that changed
+    /// and the transactions the entries' abort markers closed (both stored with the entries).
+    pub fn on_append(&mut self, entries: &[Entry], now_ms: i64) -> (Vec<ProducerEntry>, Vec<AbortedTxn>) {
         let mut changed: HashMap<i64, ProducerEntry> = HashMap::new();
+        let mut aborted = Vec::new();
         for e in entries {
             if e.kind != EntryKind::Batch {
                 assert_eq!(e.base_offset, self.next_offset, "a no-op sits at the tail");
@@ -144,20 +154,63 @@ impl PartitionCore {
             if !h.is_idempotent() {
                 continue;
             }
-            let p = self.producers.entry(h.producer_id).or_insert_with(|| ProducerEntry { producer_id: h.producer_id, epoch: h.producer_epoch, batches: Vec::new(), last_timestamp_ms: now_ms });
-            if p.epoch != h.producer_epoch {
-                p.epoch = h.producer_epoch;
-                p.batches.clear();
-            }
-            p.batches.push((h.base_sequence, h.last_sequence(), e.base_offset));
-            if p.batches.len() > PRODUCER_BATCHES_KEPT {
-                p.batches.remove(0);
+            let p = self.producers.entry(h.producer_id).or_insert_with(|| new_producer(&h, now_ms));
+            if h.is_control() {
+                // A marker closes the producer's open transaction here. One written when a
+                // producer was fenced carries the bumped epoch: older batches are refused.
+                if h.producer_epoch > p.epoch {
+                    p.epoch = h.producer_epoch;
+                    p.batches.clear();
+                }
+                if let Some(first) = p.txn_first_offset.take() {
+                    self.closing.push((first, e.base_offset));
+                    if control_marker(&e.payload) == Some(false) {
+                        aborted.push(AbortedTxn { producer_id: h.producer_id, first_offset: first, last_offset: e.base_offset });
+                    }
+                }
+                p.marker_offset = Some(e.base_offset);
+            } else {
+                if p.epoch != h.producer_epoch {
+                    p.epoch = h.producer_epoch;
+                    p.batches.clear();
+                }
+                p.batches.push((h.base_sequence, h.last_sequence(), e.base_offset));
+                if p.batches.len() > PRODUCER_BATCHES_KEPT {
+                    p.batches.remove(0);
+                }
+                if h.is_transactional() && p.txn_first_offset.is_none() {
+                    p.txn_first_offset = Some(e.base_offset);
+                }
             }
             p.last_timestamp_ms = now_ms;
             changed.insert(p.producer_id, p.clone());
         }
         self.check();
-        changed.into_values().collect()
+        (changed.into_values().collect(), aborted)
+    }
+
+    /// The last stable offset: records before it belong to no open transaction (what
+    /// read_committed consumers may read up to). Never past the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        let open = self.producers.values().filter_map(|p| p.txn_first_offset);
+        let closing = self.closing.iter().filter(|(_, marker)| *marker >= self.high_watermark).map(|(first, _)| *first);
+        open.chain(closing).fold(self.high_watermark, i64::min).max(self.meta.log_start_offset)
+    }
+
+    /// Whether `producer_id` has an open transaction on this partition.
+    pub fn in_transaction(&self, producer_id: i64) -> bool {
+        self.producers.get(&producer_id).is_some_and(|p| p.txn_first_offset.is_some())
+    }
+
+    /// Plans the marker that ends `producer_id`'s open transaction here (commit or abort),
+    /// at the log's tail; None when it has none open (never started here, or already
+    /// marked). The coordinator's epoch is at least the transaction's.
+    pub fn prepare_marker(&self, producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32, now_ms: i64) -> Result<Option<Bytes>, PartitionError> {
+        let Some(p) = self.producers.get(&producer_id).filter(|p| p.txn_first_offset.is_some()) else { return Ok(None) };
+        if epoch < p.epoch {
+            return Err(PartitionError::InvalidProducerEpoch);
+        }
+        Ok(Some(with_base_offset(&encode_control_batch(producer_id, epoch, commit, coordinator_epoch, now_ms), self.next_offset)))
     }
 
     /// The log lost its suffix from `from_offset` on (a follower's uncommitted entries that a
@@ -169,7 +222,14 @@ impl PartitionCore {
         assert!(from_offset >= self.high_watermark, "truncating committed data: from {from_offset}, high watermark {}", self.high_watermark);
         self.next_offset = from_offset;
         self.meta.bytes = self.meta.bytes.saturating_sub(bytes_removed);
-        let mut affected: Vec<i64> = self.producers.values().filter(|p| p.batches.iter().any(|b| b.2 >= from_offset)).map(|p| p.producer_id).collect();
+        self.closing.retain(|(_, marker)| *marker < from_offset);
+        let removed = |o: Option<i64>| o.is_some_and(|o| o >= from_offset);
+        let mut affected: Vec<i64> = self
+            .producers
+            .values()
+            .filter(|p| p.batches.iter().any(|b| b.2 >= from_offset) || removed(p.txn_first_offset) || removed(p.marker_offset))
+            .map(|p| p.producer_id)
+            .collect();
         affected.sort_unstable();
         for id in &affected {
             self.producers.remove(id);
@@ -179,11 +239,20 @@ impl PartitionCore {
     }
 
     /// Rebuilds the state of producers `ids` from the batches of the log, `older` walking it
-    /// from the tail backwards as (header, base offset). Stops reading once every producer
-    /// has its window (or met an older epoch); what `older` does not reach is forgotten (the
-    /// caller bounds the walk). Returns the rebuilt states and the ids left with nothing.
+    /// from the tail backwards as (header, base offset): their recent batches, epoch and open
+    /// transaction. Stops reading once every producer has its window (or met an older epoch)
+    /// and knows where its open transaction starts (a marker, a non-transactional batch or an
+    /// older epoch before it); what `older` does not reach is forgotten (the caller bounds the
+    /// walk). Returns the rebuilt states and the ids left with nothing.
     pub fn rebuild_producers(&mut self, ids: &[i64], older: impl Iterator<Item = (BatchHeader, i64)>, now_ms: i64) -> (Vec<ProducerEntry>, Vec<i64>) {
-        let mut open: HashMap<i64, ProducerEntry> = HashMap::new();
+        struct Walk {
+            p: ProducerEntry,
+            window_done: bool,
+            /// The transaction is known: closed by a marker, or open from `txn_first_offset`
+            /// with nothing of it before.
+            txn_done: bool,
+        }
+        let mut open: HashMap<i64, Walk> = HashMap::new();
         let mut done: HashMap<i64, ProducerEntry> = HashMap::new();
         let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
         for (h, base) in older {
@@ -194,20 +263,39 @@ impl PartitionCore {
             if !h.is_idempotent() || !wanted.contains(&h.producer_id) || done.contains_key(&h.producer_id) {
                 continue;
             }
-            let p = open.entry(h.producer_id).or_insert_with(|| ProducerEntry { producer_id: h.producer_id, epoch: h.producer_epoch, batches: Vec::new(), last_timestamp_ms: now_ms });
-            if p.epoch != h.producer_epoch {
-                // Batches of an older epoch no longer count (a new epoch restarts sequences).
-                let p = open.remove(&h.producer_id).expect("open");
-                done.insert(p.producer_id, p);
-                continue;
+            let w = open.entry(h.producer_id).or_insert_with(|| Walk { p: new_producer(&h, now_ms), window_done: false, txn_done: false });
+            let older_epoch = h.producer_epoch < w.p.epoch;
+            if h.is_control() {
+                // Newest first: the latest marker closes whatever came before it.
+                w.p.marker_offset.get_or_insert(base);
+                w.txn_done = true;
+                if older_epoch {
+                    w.window_done = true;
+                }
+            } else {
+                if !w.txn_done {
+                    if h.is_transactional() && !older_epoch {
+                        w.p.txn_first_offset = Some(base);
+                    } else {
+                        w.txn_done = true;
+                    }
+                }
+                if !w.window_done {
+                    if older_epoch {
+                        // Batches of an older epoch no longer count (a new epoch restarts sequences).
+                        w.window_done = true;
+                    } else {
+                        w.p.batches.insert(0, (h.base_sequence, h.last_sequence(), base));
+                        w.window_done = w.p.batches.len() == PRODUCER_BATCHES_KEPT;
+                    }
+                }
             }
-            p.batches.insert(0, (h.base_sequence, h.last_sequence(), base));
-            if p.batches.len() == PRODUCER_BATCHES_KEPT {
-                let p = open.remove(&h.producer_id).expect("open");
-                done.insert(p.producer_id, p);
+            if w.window_done && w.txn_done {
+                let w = open.remove(&h.producer_id).expect("open");
+                done.insert(w.p.producer_id, w.p);
             }
         }
-        done.extend(open);
+        done.extend(open.into_iter().map(|(id, w)| (id, w.p)));
         let mut rebuilt: Vec<ProducerEntry> = done.into_values().collect();
         rebuilt.sort_by_key(|p| p.producer_id);
         for p in &rebuilt {
@@ -230,6 +318,7 @@ impl PartitionCore {
         self.meta.snap_term = term;
         self.meta.bytes = 0;
         self.producers.clear();
+        self.closing.clear();
         for p in producers {
             assert!(p.batches.iter().all(|b| b.2 < next_offset), "a snapshot at offset {next_offset} remembers a batch after it: {p:?}");
             self.producers.insert(p.producer_id, p.clone());
@@ -270,6 +359,7 @@ impl PartitionCore {
         let moved = new_hw > self.high_watermark;
         if moved {
             self.high_watermark = new_hw;
+            self.closing.retain(|(_, marker)| *marker >= new_hw);
         }
         self.check();
         moved
@@ -306,7 +396,9 @@ impl PartitionCore {
     /// Forgets producers idle for longer than [`PRODUCER_EXPIRATION_MS`]; returns their ids
     /// so the caller removes their stored state too.
     pub fn expire_producers(&mut self, now_ms: i64) -> Vec<i64> {
-        let expired: Vec<i64> = self.producers.values().filter(|p| now_ms - p.last_timestamp_ms > PRODUCER_EXPIRATION_MS).map(|p| p.producer_id).collect();
+        // One with an open transaction stays until a marker closes it (the coordinator
+        // aborts transactions long before this).
+        let expired: Vec<i64> = self.producers.values().filter(|p| p.txn_first_offset.is_none() && now_ms - p.last_timestamp_ms > PRODUCER_EXPIRATION_MS).map(|p| p.producer_id).collect();
         for id in &expired {
             self.producers.remove(id);
         }
@@ -333,6 +425,10 @@ impl PartitionCore {
     }
 }
 
+fn new_producer(h: &BatchHeader, now_ms: i64) -> ProducerEntry {
+    ProducerEntry { producer_id: h.producer_id, epoch: h.producer_epoch, batches: Vec::new(), last_timestamp_ms: now_ms, txn_first_offset: None, marker_offset: None }
+}
+
 enum SeqCheck {
     Accept,
     Duplicate { base_offset: i64, next_offset: i64 },
@@ -341,7 +437,7 @@ enum SeqCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backwaters_proto::kafka::batch::{encode_batch, parse_batch, set_producer, NewRecord};
+    use backwaters_proto::kafka::batch::{encode_batch, encode_control_batch, parse_batch, set_producer, NewRecord};
 
     fn idem_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> (BatchHeader, Bytes) {
         let recs = vec![NewRecord { value: Some(Bytes::from_static(b"x")), ..Default::default() }; n];
@@ -474,6 +570,82 @@ mod tests {
         follower.on_snapshot(9, 2, 4, &data.producers);
         assert_eq!(append(&mut follower, idem_batch(7, 0, 2, 2), 0).unwrap(), AppendPlan::Duplicate { base_offset: 2, next_offset: 4 });
         assert!(matches!(append(&mut follower, idem_batch(7, 0, 4, 2), 0).unwrap(), AppendPlan::Write { base_offset: 4, .. }));
+    }
+
+    fn txn_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> (BatchHeader, Bytes) {
+        let (_, b) = idem_batch(pid, epoch, seq, n);
+        let mut m = bytes::BytesMut::from(&b[..]);
+        let attrs = i16::from_be_bytes([m[21], m[22]]) | 0x10;
+        m[21..23].copy_from_slice(&attrs.to_be_bytes());
+        let crc = crc32c::crc32c(&m[21..]);
+        m[17..21].copy_from_slice(&crc.to_be_bytes());
+        let b = m.freeze();
+        (parse_batch(&b).unwrap(), b)
+    }
+
+    /// Writes the marker the coordinator asks for, as the leader would.
+    fn mark(c: &mut PartitionCore, log: &mut Vec<(BatchHeader, Bytes)>, pid: i64, epoch: i16, commit: bool) -> Vec<AbortedTxn> {
+        let Some(m) = c.prepare_marker(pid, epoch, commit, 0, 0).unwrap() else { return Vec::new() };
+        let e = Entry { index: 0, term: 1, base_offset: c.next_offset(), kind: EntryKind::Batch, payload: m.clone() };
+        log.push((parse_batch(&m).unwrap(), m));
+        c.on_append(&[e], 0).1
+    }
+
+    #[test]
+    fn open_transactions_hold_the_last_stable_offset_until_their_marker_commits() {
+        let mut c = core();
+        let mut log = Vec::new();
+        append_kept(&mut c, &mut log, idem_batch(5, 0, 0, 2)); // 0..2, not transactional
+        append_kept(&mut c, &mut log, txn_batch(7, 0, 0, 3)); // 2..5
+        append_kept(&mut c, &mut log, txn_batch(8, 0, 0, 1)); // 5
+        c.on_commit(6);
+        assert_eq!(c.last_stable_offset(), 2);
+        assert!(c.in_transaction(7));
+        // A marker for a producer with nothing open writes nothing.
+        assert_eq!(c.prepare_marker(5, 0, true, 0, 0).unwrap(), None);
+        assert!(mark(&mut c, &mut log, 7, 0, true).is_empty()); // commit at 6
+        // Until the marker is committed, 7's records stay unstable.
+        assert_eq!(c.last_stable_offset(), 2);
+        c.on_commit(7);
+        assert_eq!(c.last_stable_offset(), 5, "8's transaction is still open");
+        let aborted = mark(&mut c, &mut log, 8, 1, false); // abort at 7, bumped epoch
+        assert_eq!(aborted, vec![AbortedTxn { producer_id: 8, first_offset: 5, last_offset: 7 }]);
+        c.on_commit(8);
+        assert_eq!(c.last_stable_offset(), 8);
+        // The fenced epoch is refused; the bumped one starts over at sequence 0.
+        assert_eq!(append(&mut c, txn_batch(8, 0, 1, 1), 0), Err(PartitionError::InvalidProducerEpoch));
+        assert!(matches!(append(&mut c, txn_batch(8, 1, 0, 1), 0).unwrap(), AppendPlan::Write { base_offset: 8, .. }));
+        // Producers' own control batches are refused.
+        let forged = { let m = encode_control_batch(9, 0, true, 0, 0); (parse_batch(&m).unwrap(), m) };
+        assert!(matches!(c.prepare_append(&[forged]), Err(PartitionError::InvalidRecord(_))));
+    }
+
+    /// A truncation that removes a marker reopens the transaction; one that removes the
+    /// first batches of a transaction closes it again; the walk finds where it started.
+    #[test]
+    fn truncation_rebuilds_open_transactions() {
+        let mut c = core();
+        let mut log = Vec::new();
+        append_kept(&mut c, &mut log, txn_batch(7, 0, 0, 2)); // 0..2
+        append_kept(&mut c, &mut log, txn_batch(7, 0, 2, 2)); // 2..4
+        c.on_commit(4);
+        mark(&mut c, &mut log, 7, 0, false); // abort at 4
+        assert!(!c.in_transaction(7));
+        let affected = c.on_truncate(4, 0);
+        assert_eq!(affected, vec![7]);
+        log.truncate(2);
+        let (rebuilt, _) = c.rebuild_producers(&affected, walk_back(&log, 4), 0);
+        assert_eq!(rebuilt[0].txn_first_offset, Some(0));
+        assert_eq!(c.last_stable_offset(), 0);
+        // Marked again (the new leader's marker), then a new transaction that is truncated away.
+        mark(&mut c, &mut log, 7, 0, true); // commit at 4
+        append_kept(&mut c, &mut log, txn_batch(7, 0, 4, 1)); // 5
+        c.on_commit(5);
+        let affected = c.on_truncate(5, 0);
+        log.truncate(3);
+        let (rebuilt, _) = c.rebuild_producers(&affected, walk_back(&log, 5), 0);
+        assert_eq!((rebuilt[0].txn_first_offset, rebuilt[0].marker_offset), (None, Some(4)));
+        assert_eq!(rebuilt[0].batches, vec![(0, 1, 0), (2, 3, 2)]);
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct PartitionShared {
     hw_tx: watch::Sender<i64>,
     log_start: AtomicI64,
     log_end: AtomicI64,
+    /// The last stable offset (read_committed consumers read below it).
+    last_stable: AtomicI64,
     /// Node id of the current leader as this replica knows it (-1: none known).
     leader: AtomicI64,
     leader_term: std::sync::Mutex<u64>,
@@ -73,7 +75,7 @@ impl PartitionShared {
     pub fn new(topic: String, partition: i32, store: &Store, uid: u64, replicas: Vec<i32>) -> Arc<PartitionShared> {
         let log = PartitionLog::handle(store, uid);
         let (hw_tx, _) = watch::channel(0);
-        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), leader: AtomicI64::new(-1), leader_term: std::sync::Mutex::new(0), in_sync: std::sync::Mutex::new(Vec::new()), replicas, refusals: Default::default(), recorded_log_start: AtomicI64::new(0) })
+        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), last_stable: AtomicI64::new(0), leader: AtomicI64::new(-1), leader_term: std::sync::Mutex::new(0), in_sync: std::sync::Mutex::new(Vec::new()), replicas, refusals: Default::default(), recorded_log_start: AtomicI64::new(0) })
     }
 
     /// The metadata log recorded a DeleteRecords up to `offset`: the replica applies it now
@@ -135,6 +137,10 @@ impl PartitionShared {
     pub fn high_watermark(&self) -> i64 {
         *self.hw_tx.borrow()
     }
+    /// The last stable offset: read_committed consumers read below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.last_stable.load(Ordering::SeqCst)
+    }
     pub fn log_start_offset(&self) -> i64 {
         self.log_start.load(Ordering::SeqCst)
     }
@@ -148,7 +154,15 @@ impl PartitionShared {
 
     /// Reads committed batches from `offset`, up to about `max_bytes`.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<Vec<Entry>, PartitionError> {
+        self.read_below(offset, max_bytes, false)
+    }
+
+    /// As [`PartitionShared::read`]; with `stable_only`, only below the last stable offset
+    /// (read_committed), with the aborted transactions among what was read.
+    pub fn read_below(&self, offset: i64, max_bytes: usize, stable_only: bool) -> Result<Vec<Entry>, PartitionError> {
         let hw = self.high_watermark();
+        // Loaded after the high watermark: never past it.
+        let bound = if stable_only { self.last_stable_offset().min(hw) } else { hw };
         let start = self.log_start_offset();
         // Past the log end is out of range; between the high watermark and the log end the
         // data exists but is not committed yet: nothing to return, not an error (as Kafka).
@@ -156,10 +170,10 @@ impl PartitionShared {
         if offset < start || offset > end {
             return Err(PartitionError::OffsetOutOfRange { offset, start, end });
         }
-        if offset >= hw {
+        if offset >= bound {
             return Ok(Vec::new());
         }
-        let entries = self.log.read(offset, max_bytes, hw).map_err(|e| PartitionError::Storage(e.to_string()))?;
+        let entries = self.log.read(offset, max_bytes, bound).map_err(|e| PartitionError::Storage(e.to_string()))?;
         for e in &entries {
             // Checked again after the read: storage's CRC covered the bytes, this covers the batch.
             if let Some(Err(err)) = e.batch_header() {
@@ -167,6 +181,11 @@ impl PartitionShared {
             }
         }
         Ok(entries)
+    }
+
+    /// The aborted transactions with records in `from ..= to` (a read_committed fetch's).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Result<Vec<backwaters_storage::AbortedTxn>, PartitionError> {
+        self.log.aborted_between(from, to).map_err(|e| PartitionError::Storage(e.to_string()))
     }
 
     /// The offset of the first record with timestamp >= `ts` (ListOffsets by time).
@@ -183,6 +202,7 @@ impl PartitionShared {
     fn publish(&self, core: &PartitionCore) {
         self.log_start.store(core.log_start_offset(), Ordering::SeqCst);
         self.log_end.store(core.next_offset(), Ordering::SeqCst);
+        self.last_stable.store(core.last_stable_offset(), Ordering::SeqCst);
         self.hw_tx.send_if_modified(|hw| {
             let changed = *hw != core.high_watermark();
             *hw = core.high_watermark();
@@ -235,6 +255,10 @@ pub enum PartitionMsg {
     Status(RpcReplyPort<PartitionStatus>),
     /// The idempotent producers this replica remembers (from the replicated log).
     Producers(RpcReplyPort<Vec<backwaters_storage::ProducerEntry>>),
+    /// The transaction coordinator ends `producer_id`'s transaction here: write its marker
+    /// (commit or abort) if it has one open, and answer once nothing of it is unmarked or
+    /// uncommitted (the leader only).
+    WriteMarker { producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32, reply: RpcReplyPort<Result<ProduceAck, PartitionError>> },
     /// Fault injection for tests and chaos runs: the actor panics.
     InjectPanic,
 }
@@ -461,6 +485,7 @@ impl Actor for PartitionActor {
                     replica_ends,
                 });
             }
+            PartitionMsg::WriteMarker { producer_id, epoch, commit, coordinator_epoch, reply } => st.write_marker(producer_id, epoch, commit, coordinator_epoch, reply)?,
             PartitionMsg::InjectPanic => panic!("injected panic in partition {}-{}", st.shared.topic, st.shared.partition),
         }
         Ok(())
@@ -678,17 +703,20 @@ impl PartitionState {
         let now = self.clock.now_ms();
         let mut out = Vec::with_capacity(entries.len());
         let mut producers = std::collections::HashMap::new();
+        let mut aborted = Vec::new();
         for e in entries {
             let le = self.store.to_log_entry(e, self.core.next_offset())?;
-            for p in self.core.on_append(std::slice::from_ref(&le), now) {
+            let (changed, closed) = self.core.on_append(std::slice::from_ref(&le), now);
+            for p in changed {
                 producers.insert(p.producer_id, p);
             }
+            aborted.extend(closed);
             out.push(le);
         }
         let producers: Vec<_> = producers.into_values().collect();
         let started = std::time::Instant::now();
         let log_hs = hs.map(crate::replica::log_store::to_log_hard_state);
-        self.shared.log.append_with_hard_state(&out, &producers, &self.core.meta(), log_hs.as_ref())?;
+        self.shared.log.append_with_hard_state(&out, &producers, &aborted, &self.core.meta(), log_hs.as_ref())?;
         self.metrics.log_write_us.record(started.elapsed().as_micros() as u64);
         if let Some(hs) = hs {
             self.store.note_hard_state(hs);

@@ -93,6 +93,37 @@ impl PartitionState {
         Ok(())
     }
 
+    /// Ends `producer_id`'s open transaction here with a marker (see
+    /// [`super::PartitionMsg::WriteMarker`]); answers once the log's tail is committed, so a
+    /// marker the answer vouches for can never be lost to a leader change.
+    pub(super) fn write_marker(&mut self, producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32, reply: RpcReplyPort<Result<ProduceAck, PartitionError>>) -> Result<(), ActorProcessingErr> {
+        if !self.is_leader() || self.raft.raft.lead_transferee.is_some() {
+            let _ = reply.send(Err(PartitionError::NotLeader { leader: self.shared.leader().filter(|l| *l != self.node_id) }));
+            return Ok(());
+        }
+        let started = Instant::now();
+        match self.core.prepare_marker(producer_id, epoch, commit, coordinator_epoch, self.clock.now_ms()) {
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return Ok(());
+            }
+            Ok(Some(marker)) => {
+                tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, producer_id, epoch, commit, offset = self.core.next_offset(), "transaction marker");
+                self.raft.propose(vec![], marker.to_vec())?;
+                self.turn()?;
+            }
+            Ok(None) => {}
+        }
+        let next_offset = self.core.next_offset();
+        let ack = ProduceAck { base_offset: next_offset, log_start_offset: self.core.log_start_offset() };
+        if next_offset <= self.core.high_watermark() {
+            let _ = reply.send(Ok(ack));
+        } else {
+            self.waiters.push(Waiter { next_offset, term: self.raft.raft.term, local: false, started, reply, ack });
+        }
+        Ok(())
+    }
+
     /// Waiters never outlive the leadership that took them: their entries may be replaced.
     pub(super) fn check_leadership(&mut self) {
         let term = self.raft.raft.term;

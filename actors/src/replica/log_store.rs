@@ -192,7 +192,18 @@ impl SnapshotData {
             .into_iter()
             .filter_map(|mut p| {
                 p.batches.retain(|b| b.2 < next_offset);
-                (!p.batches.is_empty()).then_some(p)
+                // Transactions as they stood at the point: one opened after it is not open
+                // yet; one a later marker closed may have been open (assumed so: if that
+                // marker aborts, the producer's records from the point to it are skipped,
+                // which are exactly that transaction's).
+                if p.txn_first_offset.is_some_and(|f| f >= next_offset) {
+                    p.txn_first_offset = None;
+                }
+                if p.txn_first_offset.is_none() && p.marker_offset.is_some_and(|m| m >= next_offset) {
+                    p.txn_first_offset = Some(next_offset);
+                }
+                p.marker_offset = p.marker_offset.filter(|m| *m < next_offset);
+                (!p.batches.is_empty() || p.txn_first_offset.is_some()).then_some(p)
             })
             .collect();
         SnapshotData { next_offset, producers }

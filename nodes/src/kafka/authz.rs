@@ -102,6 +102,10 @@ impl KafkaCtx {
         self.allowed(operation, resource::GROUP, group)
     }
 
+    pub fn allowed_txn(&self, operation: i8, transactional_id: &str) -> bool {
+        self.allowed(operation, resource::TRANSACTIONAL_ID, transactional_id)
+    }
+
     pub fn allowed_cluster(&self, operation: i8) -> bool {
         self.allowed(operation, resource::CLUSTER, acl::CLUSTER_NAME)
     }

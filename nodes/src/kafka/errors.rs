@@ -13,7 +13,6 @@ pub fn partition_error(e: &PartitionError) -> i16 {
         PartitionError::CorruptRecord(_) => E::CorruptMessage,
         PartitionError::OutOfOrderSequence { .. } => E::OutOfOrderSequenceNumber,
         PartitionError::InvalidProducerEpoch => E::InvalidProducerEpoch,
-        PartitionError::TransactionsUnsupported => E::UnsupportedForMessageFormat,
         PartitionError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
         // Retriable: the client backs off and retries (idempotence dedupes the retry).
         PartitionError::Busy | PartitionError::NotLeader { .. } => E::NotLeaderOrFollower,
@@ -46,6 +45,29 @@ pub fn admin_error(e: &AdminError) -> i16 {
         AdminError::Storage(_) => E::KafkaStorageError,
         AdminError::NotFound(_) => E::ResourceNotFound,
         AdminError::Unavailable(_) => E::NotController,
+        AdminError::Txn(e) => return txn_error(e),
+    }
+    .code()
+}
+
+/// A transaction coordinator's answer. The controller moving or unreachable is
+/// NOT_COORDINATOR: the client finds the coordinator again and retries.
+pub fn txn_admin_error(e: &AdminError) -> i16 {
+    match e {
+        AdminError::Txn(e) => txn_error(e),
+        AdminError::Unavailable(_) => E::NotCoordinator.code(),
+        other => admin_error(other),
+    }
+}
+
+pub fn txn_error(e: &backwaters_actors::txn::TxnError) -> i16 {
+    use backwaters_actors::txn::TxnError as T;
+    match e {
+        T::ProducerFenced { .. } => E::ProducerFenced,
+        T::InvalidProducerIdMapping => E::InvalidProducerIdMapping,
+        T::ConcurrentTransactions => E::ConcurrentTransactions,
+        T::InvalidTxnState(_) => E::InvalidTxnState,
+        T::InvalidTimeout(_) => E::InvalidTransactionTimeout,
     }
     .code()
 }

@@ -257,6 +257,77 @@ pub fn encode_batch_with(records: &[NewRecord], compression: Compression) -> Res
     Ok(buf.freeze())
 }
 
+/// Attributes of a transaction marker: transactional (0x10) and control (0x20).
+const CONTROL_ATTRIBUTES: i16 = 0x30;
+
+/// Encodes a transaction marker as Kafka writes it: a control batch of producer
+/// `producer_id`/`epoch` holding one record whose key is (version 0, type 1 = commit or
+/// 0 = abort) and whose value is (version 0, `coordinator_epoch`). Base offset 0.
+pub fn encode_control_batch(producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32, timestamp_ms: i64) -> Bytes {
+    // attributes, timestamp delta 0, offset delta 0, key length 4, key, value length 6, value
+    let mut rec = vec![0u8, 0, 0, 0x08, 0, 0, 0, commit as u8, 0x0c, 0, 0];
+    rec.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    rec.push(0); // no headers
+    let total = HEADER_BYTES + 1 + rec.len();
+    let mut b = BytesMut::with_capacity(total);
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((total - LOG_OVERHEAD) as i32).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+    b.extend_from_slice(&[2]); // magic
+    b.extend_from_slice(&[0; 4]); // crc, set below
+    b.extend_from_slice(&CONTROL_ATTRIBUTES.to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
+    b.extend_from_slice(&timestamp_ms.to_be_bytes());
+    b.extend_from_slice(&timestamp_ms.to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&epoch.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence: markers have none
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&[(rec.len() as u8) << 1]); // record length as a zigzag varint (< 64)
+    b.extend_from_slice(&rec);
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    debug_assert_eq!(b.len(), total);
+    b.freeze()
+}
+
+/// Reads a zigzag varint at `*at`, moving past it.
+fn varint(buf: &[u8], at: &mut usize) -> Option<i64> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *buf.get(*at)?;
+        *at += 1;
+        v |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
+        }
+    }
+    None
+}
+
+/// What a control batch marks: `Some(true)` a commit, `Some(false)` an abort, `None` when
+/// the batch is no transaction marker (not a control batch, compressed, or another type).
+pub fn control_marker(batch: &[u8]) -> Option<bool> {
+    let h = peek_header(batch).ok()?;
+    if !h.is_control() || h.record_count < 1 || h.compression_code() != 0 {
+        return None;
+    }
+    let mut at = HEADER_BYTES;
+    varint(batch, &mut at)?; // record length
+    at += 1; // attributes
+    varint(batch, &mut at)?; // timestamp delta
+    varint(batch, &mut at)?; // offset delta
+    let key_len = varint(batch, &mut at)?;
+    if key_len < 4 {
+        return None;
+    }
+    match i16::from_be_bytes(batch.get(at + 2..at + 4)?.try_into().ok()?) {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
 /// A record read back out of a stored batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadRecord {
@@ -311,6 +382,24 @@ mod tests {
                 timestamp_ms: 1_700_000_000_000 + i as i64,
             })
             .collect()
+    }
+
+    #[test]
+    fn control_batches_parse_and_say_what_they_mark() {
+        for commit in [true, false] {
+            let b = encode_control_batch(42, 3, commit, 7, 1_700_000_000_000);
+            let h = parse_batch(&b).unwrap();
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence, h.record_count), (42, 3, -1, 1));
+            assert_eq!(control_marker(&b), Some(commit));
+            // The crate's decoder reads it as one control record (consumers skip it).
+            let mut buf = b.clone();
+            let set = RecordBatchDecoder::decode(&mut buf).unwrap();
+            assert!(set.records[0].control);
+            assert_eq!(set.records[0].key.as_deref(), Some(&[0u8, 0, 0, commit as u8][..]));
+            assert!(decode_records(&b).unwrap().is_empty());
+        }
+        assert_eq!(control_marker(&encode_batch(&sample(1)).unwrap()), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! DescribeProducers (key 61, KIP-664): the idempotent producers a partition's leader
 //! remembers (from the replicated log, so every replica agrees), with their epoch, last
 //! sequence and last write time, as `kafka-transactions describe-producers` shows them.
-//! No transactions here: coordinator epoch and transaction start are -1. Needs READ on the
+//! The open transaction's first offset is its start; the coordinator epoch is -1. Needs READ on the
 //! topic; a node that does not lead the partition answers NOT_LEADER_OR_FOLLOWER.
 
 use super::{str, topic_name, KafkaCtx};
@@ -40,7 +40,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DescribeProducersRe
                                     .with_last_sequence(s.batches.last().map(|b| b.1).unwrap_or(-1))
                                     .with_last_timestamp(s.last_timestamp_ms)
                                     .with_coordinator_epoch(-1)
-                                    .with_current_txn_start_offset(-1)
+                                    .with_current_txn_start_offset(s.txn_first_offset.unwrap_or(-1))
                             })
                             .collect(),
                     ),

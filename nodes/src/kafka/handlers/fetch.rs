@@ -10,6 +10,9 @@
 //! it (`preferred_read_replica`). Followers serve v11+ fetches up to their own high watermark,
 //! which never passes the leader's: what a follower hands out is committed. A node that holds
 //! no replica answers NOT_LEADER_OR_FOLLOWER, as does a follower to a pre-v11 fetch.
+//! read_committed fetches (isolation level 1) stop at the last stable offset (no open
+//! transaction's records) and list the aborted transactions among the batches returned, so
+//! the client drops their records.
 //! Fetch sessions (KIP-227) are not kept: every answer is a full one with session id 0, which
 //! clients take as "no session".
 
@@ -18,8 +21,8 @@ use crate::kafka::errors;
 use backwaters_actors::acl::op;
 use backwaters_actors::partition::PartitionShared;
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestHeader};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, RequestHeader};
 use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::ResponseError;
 use std::sync::Arc;
@@ -99,13 +102,13 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FetchRequest) -> Opt
     // Subscribe before the first read so a write landing in between still wakes us.
     let mut watches: Vec<_> = wants.iter().filter_map(|w| w.part.as_ref().map(|p| p.subscribe())).collect();
     loop {
-        let (resp, bytes, errors) = read_all(ctx, &wants, max_bytes);
+        let (resp, bytes, errors) = read_all(ctx, &wants, max_bytes, req.isolation_level == 1);
         if bytes >= min_bytes.max(1) || errors || Instant::now() >= deadline || watches.is_empty() {
             return Some(resp);
         }
         let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            let (resp, _, _) = read_all(ctx, &wants, max_bytes);
+            let (resp, _, _) = read_all(ctx, &wants, max_bytes, req.isolation_level == 1);
             return Some(resp);
         }
     }
@@ -113,7 +116,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FetchRequest) -> Opt
 
 /// One pass over every partition: the response, the record bytes in it, and whether any
 /// partition answered with an error (which ends a long-poll at once, as in Kafka).
-fn read_all(ctx: &KafkaCtx, wants: &[Want], max_bytes: usize) -> (FetchResponse, usize, bool) {
+fn read_all(ctx: &KafkaCtx, wants: &[Want], max_bytes: usize, committed: bool) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
@@ -136,24 +139,35 @@ fn read_all(ctx: &KafkaCtx, wants: &[Want], max_bytes: usize) -> (FetchResponse,
                 // Answered at once (as an error would be): the consumer moves to `node`.
                 any_error = true;
                 let hw = p.high_watermark();
-                pd = pd.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(p.log_start_offset()).with_preferred_read_replica(node.into());
+                pd = pd.with_high_watermark(hw).with_last_stable_offset(p.last_stable_offset().min(hw)).with_log_start_offset(p.log_start_offset()).with_preferred_read_replica(node.into());
             }
             // A follower behind the consumer: nothing yet (its high watermark catches up).
             (Some(p), Role::Follower) if w.offset > p.high_watermark() => {
                 let hw = p.high_watermark();
-                pd = pd.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(p.log_start_offset());
+                pd = pd.with_high_watermark(hw).with_last_stable_offset(p.last_stable_offset().min(hw)).with_log_start_offset(p.log_start_offset());
             }
             (Some(p), Role::Leader | Role::Follower) => {
                 let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
                 let hw = p.high_watermark();
-                pd = pd.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(p.log_start_offset());
+                pd = pd.with_high_watermark(hw).with_last_stable_offset(p.last_stable_offset().min(hw)).with_log_start_offset(p.log_start_offset());
                 // Once something is in the response, a partition with no budget left is skipped.
                 if budget == 0 && total > 0 {
                     push(&mut topics, &w.topic, pd);
                     continue;
                 }
-                match p.read(w.offset, budget.max(1)) {
-                    Ok(entries) => {
+                let read = p.read_below(w.offset, budget.max(1), committed).and_then(|entries| {
+                    let aborted = match (committed, entries.last()) {
+                        (true, Some(last)) => p.aborted_between(w.offset, last.next_offset() - 1)?,
+                        _ => Vec::new(),
+                    };
+                    Ok((entries, aborted))
+                });
+                match read {
+                    Ok((entries, aborted)) => {
+                        if committed {
+                            let listed = aborted.iter().map(|a| AbortedTransaction::default().with_producer_id(ProducerId(a.producer_id)).with_first_offset(a.first_offset)).collect();
+                            pd = pd.with_aborted_transactions(Some(listed));
+                        }
                         let mut buf = BytesMut::with_capacity(entries.iter().map(|e| e.payload.len()).sum());
                         for e in &entries {
                             buf.extend_from_slice(&e.payload);

@@ -1,6 +1,6 @@
-//! FindCoordinator (key 10). Groups: this broker, once `__consumer_offsets` exists (it is
-//! created on the first request, as Kafka does). Transactions have no coordinator yet, so
-//! transactional ids get COORDINATOR_NOT_AVAILABLE with a message that says why.
+//! FindCoordinator (key 10). Groups: the leader of the group's `__consumer_offsets`
+//! partition, once that topic exists (it is created on the first request, as Kafka does).
+//! Transactional ids: the controller, which coordinates transactions in the metadata log.
 
 use backwaters_actors::acl::op;
 use super::{str, KafkaCtx};
@@ -13,14 +13,22 @@ use kafka_protocol::ResponseError;
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 6 };
 pub const ADVERTISED: VersionRange = VERSIONS;
 
-const NO_TXN: &str = "transactions are not available on this broker yet";
-
 /// Key type 0 is a group, 1 a transactional id (2 a share group, not served).
 /// The coordinator of a group is the broker that leads the group's `__consumer_offsets`
 /// partition.
 async fn find<'a>(ctx: &'a KafkaCtx, key: &str, key_type: i8) -> Result<&'a crate::kafka::BrokerInfo, (i16, String)> {
+    if key_type == 1 {
+        if key.is_empty() {
+            return Err((ResponseError::InvalidRequest.code(), "the transactional id is empty".to_string()));
+        }
+        if !ctx.allowed_txn(op::DESCRIBE, key) {
+            return Err((ResponseError::TransactionalIdAuthorizationFailed.code(), format!("not authorized to DESCRIBE transactional id {key:?}")));
+        }
+        let leader = ctx.node.txn_coordinator().ok_or_else(|| (ResponseError::CoordinatorNotAvailable.code(), "no controller is elected yet; retry".to_string()))?;
+        return ctx.brokers.iter().find(|b| b.node_id == leader).ok_or_else(|| (ResponseError::CoordinatorNotAvailable.code(), format!("coordinator node {leader} is not in the cluster config")));
+    }
     if key_type != 0 {
-        return Err((ResponseError::CoordinatorNotAvailable.code(), NO_TXN.to_string()));
+        return Err((ResponseError::InvalidRequest.code(), format!("coordinator key type {key_type} is not served (0: group, 1: transaction)")));
     }
     backwaters_actors::group::validate_group_id(key).map_err(|e| (errors::group_error(&e), format!("group id {key:?}: {e}")))?;
     if !ctx.allowed_group(op::DESCRIBE, key) {

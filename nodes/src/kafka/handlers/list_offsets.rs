@@ -1,5 +1,5 @@
-//! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3) or the first offset at
-//! or after a timestamp.
+//! ListOffsets (key 2): earliest (-2), latest (-1; the last stable offset for
+//! read_committed), max timestamp (-3) or the first offset at or after a timestamp.
 
 use super::{topic_name, KafkaCtx};
 use crate::kafka::errors;
@@ -35,6 +35,8 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: ListOffsetsRequest) 
                 continue;
             };
             let found: Result<(i64, i64), PartitionError> = match p.timestamp {
+                // read_committed consumers start at the last stable offset.
+                LATEST if req.isolation_level == 1 => Ok((part.last_stable_offset().min(part.high_watermark()), -1)),
                 LATEST => Ok((part.high_watermark(), -1)),
                 EARLIEST => Ok((part.log_start_offset(), -1)),
                 MAX_TIMESTAMP => max_timestamp(&part),

@@ -2,6 +2,7 @@
 //! decoded request into a response; the table below dispatches to them and is the only
 //! source of what ApiVersions advertises.
 
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
@@ -22,6 +23,7 @@ pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod heartbeat;
 pub mod find_coordinator;
@@ -135,6 +137,8 @@ handlers! {
     ElectLeaders => elect_leaders,
     DescribeProducers => describe_producers,
     DescribeTopicPartitions => describe_topic_partitions,
+    AddPartitionsToTxn => add_partitions_to_txn,
+    EndTxn => end_txn,
 }
 
 /// Frames a response: length, response header (its version follows from key and version),

@@ -1,0 +1,174 @@
+//! The node's side of Kafka transactions ([`crate::txn`] has the state machine).
+//!
+//! The controller coordinates: it decides each request against the recorded state and writes
+//! the new state to the metadata log. Every node applies those records; a node that leads a
+//! partition still waiting for a transaction's marker writes it there (through the partition
+//! actor, which answers once the marker is committed) and reports it to the controller. A
+//! transaction is complete once every partition has reported. Leadership changes and
+//! restarts need no special path: the writer looks again every [`MARKER_SCAN`] and a marker
+//! for a transaction already closed on a partition writes nothing.
+
+use super::*;
+use crate::txn::{decide, TxnOp, TxnPartition, TxnState, TxnStatus};
+use std::collections::HashSet;
+
+/// How often each node looks for markers to write and (the controller) for transactions
+/// past their timeout; a new PrepareCommit/Abort wakes it at once.
+const MARKER_SCAN: Duration = Duration::from_millis(250);
+
+/// Longest a marker write may wait for its commit before it is tried again.
+const MARKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+pub(super) struct TxnBook {
+    states: RwLock<BTreeMap<String, TxnState>>,
+    /// Wakes the marker writer when a transaction starts preparing.
+    kick: Arc<tokio::sync::Notify>,
+    /// Markers being written from this node, and expiries asked for: never two at once.
+    in_flight: std::sync::Mutex<HashSet<(String, i16, Option<TxnPartition>)>>,
+}
+
+impl Node {
+    /// The recorded state of transactional id `id`.
+    pub fn txn_state(&self, id: &str) -> Option<TxnState> {
+        self.inner.txns.states.read().expect("lock").get(id).cloned()
+    }
+
+    /// Every recorded transactional id's state.
+    pub fn txn_states(&self) -> Vec<TxnState> {
+        self.inner.txns.states.read().expect("lock").values().cloned().collect()
+    }
+
+    /// The transaction coordinator: the controller (None while there is none).
+    pub fn txn_coordinator(&self) -> Option<i32> {
+        self.inner.meta.get().and_then(|m| m.leader())
+    }
+
+    /// Carries out a coordinator request and returns the id's state as recorded after it.
+    pub async fn txn_request(&self, op: TxnOp) -> Result<TxnState, AdminError> {
+        let id = op.id().to_string();
+        self.controller(ControllerRequest::Txn { op }).await?;
+        self.txn_state(&id).ok_or_else(|| AdminError::Unavailable(format!("transactional id {id:?} is not recorded here yet; retry")))
+    }
+
+    /// The controller's side: the records a coordinator request turns into.
+    pub(super) fn plan_txn(&self, op: TxnOp) -> Result<Vec<MetaRecord>, AdminError> {
+        let current = self.txn_state(op.id());
+        let block_end = self.inner.producer_block_end.lock().expect("lock").max(1);
+        let granted = std::cell::Cell::new(0);
+        let d = decide(current.as_ref(), op, self.now_ms(), &mut || {
+            granted.set(granted.get() + 1);
+            block_end + granted.get() - 1
+        });
+        let Some(state) = d.record else { return d.answer.map(|()| Vec::new()).map_err(AdminError::Txn) };
+        let mut records = Vec::new();
+        if granted.get() > 0 {
+            // Transactional producers' ids come from the same space as the nodes' blocks.
+            records.push(MetaRecord::ProducerIds { node: -1, first: block_end, count: granted.get() });
+        }
+        records.push(MetaRecord::Txn { state });
+        Ok(records)
+    }
+
+    pub(super) fn apply_txn(&self, state: TxnState) {
+        let preparing = matches!(state.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort);
+        tracing::debug!(id = %state.transactional_id, producer_id = state.producer_id, epoch = state.epoch, status = state.status.kafka_name(), "transaction state");
+        self.inner.txns.states.write().expect("lock").insert(state.transactional_id.clone(), state);
+        if preparing {
+            self.inner.txns.kick.notify_one();
+        }
+    }
+
+    /// Starts the service that writes the markers of prepared transactions on the partitions
+    /// this node leads, and (on the controller) aborts transactions past their timeout.
+    pub(super) async fn start_txn_markers(&self) -> Result<(), String> {
+        let node = self.downgrade();
+        let kick = self.inner.txns.kick.clone();
+        let run: RunFn = Arc::new(move |mut stop| {
+            let (node, kick) = (node.clone(), kick.clone());
+            Box::pin(async move {
+                let mut tick = tokio::time::interval(MARKER_SCAN);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = kick.notified() => {}
+                        _ = stop.changed() => return Ok(()),
+                    }
+                    let Some(n) = node.upgrade() else { return Ok(()) };
+                    n.drive_txns();
+                }
+            })
+        });
+        self.start_service("6-txn-markers", run, false).await
+    }
+
+    /// One look at the recorded transactions: starts what this node has to do for them.
+    fn drive_txns(&self) {
+        let me = self.inner.settings.node_id;
+        let controller = self.txn_coordinator() == Some(me) && self.inner.caught_up.load(Ordering::SeqCst);
+        let states = self.txn_states();
+        for s in &states {
+            if !matches!(s.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort) {
+                continue;
+            }
+            for tp in &s.pending {
+                let shared = self.partition(&tp.0, tp.1);
+                match &shared {
+                    Some(p) if p.leader() != Some(me) => continue,
+                    // A deleted topic has nothing left to mark: the controller says so.
+                    None if !controller => continue,
+                    _ => {}
+                }
+                if !self.inner.txns.in_flight.lock().expect("lock").insert((s.transactional_id.clone(), s.epoch, Some(tp.clone()))) {
+                    continue;
+                }
+                let (n, s, tp) = (self.clone(), s.clone(), tp.clone());
+                tokio::spawn(async move {
+                    let written = match &shared {
+                        Some(p) => n.write_marker(p, &s).await,
+                        None => Ok(()),
+                    };
+                    match written {
+                        Ok(()) => {
+                            let op = TxnOp::MarkerWritten { id: s.transactional_id.clone(), producer_id: s.producer_id, epoch: s.epoch, partition: tp.clone() };
+                            if let Err(e) = n.controller(ControllerRequest::Txn { op }).await {
+                                tracing::info!(id = %s.transactional_id, topic = %tp.0, partition = tp.1, error = %e, "transaction marker written, not yet reported; retrying");
+                            }
+                        }
+                        Err(e) => tracing::info!(id = %s.transactional_id, topic = %tp.0, partition = tp.1, error = %e, "transaction marker not written yet; retrying"),
+                    }
+                    n.inner.txns.in_flight.lock().expect("lock").remove(&(s.transactional_id.clone(), s.epoch, Some(tp)));
+                });
+            }
+        }
+        if controller {
+            for (id, producer_id, epoch) in crate::txn::expired(states.iter(), self.now_ms()) {
+                if !self.inner.txns.in_flight.lock().expect("lock").insert((id.clone(), epoch, None)) {
+                    continue;
+                }
+                tracing::warn!(id = %id, producer_id, epoch, "transaction timed out; aborting it and fencing its producer");
+                let n = self.clone();
+                tokio::spawn(async move {
+                    let op = TxnOp::Expire { id: id.clone(), producer_id, epoch };
+                    if let Err(e) = n.controller(ControllerRequest::Txn { op }).await {
+                        tracing::info!(id = %id, error = %e, "aborting a timed-out transaction failed; retrying");
+                    }
+                    n.inner.txns.in_flight.lock().expect("lock").remove(&(id, epoch, None));
+                });
+            }
+        }
+    }
+
+    /// Writes `s`'s marker on the local leader `p` and waits for its commit.
+    async fn write_marker(&self, p: &PartitionShared, s: &TxnState) -> Result<(), PartitionError> {
+        let actor = p.actor().ok_or(PartitionError::Busy)?;
+        let commit = s.status == TxnStatus::PrepareCommit;
+        let (producer_id, epoch) = (s.producer_id, s.epoch);
+        match actor.call(|reply| PartitionMsg::WriteMarker { producer_id, epoch, commit, coordinator_epoch: 0, reply }, Some(MARKER_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success(r)) => r.map(|_| ()),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(PartitionError::Timeout),
+            _ => Err(PartitionError::Busy),
+        }
+    }
+}
