@@ -10,6 +10,7 @@
 //! records before it.
 
 pub mod state;
+mod txn;
 pub mod types;
 #[cfg(test)]
 mod tests;
@@ -18,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::node::WeakNode;
 use crate::partition::PartitionShared;
 use crate::Clock;
-use backwaters_proto::kafka::batch::{decode_records, encode_batch, parse_batch, NewRecord};
+use backwaters_proto::kafka::batch::{control_marker, decode_records, encode_batch, parse_batch, NewRecord};
 use backwaters_proto::kafka::group_records::{self as rec, GroupRecordKey, OffsetValue};
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -127,6 +128,13 @@ pub enum CoordinatorMsg {
     Describe(String, RpcReplyPort<Option<GroupDescription>>),
     Delete(String, RpcReplyPort<Result<(), GroupError>>),
     DeleteOffsets { group: String, partitions: Vec<(String, i32)>, reply: RpcReplyPort<PartitionResults> },
+    /// TxnOffsetCommit: offsets committed in producer `producer_id`'s transaction.
+    TxnCommit { group: String, producer_id: i64, epoch: i16, member_id: String, instance_id: Option<String>, generation: i32, offsets: Vec<CommitOffset>, reply: RpcReplyPort<PartitionResults> },
+    /// The marker of `producer_id`'s transaction is written (and committed) on this
+    /// coordinator's partition.
+    TxnEnded { producer_id: i64, commit: bool },
+    /// Partitions of a group with offsets in an open transaction.
+    Unstable { group: String, reply: RpcReplyPort<Vec<(String, i32)>> },
     Tick,
 }
 
@@ -157,6 +165,8 @@ pub struct CoordinatorState {
     settings: GroupSettings,
     clock: Arc<dyn Clock>,
     groups: HashMap<String, Group<Waiter>>,
+    /// Offsets of open transactions, by producer id ([`txn`]).
+    pending: HashMap<i64, txn::Pending>,
     last_housekeeping_ms: i64,
 }
 
@@ -167,7 +177,7 @@ impl Actor for Coordinator {
 
     async fn pre_start(&self, myself: ActorRef<CoordinatorMsg>, args: CoordinatorArgs) -> Result<CoordinatorState, ActorProcessingErr> {
         let now = args.clock.now_ms();
-        let mut st = CoordinatorState { node: args.node, metrics: args.metrics, shared: args.shared, settings: args.settings, clock: args.clock, groups: HashMap::new(), last_housekeeping_ms: now };
+        let mut st = CoordinatorState { node: args.node, metrics: args.metrics, shared: args.shared, settings: args.settings, clock: args.clock, groups: HashMap::new(), pending: HashMap::new(), last_housekeeping_ms: now };
         let records = st.load()?;
         tracing::debug!(partition = st.shared.partition, groups = st.groups.len(), records, "group coordinator loaded");
         myself.send_interval(TICK, || CoordinatorMsg::Tick);
@@ -237,6 +247,14 @@ impl Actor for Coordinator {
                 let r = st.delete_offsets(&group, partitions).await;
                 let _ = reply.send(r);
             }
+            CoordinatorMsg::TxnCommit { group, producer_id, epoch, member_id, instance_id, generation, offsets, reply } => {
+                let r = st.txn_commit(now, &group, producer_id, epoch, &member_id, instance_id.as_deref(), generation, offsets).await;
+                let _ = reply.send(r);
+            }
+            CoordinatorMsg::TxnEnded { producer_id, commit } => st.txn_ended(producer_id, commit, now),
+            CoordinatorMsg::Unstable { group, reply } => {
+                let _ = reply.send(st.unstable(&group));
+            }
             CoordinatorMsg::Tick => {
                 let ids: Vec<String> = st.groups.keys().cloned().collect();
                 for id in ids {
@@ -292,9 +310,21 @@ impl CoordinatorState {
             let Some(last) = entries.last() else { break };
             offset = last.batch_header().and_then(Result::ok).map(|h| h.last_offset() + 1).unwrap_or(offset + 1).max(offset + 1);
             for e in &entries {
+                let header = e.batch_header().and_then(Result::ok);
+                if let Some(h) = header.filter(|h| h.is_control()) {
+                    if let Some(commit) = control_marker(&e.payload) {
+                        self.txn_ended(h.producer_id, commit, now);
+                    }
+                    continue;
+                }
+                let in_txn = header.filter(|h| h.is_transactional()).map(|h| h.producer_id);
                 for r in decode_records(&e.payload)? {
                     n += 1;
-                    if let Err(why) = self.replay(r.key.as_deref(), r.value.as_deref(), limits, now) {
+                    let replayed = match in_txn {
+                        Some(pid) => self.replay_pending(pid, r.key.as_deref(), r.value.as_deref()),
+                        None => self.replay(r.key.as_deref(), r.value.as_deref(), limits, now),
+                    };
+                    if let Err(why) = replayed {
                         // A record this build cannot read (damaged, or written by a newer one) is
                         // skipped rather than making the whole partition's groups unavailable.
                         tracing::warn!(partition = self.shared.partition, offset = r.offset, error = %why, "skipping unreadable {OFFSETS_TOPIC} record");
@@ -519,7 +549,8 @@ impl CoordinatorState {
     async fn compact(&mut self) {
         let live: usize = self.groups.values().map(|g| g.offsets.len() + 1).sum();
         let held = (self.shared.high_watermark() - self.shared.log_start_offset()).max(0) as usize;
-        if held < 1_000 || held < 4 * live + 1_000 {
+        // Open transactions' offsets live only in their batches: never delete those.
+        if held < 1_000 || held < 4 * live + 1_000 || !self.pending.is_empty() {
             return;
         }
         let start = self.shared.log_end_offset();

@@ -46,6 +46,9 @@ pub enum GroupError {
     /// The ACLs refuse the requester this operation on the topic (checked at the edge).
     #[error("not authorized for this topic")]
     TopicAuthorizationFailed,
+    /// A transaction's offsets from a producer a newer one has fenced.
+    #[error("producer fenced")]
+    ProducerFenced,
 }
 
 /// Kafka's group states.

@@ -93,7 +93,7 @@ impl Node {
         }
     }
 
-    fn coordinator_name(&self, partition: i32) -> String {
+    pub(super) fn coordinator_name(&self, partition: i32) -> String {
         format!("{}/g{partition}", self.prefix())
     }
 

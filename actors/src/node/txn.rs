@@ -129,6 +129,14 @@ impl Node {
                         Some(p) => n.write_marker(p, &s).await,
                         None => Ok(()),
                     };
+                    if written.is_ok() && tp.0 == crate::group::OFFSETS_TOPIC {
+                        // The group coordinator of that partition runs here (it follows the
+                        // leader): the transaction's offsets become committed, or go.
+                        let name = n.coordinator_name(tp.1);
+                        if let Some(c) = ractor::registry::where_is(name).map(ActorRef::<crate::group::CoordinatorMsg>::from) {
+                            let _ = c.cast(crate::group::CoordinatorMsg::TxnEnded { producer_id: s.producer_id, commit: s.status == TxnStatus::PrepareCommit });
+                        }
+                    }
                     match written {
                         Ok(()) => {
                             let op = TxnOp::MarkerWritten { id: s.transactional_id.clone(), producer_id: s.producer_id, epoch: s.epoch, partition: tp.clone() };

@@ -120,7 +120,14 @@ impl PartitionCore {
             return Err(PartitionError::InvalidRecord("an idempotent produce carries exactly one batch per partition"));
         }
         let (first, _) = &batches[0];
-        if first.is_idempotent() {
+        if first.is_transactional() && first.base_sequence < 0 {
+            // A group coordinator's write for a transaction (offsets): no sequence, but a
+            // fenced epoch is still refused. Producers' batches never come here without a
+            // sequence (the Kafka edge refuses them).
+            if self.producers.get(&first.producer_id).is_some_and(|p| first.producer_epoch < p.epoch) {
+                return Err(PartitionError::InvalidProducerEpoch);
+            }
+        } else if first.is_idempotent() {
             if let SeqCheck::Duplicate { base_offset, next_offset } = self.check_sequence(first)? {
                 return Ok(AppendPlan::Duplicate { base_offset, next_offset });
             }
@@ -174,9 +181,12 @@ impl PartitionCore {
                     p.epoch = h.producer_epoch;
                     p.batches.clear();
                 }
-                p.batches.push((h.base_sequence, h.last_sequence(), e.base_offset));
-                if p.batches.len() > PRODUCER_BATCHES_KEPT {
-                    p.batches.remove(0);
+                // Batches without a sequence (a coordinator's) take no part in dedupe.
+                if h.base_sequence >= 0 {
+                    p.batches.push((h.base_sequence, h.last_sequence(), e.base_offset));
+                    if p.batches.len() > PRODUCER_BATCHES_KEPT {
+                        p.batches.remove(0);
+                    }
                 }
                 if h.is_transactional() && p.txn_first_offset.is_none() {
                     p.txn_first_offset = Some(e.base_offset);
@@ -284,7 +294,7 @@ impl PartitionCore {
                     if older_epoch {
                         // Batches of an older epoch no longer count (a new epoch restarts sequences).
                         w.window_done = true;
-                    } else {
+                    } else if h.base_sequence >= 0 {
                         w.p.batches.insert(0, (h.base_sequence, h.last_sequence(), base));
                         w.window_done = w.p.batches.len() == PRODUCER_BATCHES_KEPT;
                     }

@@ -93,6 +93,7 @@ pub fn group_error(e: &GroupError) -> i16 {
         GroupError::UnknownTopicOrPartition => E::UnknownTopicOrPartition,
         GroupError::GroupAuthorizationFailed => E::GroupAuthorizationFailed,
         GroupError::TopicAuthorizationFailed => E::TopicAuthorizationFailed,
+        GroupError::ProducerFenced => E::ProducerFenced,
     }
     .code()
 }

@@ -203,6 +203,19 @@ pub fn set_producer(batch: &[u8], producer_id: i64, epoch: i16, base_sequence: i
     b.freeze()
 }
 
+/// Marks a batch as part of producer `producer_id`/`epoch`'s transaction without a sequence
+/// (base sequence -1), as Kafka's group coordinator writes a transaction's offset commits;
+/// recomputes the CRC.
+pub fn set_transactional(batch: &[u8], producer_id: i64, epoch: i16) -> Bytes {
+    let b = set_producer(batch, producer_id, epoch, -1);
+    let mut b = BytesMut::from(&b[..]);
+    let attributes = i16::from_be_bytes([b[21], b[22]]) | 0x10;
+    b[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
 /// One record to put in a batch built by Backwaters itself (gRPC produce path).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewRecord {

@@ -2,6 +2,7 @@
 //! decoded request into a response; the table below dispatches to them and is the only
 //! source of what ApiVersions advertises.
 
+pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
@@ -42,6 +43,7 @@ pub mod produce;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 use super::KafkaCtx;
 use bytes::{Bytes, BytesMut};
@@ -138,7 +140,9 @@ handlers! {
     DescribeProducers => describe_producers,
     DescribeTopicPartitions => describe_topic_partitions,
     AddPartitionsToTxn => add_partitions_to_txn,
+    AddOffsetsToTxn => add_offsets_to_txn,
     EndTxn => end_txn,
+    TxnOffsetCommit => txn_offset_commit,
 }
 
 /// Frames a response: length, response header (its version follows from key and version),

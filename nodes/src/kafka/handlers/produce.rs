@@ -1,5 +1,7 @@
 //! Produce (key 0): check each partition's batches (CRC, format, size), append them through
 //! the partition actors in parallel, and answer once they are durable. acks=0 gets no answer.
+//! Transactional batches are appended like idempotent ones; the partition keeps them
+//! unstable (above the last stable offset) until the coordinator's marker closes them.
 
 use backwaters_actors::acl::op;
 use backwaters_actors::group::OFFSETS_TOPIC;
@@ -20,8 +22,11 @@ pub const ADVERTISED: VersionRange = VersionRange { min: 0, max: 11 };
 pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> Option<ProduceResponse> {
     let acks = req.acks;
     let timeout = timeout_ms(req.timeout_ms);
-    if req.transactional_id.is_some() {
-        return Some(error_all(&req, ResponseError::TransactionalIdAuthorizationFailed.code()));
+    // A transactional producer's batches need WRITE on its transactional id too.
+    if let Some(id) = &req.transactional_id {
+        if !ctx.allowed_txn(op::WRITE, id) {
+            return Some(error_all(&req, ResponseError::TransactionalIdAuthorizationFailed.code()));
+        }
     }
     if ![-1, 0, 1].contains(&acks) {
         return Some(error_all(&req, ResponseError::InvalidRequiredAcks.code()));
@@ -45,6 +50,10 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> 
                     return (name, index, Err(ResponseError::InvalidTopicException.code()), Some(format!("{OFFSETS_TOPIC} is written by the group coordinators only")));
                 }
                 let batches = match split_batches(&records) {
+                    // A producer id without a sequence is how coordinators write; never a client.
+                    Ok(b) if b.iter().any(|(h, _)| h.is_idempotent() && h.base_sequence < 0) => {
+                        return (name, index, Err(ResponseError::InvalidRecord.code()), Some("a batch with a producer id needs a base sequence".into()));
+                    }
                     Ok(b) if !b.is_empty() => b,
                     Ok(_) => return (name, index, Err(ResponseError::InvalidRecord.code()), None),
                     Err(e) => {
