@@ -4,6 +4,11 @@
 
 use super::*;
 
+/// How long a controller request waits for a controller to be elected (or to settle).
+const CONTROLLER_WAIT: Duration = Duration::from_secs(5);
+/// The end of the refusal of a node that is not (or no longer) the controller.
+const NOT_CONTROLLER: &str = "is not the controller";
+
 impl Node {
     // ---- the controller ----------------------------------------------------------------------
 
@@ -187,13 +192,25 @@ impl Node {
     }
 
     /// Carries out `req` at the controller (here, or forwarded to it) and waits until this
-    /// node has applied the result.
+    /// node has applied the result. While no controller is elected, or the one asked has
+    /// just lost the role (it refused before doing anything), asks again for up to
+    /// [`CONTROLLER_WAIT`]: a cluster that is starting or failing over answers late rather
+    /// than with an error.
     pub async fn controller(&self, req: ControllerRequest) -> Result<(), AdminError> {
         let meta = self.inner.meta.get().ok_or_else(|| AdminError::Unavailable("metadata is not loaded yet".into()))?.clone();
-        let offset = match meta.leader() {
-            Some(l) if l == self.inner.settings.node_id => self.execute(req).await?,
-            Some(l) => self.inner.peers.forward(l, req).await?,
-            None => return Err(AdminError::Unavailable("no controller is elected yet".into())),
+        let deadline = tokio::time::Instant::now() + CONTROLLER_WAIT;
+        let offset = loop {
+            let r = match meta.leader() {
+                Some(l) if l == self.inner.settings.node_id => self.execute(req.clone()).await,
+                Some(l) => self.inner.peers.forward(l, req.clone()).await,
+                None => Err(AdminError::Unavailable("no controller is elected yet".into())),
+            };
+            match r {
+                Err(AdminError::Unavailable(why)) if (meta.leader().is_none() || why.ends_with(NOT_CONTROLLER)) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                r => break r?,
+            }
         };
         let mut rx = self.inner.applied.subscribe();
         tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|a| *a >= offset))
@@ -208,7 +225,7 @@ impl Node {
     pub async fn execute(&self, req: ControllerRequest) -> ControllerReply {
         let meta = self.inner.meta.get().ok_or_else(|| AdminError::Unavailable("metadata is not loaded yet".into()))?.clone();
         if meta.leader() != Some(self.inner.settings.node_id) {
-            return Err(AdminError::Unavailable(format!("node {} is not the controller", self.inner.settings.node_id)));
+            return Err(AdminError::Unavailable(format!("node {} {NOT_CONTROLLER}", self.inner.settings.node_id)));
         }
         // One change at a time, each decided on everything committed before it.
         let _guard = self.inner.catalog.lock().await;

@@ -1,0 +1,210 @@
+//! Kafka transactions through librdkafka (the rdkafka crate) against node processes:
+//! commits and aborts across partitions, read_committed against read_uncommitted, the
+//! coordinator (the controller) SIGKILLed in the middle of a run, a second producer with the
+//! same transactional.id fencing the first, and a transaction left open past its timeout
+//! being aborted so that it does not hold read_committed consumers back.
+
+use backwaters_tests::raw;
+use backwaters_tests::TestNode;
+use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
+use rdkafka::TopicPartitionList;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const TOPIC: &str = "tx";
+const PARTITIONS: i32 = 3;
+
+async fn create_topic(bootstrap: &str, name: &str, rf: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let r = admin.create_topics([&NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(rf))], &AdminOptions::new()).await.unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+}
+
+fn producer(bootstrap: &str, id: &str, extra: &[(&str, &str)]) -> ThreadedProducer<DefaultProducerContext> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap).set("transactional.id", id).set("linger.ms", "5").set("message.timeout.ms", "60000").set("reconnect.backoff.ms", "50").set("reconnect.backoff.max.ms", "500");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().unwrap()
+}
+
+/// The transaction coordinator of `id`, as FindCoordinator (key type 1) names it.
+fn coordinator(kafka: &str, id: &str) -> i32 {
+    let mut s = raw::connect(kafka);
+    let req = FindCoordinatorRequest::default().with_key(StrBytes::from_string(id.to_string())).with_key_type(1);
+    let resp: FindCoordinatorResponse = raw::call(&mut s, ApiKey::FindCoordinator, 3, &req);
+    assert_eq!(resp.error_code, 0, "{resp:?}");
+    resp.node_id.0
+}
+
+/// Every record of the topic under an isolation level: value -> (partition, offset).
+fn read_all(bootstrap: &str, isolation: &str, want: usize, limit: Duration) -> BTreeMap<String, Vec<(i32, i64)>> {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", format!("read-{isolation}")).set("isolation.level", isolation).set("enable.auto.commit", "false").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(TOPIC, p, rdkafka::Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+    let deadline = Instant::now() + limit;
+    let mut n = 0;
+    while Instant::now() < deadline && n < want {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.entry(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()).or_default().push((m.partition(), m.offset()));
+            n += 1;
+        }
+    }
+    // A little longer: anything beyond `want` is a record that should not be there.
+    let extra = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < extra {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.entry(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()).or_default().push((m.partition(), m.offset()));
+        }
+    }
+    out
+}
+
+/// Runs one transaction of `records` records; true if committed, false if it was aborted
+/// (asked to, or because the transaction failed in a way that requires it).
+fn run_txn(p: &ThreadedProducer<DefaultProducerContext>, txn: usize, records: usize, commit: bool) -> bool {
+    let t = Duration::from_secs(60);
+    p.begin_transaction().expect("begin");
+    for j in 0..records {
+        let value = format!("t{txn}-r{j}");
+        let key = format!("k{j}");
+        let mut rec = BaseRecord::to(TOPIC).key(&key).payload(&value).partition((j as i32) % PARTITIONS);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("send: {e}"),
+            }
+        }
+    }
+    // Aborted ones too: their records must reach the log (an abort would drop what is
+    // still queued), so read_committed has something to skip.
+    if let Err(e) = p.flush(t) {
+        eprintln!("transaction {txn}: flush: {e}");
+    }
+    if commit {
+        loop {
+            match p.commit_transaction(t) {
+                Ok(()) => return true,
+                Err(KafkaError::Transaction(e)) if e.is_retriable() => continue,
+                Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+                    eprintln!("transaction {txn}: {e}; aborting it");
+                    break;
+                }
+                Err(e) => panic!("transaction {txn} commit: {e}"),
+            }
+        }
+    }
+    loop {
+        match p.abort_transaction(t) {
+            Ok(()) => return false,
+            Err(KafkaError::Transaction(e)) if e.is_retriable() => continue,
+            Err(e) => panic!("transaction {txn} abort: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_commit_abort_survive_a_coordinator_kill_and_fence_zombies() {
+    let mut nodes = TestNode::start_cluster(3, "");
+    let bootstrap = nodes.iter().map(|n| n.kafka.as_str()).collect::<Vec<_>>().join(",");
+    create_topic(&bootstrap, TOPIC, 3).await;
+    let p = producer(&bootstrap, "app-1", &[]);
+    p.init_transactions(Duration::from_secs(30)).expect("init_transactions");
+    const TXNS: usize = 24;
+    const RECORDS: usize = 12;
+    let mut committed = BTreeSet::new();
+    let mut killed = None;
+    for txn in 0..TXNS {
+        if txn == TXNS / 2 {
+            // SIGKILL the coordinator between two transactions: the next ones go to the new
+            // controller, which has the transactional id's state from the metadata log.
+            let c = coordinator(&nodes[0].kafka, "app-1");
+            let i = nodes.iter().position(|n| n.id == c).expect("coordinator is a node");
+            eprintln!("killing the transaction coordinator, node {c}");
+            nodes[i].kill();
+            killed = Some(i);
+        }
+        let commit = txn % 3 != 1;
+        if run_txn(&p, txn, RECORDS, commit) {
+            committed.insert(txn);
+        }
+        if txn == TXNS / 2 + 2 {
+            let i = killed.take().expect("killed");
+            nodes[i].start_again();
+        }
+    }
+    assert!(committed.len() >= TXNS / 2, "most transactions commit: {committed:?}");
+    // A second instance with the same transactional.id fences the first.
+    let zombie_check = producer(&bootstrap, "app-1", &[]);
+    zombie_check.init_transactions(Duration::from_secs(30)).expect("the new instance's init_transactions");
+    p.begin_transaction().expect("begin (local)");
+    p.send(BaseRecord::to(TOPIC).key("z").payload("zombie").partition(0)).map_err(|(e, _)| e).unwrap();
+    match p.commit_transaction(Duration::from_secs(30)) {
+        Err(KafkaError::Transaction(e)) => assert!(e.is_fatal() || e.txn_requires_abort(), "the fenced producer's commit fails: {e}"),
+        other => panic!("the fenced producer's commit went through: {other:?}"),
+    }
+    assert!(run_txn(&zombie_check, 1000, RECORDS, true), "the new instance commits");
+    committed.insert(1000);
+
+    let want = committed.len() * RECORDS;
+    let read = read_all(&bootstrap, "read_committed", want, Duration::from_secs(60));
+    let mut expected = BTreeSet::new();
+    for txn in &committed {
+        for j in 0..RECORDS {
+            expected.insert(format!("t{txn}-r{j}"));
+        }
+    }
+    let got: BTreeSet<String> = read.keys().cloned().collect();
+    let missing: Vec<_> = expected.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&expected).collect();
+    assert!(missing.is_empty(), "committed records missing under read_committed: {missing:?}");
+    assert!(extra.is_empty(), "aborted or fenced records visible under read_committed: {extra:?}");
+    let twice: Vec<_> = read.iter().filter(|(_, at)| at.len() > 1).collect();
+    assert!(twice.is_empty(), "records read more than once: {twice:?}");
+    // read_uncommitted sees the aborted transactions' records as well.
+    let all = read_all(&bootstrap, "read_uncommitted", want + RECORDS, Duration::from_secs(30));
+    assert!(all.len() > got.len(), "read_uncommitted shows aborted records too ({} vs {})", all.len(), got.len());
+    assert!(all.keys().any(|v| v.starts_with("t1-")), "transaction 1 (aborted) is in the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_left_open_is_aborted_at_its_timeout() {
+    let node = TestNode::start();
+    create_topic(&node.kafka, TOPIC, 1).await;
+    let stuck = producer(&node.kafka, "stuck", &[("transaction.timeout.ms", "3000"), ("message.timeout.ms", "3000"), ("socket.timeout.ms", "2000")]);
+    stuck.init_transactions(Duration::from_secs(30)).expect("init");
+    stuck.begin_transaction().unwrap();
+    for j in 0..PARTITIONS {
+        stuck.send(BaseRecord::to(TOPIC).key("s").payload(&format!("stuck-{j}")).partition(j)).map_err(|(e, _)| e).unwrap();
+    }
+    stuck.flush(Duration::from_secs(10)).unwrap();
+    // Another producer commits after it; read_committed consumers see that once the open
+    // transaction is aborted (until then the last stable offset holds them back).
+    let other = producer(&node.kafka, "other", &[]);
+    other.init_transactions(Duration::from_secs(30)).unwrap();
+    assert!(run_txn(&other, 1, 6, true));
+    let started = Instant::now();
+    let read = read_all(&node.kafka, "read_committed", 6, Duration::from_secs(30));
+    eprintln!("read_committed got the later transaction {:?} after the open one began", started.elapsed());
+    assert_eq!(read.len(), 6, "{read:?}");
+    assert!(read.keys().all(|v| v.starts_with("t1-")), "{read:?}");
+    // The timed-out producer was fenced: its commit fails.
+    assert!(stuck.commit_transaction(Duration::from_secs(10)).is_err(), "a timed-out transaction cannot commit");
+}
