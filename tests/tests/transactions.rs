@@ -208,3 +208,31 @@ async fn a_transaction_left_open_is_aborted_at_its_timeout() {
     // The timed-out producer was fenced: its commit fails.
     assert!(stuck.commit_transaction(Duration::from_secs(10)).is_err(), "a timed-out transaction cannot commit");
 }
+
+/// The Python client families (confluent-kafka exactly-once with send_offsets_to_transaction
+/// and fencing, kafka-python, aiokafka) and kafkajs (transactions with sendOffsets), each
+/// against three nodes: every client finds the coordinator and the partition leaders its
+/// own way and takes its own request versions.
+#[test]
+fn python_clients_and_kafkajs_run_transactions() {
+    let clients = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/clients"));
+    let python = backwaters_tests::client_available("python3", &["-c", "import confluent_kafka, kafka, aiokafka"]);
+    let kafkajs = clients.join("node_modules/kafkajs").exists();
+    if !python && !kafkajs {
+        return;
+    }
+    let nodes = TestNode::start_cluster(3, "");
+    let bootstrap = nodes.iter().map(|n| n.kafka.as_str()).collect::<Vec<_>>().join(",");
+    let run = |cmd: &mut std::process::Command, pass: &str| {
+        let out = backwaters_tests::output_within(cmd, Duration::from_secs(240));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!("{text}");
+        assert!(out.status.success() && text.contains(pass), "client failed:\n{text}");
+    };
+    if python {
+        run(std::process::Command::new("python3").arg(clients.join("transactions.py")).arg(&bootstrap), "all transaction clients passed");
+    }
+    if kafkajs {
+        run(std::process::Command::new("node").arg(clients.join("kafkajs_transactions.js")).arg(&bootstrap), "kafkajs transactions passed");
+    }
+}
