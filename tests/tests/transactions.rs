@@ -236,3 +236,61 @@ fn python_clients_and_kafkajs_run_transactions() {
         run(std::process::Command::new("node").arg(clients.join("kafkajs_transactions.js")).arg(&bootstrap), "kafkajs transactions passed");
     }
 }
+
+/// Transactional batches the coordinator has not seen are refused (KIP-890's verification),
+/// so a late batch cannot open a transaction that nothing will close; producers' own control
+/// batches and producer ids without a sequence are refused too. Raw Kafka requests.
+#[test]
+fn unverified_and_forged_transactional_batches_are_refused() {
+    use backwaters_proto::kafka::batch::{encode_batch, encode_control_batch, set_producer, set_transactional, NewRecord};
+    use bytes::Bytes;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName, TransactionalId};
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    let node = TestNode::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(create_topic(&node.kafka, TOPIC, 1));
+    let mut s = raw::connect(&node.kafka);
+    let id = TransactionalId(StrBytes::from_static_str("raw-1"));
+    let init: InitProducerIdResponse = raw::call(&mut s, ApiKey::InitProducerId, 4, &InitProducerIdRequest::default().with_transactional_id(Some(id.clone())).with_transaction_timeout_ms(60_000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1));
+    assert_eq!(init.error_code, 0, "{init:?}");
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let plain = encode_batch(&[NewRecord { value: Some(Bytes::from_static(b"v")), ..Default::default() }]).unwrap();
+    let txn_batch = |seq: i32| set_producer(&set_transactional(&plain, pid, epoch), pid, epoch, seq);
+    let mut produce = |records: Bytes, txn: bool| -> i16 {
+        let req = ProduceRequest::default()
+            .with_transactional_id(txn.then(|| id.clone()))
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str(TOPIC))).with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
+        let r: ProduceResponse = raw::call(&mut s, ApiKey::Produce, 9, &req);
+        r.responses[0].partition_responses[0].error_code
+    };
+    const INVALID_RECORD: i16 = 87;
+    const INVALID_TXN_STATE: i16 = 48;
+    // Not added to the transaction yet.
+    assert_eq!(produce(txn_batch(0), true), INVALID_TXN_STATE);
+    // A producer id without a sequence, and a producer's own control batch.
+    assert_eq!(produce(set_transactional(&plain, pid, epoch), true), INVALID_RECORD);
+    assert_eq!(produce(set_producer(&encode_control_batch(pid, epoch, true, 0, 0), pid, epoch, 0), true), INVALID_RECORD);
+    let mut s2 = raw::connect(&node.kafka);
+    let add = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(id.clone())
+        .with_v3_and_below_producer_id(ProducerId(pid))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default().with_name(TopicName(StrBytes::from_static_str(TOPIC))).with_partitions(vec![0])]);
+    let r: AddPartitionsToTxnResponse = raw::call(&mut s2, ApiKey::AddPartitionsToTxn, 3, &add);
+    assert_eq!(r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code, 0, "{r:?}");
+    assert_eq!(produce(txn_batch(0), true), 0, "added: accepted");
+    // Without the request's transactional id, a transactional batch is refused.
+    assert_eq!(produce(txn_batch(1), false), INVALID_RECORD);
+    let end: EndTxnResponse = raw::call(&mut s2, ApiKey::EndTxn, 3, &EndTxnRequest::default().with_transactional_id(id.clone()).with_producer_id(ProducerId(pid)).with_producer_epoch(epoch).with_committed(false));
+    assert_eq!(end.error_code, 0, "{end:?}");
+    // A late batch of the ended transaction cannot open a new one.
+    assert_eq!(produce(txn_batch(1), true), INVALID_TXN_STATE);
+    // EndTxn again with the other outcome is refused; with a stale epoch it is fenced.
+    let again: EndTxnResponse = raw::call(&mut s2, ApiKey::EndTxn, 3, &EndTxnRequest::default().with_transactional_id(id.clone()).with_producer_id(ProducerId(pid)).with_producer_epoch(epoch).with_committed(true));
+    assert_eq!(again.error_code, INVALID_TXN_STATE, "{again:?}");
+    let stale: EndTxnResponse = raw::call(&mut s2, ApiKey::EndTxn, 3, &EndTxnRequest::default().with_transactional_id(id).with_producer_id(ProducerId(pid)).with_producer_epoch(epoch - 1).with_committed(true));
+    assert_eq!(stale.error_code, 90, "PRODUCER_FENCED: {stale:?}");
+}

@@ -5,6 +5,7 @@
 
 use backwaters_actors::acl::op;
 use backwaters_actors::group::OFFSETS_TOPIC;
+use backwaters_actors::txn::TxnStatus;
 use super::{topic_name, timeout_ms, KafkaCtx};
 use crate::kafka::errors;
 use backwaters_proto::kafka::batch::split_batches;
@@ -31,6 +32,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> 
     if ![-1, 0, 1].contains(&acks) {
         return Some(error_all(&req, ResponseError::InvalidRequiredAcks.code()));
     }
+    let txn_id = req.transactional_id.as_ref().map(|s| s.to_string());
     let mut jobs = Vec::new();
     for t in &req.topic_data {
         for p in &t.partition_data {
@@ -38,6 +40,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> 
             let index = p.index;
             let records = p.records.clone().unwrap_or_default();
             let writable = ctx.allowed_topic(op::WRITE, &name);
+            let txn_id = txn_id.clone();
             jobs.push(async move {
                 if !writable {
                     return (name, index, Err(ResponseError::TopicAuthorizationFailed.code()), None);
@@ -54,6 +57,9 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> 
                     Ok(b) if b.iter().any(|(h, _)| h.is_idempotent() && h.base_sequence < 0) => {
                         return (name, index, Err(ResponseError::InvalidRecord.code()), Some("a batch with a producer id needs a base sequence".into()));
                     }
+                    Ok(b) if b.iter().any(|(h, _)| h.is_control()) => {
+                        return (name, index, Err(ResponseError::InvalidRecord.code()), Some("control batches are written by the transaction coordinator, not by producers".into()));
+                    }
                     Ok(b) if !b.is_empty() => b,
                     Ok(_) => return (name, index, Err(ResponseError::InvalidRecord.code()), None),
                     Err(e) => {
@@ -61,6 +67,11 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> 
                         return (name, index, Err(errors::batch_error(&e)), None);
                     }
                 };
+                if let Some((h, _)) = batches.iter().find(|(h, _)| h.is_transactional()) {
+                    if let Err((code, why)) = verify_txn(ctx, txn_id.as_deref(), &name, index, h.producer_id, h.producer_epoch).await {
+                        return (name, index, Err(code), Some(why));
+                    }
+                }
                 match ctx.node.produce(&part, batches, acks, timeout).await {
                     Ok(ack) => (name, index, Ok(ack), None),
                     Err(e) => (name, index, Err(errors::partition_error(&e)), Some(e.to_string())),
@@ -90,6 +101,32 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> 
         }
     }
     Some(ProduceResponse::default().with_responses(topics))
+}
+
+/// Checks a transactional batch against the transaction's recorded state (KIP-890's
+/// verification): the partition must be in the producer's ongoing transaction. A batch that
+/// arrives after its transaction ended (a late retry) would otherwise open a transaction no
+/// marker will ever close, holding read_committed consumers back for good. This node's copy
+/// of the metadata may trail the coordinator's by a moment, so a failed check is retried
+/// briefly before the refusal.
+async fn verify_txn(ctx: &KafkaCtx, id: Option<&str>, topic: &str, partition: i32, producer_id: i64, epoch: i16) -> Result<(), (i16, String)> {
+    let Some(id) = id else {
+        return Err((ResponseError::InvalidRecord.code(), "a transactional batch needs the request's transactional id".into()));
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(1000);
+    loop {
+        let why = match ctx.node.txn_state(id) {
+            None => "the transactional id is unknown".to_string(),
+            Some(s) if s.producer_id != producer_id => "the producer id is not the transactional id's".to_string(),
+            Some(s) if s.epoch > epoch => return Err((ResponseError::InvalidProducerEpoch.code(), format!("producer epoch {epoch} is fenced by {}", s.epoch))),
+            Some(s) if s.status == TxnStatus::Ongoing && s.epoch == epoch && s.partitions.contains(&(topic.to_string(), partition)) => return Ok(()),
+            Some(s) => format!("{topic}-{partition} is not in an ongoing transaction of this producer (state {})", s.status.kafka_name()),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err((ResponseError::InvalidTxnState.code(), why));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 fn error_all(req: &ProduceRequest, code: i16) -> ProduceResponse {
