@@ -6,6 +6,9 @@
   ends; a second producer with the same transactional.id fences the first.
 - kafka-python: a transactional producer commits one transaction and aborts another; its
   read_committed consumer sees only the committed one, read_uncommitted both.
+- kafka-python's admin client (kafka-transactions.sh's calls): list_transactions,
+  describe_transactions, find_hanging_transactions, and abort_transaction (WriteTxnMarkers)
+  ending an open transaction on a partition so read_committed readers get past it.
 - aiokafka: a transactional producer (its own coordinator lookup and request versions)
   commits and aborts; aiokafka's read_committed consumer agrees.
 
@@ -145,6 +148,47 @@ def kafka_python_transactions():
     log("kafka-python transactions passed: read_committed", len(committed), "read_uncommitted", len(everything))
 
 
+def kafka_python_transaction_admin():
+    from kafka import KafkaProducer, TopicPartition
+    from kafka.admin import AbortTransactionSpec, KafkaAdminClient
+
+    topic = "kp-adm-" + RUN
+    create(topic, 1)
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    def listing(**filters):
+        # Every broker is asked; only the coordinator lists (no duplicates across brokers).
+        by_broker = admin.list_transactions(**filters)
+        assert sum(1 for ts in by_broker.values() if ts) <= 1, by_broker
+        return [t for ts in by_broker.values() for t in ts]
+
+    listed = {t.transactional_id: t for t in listing()}
+    assert listed.get("kp-" + RUN) is not None and str(listed["kp-" + RUN].state).endswith(("CompleteAbort", "COMPLETE_ABORT")), listed
+    # An open transaction: listed as Ongoing, described with its partition and start time.
+    p = KafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id="kp-open-" + RUN, enable_idempotence=True)
+    p.init_transactions()
+    p.begin_transaction()
+    p.send(topic, value=b"open", partition=0)
+    p.flush()
+    ongoing = [t for t in listing(state_filters=["Ongoing"]) if t.transactional_id == "kp-open-" + RUN]
+    assert len(ongoing) == 1, listing()
+    d = admin.describe_transactions(["kp-open-" + RUN])["kp-open-" + RUN]
+    assert str(d.state).endswith(("Ongoing", "ONGOING")) and d.transaction_start_time_ms > 0, d
+    assert TopicPartition(topic, 0) in d.topic_partitions, d
+    hanging = admin.find_hanging_transactions()
+    assert hanging == [], hanging
+    # An operator ends it on the partition (kafka-transactions abort): the last stable offset
+    # moves past it.
+    admin.abort_transaction(AbortTransactionSpec(TopicPartition(topic, 0), d.producer_id, d.producer_epoch, -1))
+    other = KafkaProducer(bootstrap_servers=BOOTSTRAP, enable_idempotence=True)
+    other.send(topic, value=b"after", partition=0).get(30)
+    other.close()
+    got = read_values(topic, "read_committed", 1, limit=10)
+    assert got == ["after"], got
+    p.close(timeout=1)
+    admin.close()
+    log("kafka-python transaction admin passed: listed, described, aborted by an operator")
+
+
 async def aiokafka_transactions():
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -189,5 +233,6 @@ async def aiokafka_transactions():
 
 confluent_exactly_once()
 kafka_python_transactions()
+kafka_python_transaction_admin()
 asyncio.run(aiokafka_transactions())
 log("all transaction clients passed")

@@ -170,10 +170,15 @@ impl Node {
 
     /// Writes `s`'s marker on the local leader `p` and waits for its commit.
     async fn write_marker(&self, p: &PartitionShared, s: &TxnState) -> Result<(), PartitionError> {
-        let actor = p.actor().ok_or(PartitionError::Busy)?;
-        let commit = s.status == TxnStatus::PrepareCommit;
-        let (producer_id, epoch) = (s.producer_id, s.epoch);
-        match actor.call(|reply| PartitionMsg::WriteMarker { producer_id, epoch, commit, coordinator_epoch: 0, reply }, Some(MARKER_TIMEOUT)).await {
+        self.write_txn_marker(p, s.producer_id, s.epoch, s.status == TxnStatus::PrepareCommit, 0).await
+    }
+
+    /// Ends `producer_id`'s open transaction on the local leader `p` with a commit or abort
+    /// marker and waits for it to commit; nothing is written when none is open there. Also
+    /// Kafka's WriteTxnMarkers (an operator aborting a hanging transaction).
+    pub async fn write_txn_marker(&self, p: &PartitionShared, producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32) -> Result<(), PartitionError> {
+        let actor = p.actor().ok_or(PartitionError::NotLeader { leader: p.leader() })?;
+        match actor.call(|reply| PartitionMsg::WriteMarker { producer_id, epoch, commit, coordinator_epoch, reply }, Some(MARKER_TIMEOUT)).await {
             Ok(ractor::rpc::CallResult::Success(r)) => r.map(|_| ()),
             Ok(ractor::rpc::CallResult::Timeout) => Err(PartitionError::Timeout),
             _ => Err(PartitionError::Busy),
