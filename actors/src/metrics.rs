@@ -105,6 +105,13 @@ pub struct Metrics {
     pub group_rebalances: Counter,
     pub group_offset_commits: Counter,
     pub group_members_expired: Counter,
+    /// Transaction markers this node wrote as a partition leader.
+    pub txn_markers: Counter,
+    /// Transactions this node, as the coordinator, recorded committed / aborted, and those
+    /// it aborted at their timeout.
+    pub txn_committed: Counter,
+    pub txn_aborted: Counter,
+    pub txn_timeouts: Counter,
 }
 
 impl Metrics {
@@ -146,7 +153,7 @@ impl Metrics {
     /// Renders the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &Counter); 17] = [
+        let counters: [(&str, &str, &Counter); 21] = [
             ("backwaters_kafka_connections_total", "Kafka connections accepted", &self.kafka_connections),
             ("backwaters_kafka_connections_closed_total", "Kafka connections closed", &self.kafka_connections_closed),
             ("backwaters_kafka_requests_total", "Kafka requests handled", &self.kafka_requests),
@@ -163,6 +170,10 @@ impl Metrics {
             ("backwaters_group_rebalances_total", "Consumer-group rebalances completed (new generations)", &self.group_rebalances),
             ("backwaters_group_offset_commits_total", "Committed offsets written to __consumer_offsets", &self.group_offset_commits),
             ("backwaters_group_members_expired_total", "Group members removed because their session lapsed", &self.group_members_expired),
+            ("backwaters_txn_markers_total", "Transaction markers written by this node as a partition leader", &self.txn_markers),
+            ("backwaters_txn_committed_total", "Transactions committed (counted by the coordinator that completed them)", &self.txn_committed),
+            ("backwaters_txn_aborted_total", "Transactions aborted (counted by the coordinator that completed them)", &self.txn_aborted),
+            ("backwaters_txn_timeouts_total", "Transactions the coordinator aborted at their timeout", &self.txn_timeouts),
             ("backwaters_raft_appends_refused_disk_total", "Leaders' appends a follower dropped because its disk was nearly full", &self.raft_appends_refused_disk),
         ];
         for (name, help, c) in counters {

@@ -334,3 +334,56 @@ mod tests {
         assert_eq!(run(&mut s, TxnOp::End { id: "a".into(), producer_id: 101, epoch: 0, commit: true }, 1_012), Err(TxnError::ProducerFenced { current: 1 }));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Random requests from a producer that may be current or stale, against one id.
+    fn op() -> impl Strategy<Value = (u8, bool, bool, u8)> {
+        (0u8..7, any::<bool>(), any::<bool>(), 0u8..3)
+    }
+
+    proptest! {
+        /// Whatever the order of requests: the epoch never goes back, the id keeps its
+        /// producer id, only preparing transactions wait for markers (and only for their own
+        /// partitions), and a refused request records nothing.
+        #[test]
+        fn coordinator_invariants_hold(ops in prop::collection::vec(op(), 1..60)) {
+            let mut state: Option<TxnState> = None;
+            let mut next_pid = 500;
+            for (now, (kind, stale, commit, p)) in ops.into_iter().enumerate() {
+                let now = now as i64 * 1000;
+                let (pid, epoch) = state.as_ref().map(|s| (s.producer_id, s.epoch - stale as i16)).unwrap_or((-1, -1));
+                let part = ("t".to_string(), p as i32);
+                let op = match kind {
+                    0 => TxnOp::Init { id: "x".into(), timeout_ms: 5_000, producer_id: -1, epoch: -1 },
+                    1 | 2 => TxnOp::AddPartitions { id: "x".into(), producer_id: pid, epoch, partitions: vec![part] },
+                    3 => TxnOp::End { id: "x".into(), producer_id: pid, epoch, commit },
+                    4 => TxnOp::MarkerWritten { id: "x".into(), producer_id: pid, epoch, partition: part },
+                    5 => TxnOp::AddGroup { id: "x".into(), producer_id: pid, epoch, group: "g".into(), partition: ("__consumer_offsets".into(), 0) },
+                    _ => TxnOp::Expire { id: "x".into(), producer_id: pid, epoch },
+                };
+                let before = state.clone();
+                let d = decide(state.as_ref(), op, now, &mut || { next_pid += 1; next_pid });
+                if d.answer.is_err() && d.record.is_some() {
+                    // Only a fencing Init records while refusing (it aborts the open transaction).
+                    prop_assert_eq!(d.record.as_ref().unwrap().status, TxnStatus::PrepareAbort);
+                }
+                if let Some(next) = d.record {
+                    if let Some(b) = &before {
+                        prop_assert!(next.epoch >= b.epoch, "epoch went back: {:?} -> {:?}", b, next);
+                        prop_assert_eq!(next.producer_id, b.producer_id);
+                    }
+                    prop_assert!(next.pending.is_subset(&next.partitions));
+                    let preparing = matches!(next.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort);
+                    prop_assert_eq!(preparing, !next.pending.is_empty(), "{:?}", next);
+                    state = Some(next);
+                } else {
+                    prop_assert_eq!(&state, &before);
+                }
+            }
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! Encode/decode property tests for every decoder of outside input.
 
-use backwaters_proto::kafka::batch::{decode_records, encode_batch, parse_batch, split_batches, with_base_offset, NewRecord};
+use backwaters_proto::kafka::batch::{control_marker, decode_records, encode_batch, encode_control_batch, parse_batch, split_batches, with_base_offset, NewRecord};
 use backwaters_proto::kafka::frame::{decode_body, decode_frame, decode_request, decode_request_header, encode_frame};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -54,6 +54,27 @@ proptest! {
     fn oversized_frames_are_refused_from_the_prefix(len in 1025i32..i32::MAX) {
         let mut buf = BytesMut::from(&len.to_be_bytes()[..]);
         prop_assert!(decode_frame(&mut buf, 1024).is_err());
+    }
+
+    #[test]
+    fn transaction_markers_round_trip(pid in 0i64..i64::MAX, epoch in 0i16..i16::MAX, commit in any::<bool>(), coordinator_epoch in any::<i32>(), ts in 0i64..4_000_000_000_000, base in 0i64..i64::MAX / 2) {
+        let b = with_base_offset(&encode_control_batch(pid, epoch, commit, coordinator_epoch, ts), base);
+        let h = parse_batch(&b).unwrap();
+        prop_assert!(h.is_control() && h.is_transactional());
+        prop_assert_eq!((h.producer_id, h.producer_epoch, h.base_offset, h.record_count), (pid, epoch, base, 1));
+        prop_assert_eq!(control_marker(&b), Some(commit));
+        // Consumers skip control records.
+        prop_assert!(decode_records(&b).unwrap().is_empty());
+    }
+
+    #[test]
+    fn reading_a_marker_from_any_bytes_never_panics(data in prop::collection::vec(any::<u8>(), 0..200), flip in 0usize..200) {
+        let _ = control_marker(&data);
+        // A real marker with one byte changed: a marker, or none, never a panic.
+        let mut b = encode_control_batch(7, 1, true, 0, 0).to_vec();
+        let at = flip % b.len();
+        b[at] ^= 0xff;
+        let _ = control_marker(&b);
     }
 
     #[test]

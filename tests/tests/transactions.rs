@@ -207,6 +207,8 @@ async fn a_transaction_left_open_is_aborted_at_its_timeout() {
     assert!(read.keys().all(|v| v.starts_with("t1-")), "{read:?}");
     // The timed-out producer was fenced: its commit fails.
     assert!(stuck.commit_transaction(Duration::from_secs(10)).is_err(), "a timed-out transaction cannot commit");
+    assert!(backwaters_tests::metric(&node.metrics, "backwaters_txn_timeouts_total") >= 1.0);
+    assert!(backwaters_tests::metric(&node.metrics, "backwaters_txn_markers_total") >= 2.0, "the abort marker and the other producer's commit marker");
 }
 
 /// The Python client families (confluent-kafka exactly-once with send_offsets_to_transaction

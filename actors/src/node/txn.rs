@@ -66,6 +66,11 @@ impl Node {
             // Transactional producers' ids come from the same space as the nodes' blocks.
             records.push(MetaRecord::ProducerIds { node: -1, first: block_end, count: granted.get() });
         }
+        match state.status {
+            TxnStatus::CompleteCommit if current.as_ref().is_none_or(|c| c.status != TxnStatus::CompleteCommit) => self.inner.metrics.txn_committed.inc(),
+            TxnStatus::CompleteAbort if current.as_ref().is_none_or(|c| c.status != TxnStatus::CompleteAbort) => self.inner.metrics.txn_aborted.inc(),
+            _ => {}
+        }
         records.push(MetaRecord::Txn { state });
         Ok(records)
     }
@@ -156,6 +161,7 @@ impl Node {
                     continue;
                 }
                 tracing::warn!(id = %id, producer_id, epoch, "transaction timed out; aborting it and fencing its producer");
+                self.inner.metrics.txn_timeouts.inc();
                 let n = self.clone();
                 tokio::spawn(async move {
                     let op = TxnOp::Expire { id: id.clone(), producer_id, epoch };

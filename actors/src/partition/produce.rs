@@ -110,6 +110,7 @@ impl PartitionState {
             Ok(Some(marker)) => {
                 tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, producer_id, epoch, commit, offset = self.core.next_offset(), "transaction marker");
                 self.raft.propose(vec![], marker.to_vec())?;
+                self.metrics.txn_markers.inc();
                 self.turn()?;
             }
             Ok(None) => {}
