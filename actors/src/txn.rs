@@ -5,7 +5,7 @@
 //! coordinator is the controller and every node holds a replicated copy. A transaction goes
 //! Empty -> Ongoing (AddPartitionsToTxn / AddOffsetsToTxn) -> PrepareCommit or PrepareAbort
 //! (EndTxn, answered once that is recorded) -> CompleteCommit / CompleteAbort once every
-//! partition's leader has written its marker ([`TxnOp::MarkerWritten`]). Until then a new
+//! partition's leader has written its marker ([`TxnOp::MarkersWritten`]). Until then a new
 //! transaction of the same id gets CONCURRENT_TRANSACTIONS and retries.
 //!
 //! [`decide`] checks one request against the recorded state and says what to record.
@@ -80,8 +80,8 @@ pub enum TxnOp {
     /// AddOffsetsToTxn: the group's offsets partition joins the transaction.
     AddGroup { id: String, producer_id: i64, epoch: i16, group: String, partition: TxnPartition },
     End { id: String, producer_id: i64, epoch: i16, commit: bool },
-    /// A partition's leader wrote (and committed) its marker.
-    MarkerWritten { id: String, producer_id: i64, epoch: i16, partition: TxnPartition },
+    /// A node wrote (and committed) the markers of these partitions, which it leads.
+    MarkersWritten { id: String, producer_id: i64, epoch: i16, partitions: Vec<TxnPartition> },
     /// The coordinator aborts a transaction past its timeout (fencing its producer).
     Expire { id: String, producer_id: i64, epoch: i16 },
 }
@@ -89,7 +89,7 @@ pub enum TxnOp {
 impl TxnOp {
     pub fn id(&self) -> &str {
         match self {
-            TxnOp::Init { id, .. } | TxnOp::AddPartitions { id, .. } | TxnOp::AddGroup { id, .. } | TxnOp::End { id, .. } | TxnOp::MarkerWritten { id, .. } | TxnOp::Expire { id, .. } => id,
+            TxnOp::Init { id, .. } | TxnOp::AddPartitions { id, .. } | TxnOp::AddGroup { id, .. } | TxnOp::End { id, .. } | TxnOp::MarkersWritten { id, .. } | TxnOp::Expire { id, .. } => id,
         }
     }
 }
@@ -204,12 +204,14 @@ pub fn decide(current: Option<&TxnState>, op: TxnOp, now_ms: i64, new_producer_i
                 (status, _) => Decision::err(TxnError::InvalidTxnState(format!("cannot {} a transaction in state {}", if commit { "commit" } else { "abort" }, status.kafka_name()))),
             }
         }
-        TxnOp::MarkerWritten { producer_id, epoch, partition, .. } => {
-            let Some(s) = current.filter(|s| s.status.preparing() && s.producer_id == producer_id && s.epoch == epoch && s.pending.contains(&partition)) else {
+        TxnOp::MarkersWritten { producer_id, epoch, partitions, .. } => {
+            let Some(s) = current.filter(|s| s.status.preparing() && s.producer_id == producer_id && s.epoch == epoch && partitions.iter().any(|p| s.pending.contains(p))) else {
                 return Decision::ok(None); // stale or repeated report
             };
             let mut next = s.clone();
-            next.pending.remove(&partition);
+            for p in &partitions {
+                next.pending.remove(p);
+            }
             if next.pending.is_empty() {
                 next.status = if s.status == TxnStatus::PrepareCommit { TxnStatus::CompleteCommit } else { TxnStatus::CompleteAbort };
             }
@@ -293,9 +295,9 @@ mod tests {
         assert_eq!(s.as_ref().unwrap().status, TxnStatus::PrepareCommit);
         // A new transaction waits for the markers.
         assert_eq!(run(&mut s, TxnOp::AddPartitions { id: "a".into(), producer_id: pid, epoch, partitions: vec![tp(0)] }, 3), Err(TxnError::ConcurrentTransactions));
-        for p in [0, 1] {
-            run(&mut s, TxnOp::MarkerWritten { id: "a".into(), producer_id: pid, epoch, partition: tp(p) }, 4).unwrap();
-        }
+        run(&mut s, TxnOp::MarkersWritten { id: "a".into(), producer_id: pid, epoch, partitions: vec![tp(0)] }, 4).unwrap();
+        assert_eq!(s.as_ref().unwrap().status, TxnStatus::PrepareCommit, "one partition still owes its marker");
+        run(&mut s, TxnOp::MarkersWritten { id: "a".into(), producer_id: pid, epoch, partitions: vec![tp(0), tp(1)] }, 4).unwrap();
         assert_eq!(s.as_ref().unwrap().status, TxnStatus::CompleteCommit);
         // A retried EndTxn is answered without change; the opposite outcome is refused.
         assert_eq!(run(&mut s, TxnOp::End { id: "a".into(), producer_id: pid, epoch, commit: true }, 5), Ok(()));
@@ -314,7 +316,7 @@ mod tests {
         assert_eq!((s.as_ref().unwrap().status, s.as_ref().unwrap().epoch), (TxnStatus::PrepareAbort, 1));
         // The old instance is fenced.
         assert_eq!(run(&mut s, TxnOp::End { id: "a".into(), producer_id: 101, epoch: 0, commit: true }, 3), Err(TxnError::ProducerFenced { current: 1 }));
-        run(&mut s, TxnOp::MarkerWritten { id: "a".into(), producer_id: 101, epoch: 1, partition: tp(0) }, 4).unwrap();
+        run(&mut s, TxnOp::MarkersWritten { id: "a".into(), producer_id: 101, epoch: 1, partitions: vec![tp(0)] }, 4).unwrap();
         run(&mut s, TxnOp::Init { id: "a".into(), timeout_ms: 60_000, producer_id: -1, epoch: -1 }, 5).unwrap();
         assert_eq!((s.as_ref().unwrap().status, s.as_ref().unwrap().epoch), (TxnStatus::Empty, 2));
     }
@@ -361,7 +363,7 @@ mod props {
                     0 => TxnOp::Init { id: "x".into(), timeout_ms: 5_000, producer_id: -1, epoch: -1 },
                     1 | 2 => TxnOp::AddPartitions { id: "x".into(), producer_id: pid, epoch, partitions: vec![part] },
                     3 => TxnOp::End { id: "x".into(), producer_id: pid, epoch, commit },
-                    4 => TxnOp::MarkerWritten { id: "x".into(), producer_id: pid, epoch, partition: part },
+                    4 => TxnOp::MarkersWritten { id: "x".into(), producer_id: pid, epoch, partitions: vec![part] },
                     5 => TxnOp::AddGroup { id: "x".into(), producer_id: pid, epoch, group: "g".into(), partition: ("__consumer_offsets".into(), 0) },
                     _ => TxnOp::Expire { id: "x".into(), producer_id: pid, epoch },
                 };

@@ -8,6 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::Producer as _;
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, TopicPartitionList};
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,10 @@ pub struct BenchArgs {
     /// Producer used by `bench produce`.
     #[arg(long, value_enum, default_value = "librdkafka")]
     pub client: Client,
+    /// Records per transaction (librdkafka's transactional producer: begin, send, commit);
+    /// 0 = no transactions. Prints transactions/s and the commit latency.
+    #[arg(long, default_value_t = 0)]
+    pub transaction_size: u64,
 }
 
 struct Ctx {
@@ -148,6 +153,9 @@ pub fn print_summary(a: &BenchArgs, secs: f64, errors: u64, h: &Histogram<u64>) 
 
 pub async fn produce(a: BenchArgs) -> Result<(), String> {
     ensure_topic(&a).await?;
+    if a.transaction_size > 0 && (a.client == Client::Native || !matches!(a.acks, Acks::All)) {
+        return Err("--transaction-size needs --client librdkafka and --acks all (transactions are idempotent)".into());
+    }
     if a.client == Client::Native {
         eprintln!("producing {} records of {} bytes to {} with the native client (acks={:?}, idempotence={})", a.records, a.record_size, a.topic, a.acks, a.idempotence);
         return crate::bench_native::produce(&a, payload(a.record_size).into()).await;
@@ -159,7 +167,11 @@ pub async fn produce(a: BenchArgs) -> Result<(), String> {
         Acks::Zero => "0",
     };
     let compression = format!("{:?}", a.compression).to_lowercase();
-    let producer: ThreadedProducer<BenchContext> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    if a.transaction_size > 0 {
+        config.set("transactional.id", format!("backwaters-bench-{}", std::process::id()));
+    }
+    let producer: ThreadedProducer<BenchContext> = config
         .set("bootstrap.servers", &a.bootstrap)
         .set("acks", acks)
         .set("enable.idempotence", (a.idempotence && matches!(a.acks, Acks::All)).to_string())
@@ -172,9 +184,18 @@ pub async fn produce(a: BenchArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let payload = payload(a.record_size);
     eprintln!("producing {} records of {} bytes to {} (acks={acks}, compression={compression}, idempotence={})", a.records, a.record_size, a.topic, a.idempotence);
+    let txn = a.transaction_size;
+    if txn > 0 {
+        producer.init_transactions(Duration::from_secs(30)).map_err(|e| format!("init_transactions: {e}"))?;
+        producer.begin_transaction().map_err(|e| e.to_string())?;
+    }
     // Warm up (connection, metadata, producer id) so start-up is not counted as latency.
     producer.send(BaseRecord::with_opaque_to(&a.topic, Box::new(Instant::now())).payload(&payload).key("warmup")).map_err(|(e, _)| format!("send failed: {e}"))?;
     rdkafka::producer::Producer::flush(&producer, Duration::from_secs(30)).map_err(|e| format!("warm-up record not acknowledged: {e}"))?;
+    if txn > 0 {
+        producer.commit_transaction(Duration::from_secs(30)).map_err(|e| format!("commit: {e}"))?;
+    }
+    let mut commits = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
     ctx.hist.lock().expect("lock").reset();
     ctx.done.store(0, std::sync::atomic::Ordering::Relaxed);
     let start = Instant::now();
@@ -189,10 +210,21 @@ pub async fn produce(a: BenchArgs) -> Result<(), String> {
                 continue;
             }
         }
+        if txn > 0 && i % txn == 0 {
+            producer.begin_transaction().map_err(|e| e.to_string())?;
+        }
         let key = (i % 1024).to_string();
         let rec = BaseRecord::with_opaque_to(&a.topic, Box::new(Instant::now())).payload(&payload).key(&key);
         match producer.send(rec) {
-            Ok(()) => i += 1,
+            Ok(()) => {
+                i += 1;
+                if txn > 0 && (i % txn == 0 || i == a.records) {
+                    // commit_transaction flushes the transaction's records first.
+                    let t = Instant::now();
+                    producer.commit_transaction(Duration::from_secs(60)).map_err(|e| format!("commit: {e}"))?;
+                    let _ = commits.record(t.elapsed().as_micros().max(1) as u64);
+                }
+            }
             Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), _)) => std::thread::sleep(Duration::from_millis(1)),
             Err((e, _)) => return Err(format!("send failed: {e}")),
         }
@@ -207,6 +239,10 @@ pub async fn produce(a: BenchArgs) -> Result<(), String> {
     }
     let secs = start.elapsed().as_secs_f64();
     print_summary(&a, secs, ctx.errors.load(std::sync::atomic::Ordering::Relaxed), &ctx.hist.lock().expect("lock"));
+    if txn > 0 {
+        println!("transactions: {} of {txn} records, {:.1} transactions/s", commits.len(), commits.len() as f64 / secs);
+        print_latency("commit (flush + EndTxn)", &commits);
+    }
     Ok(())
 }
 

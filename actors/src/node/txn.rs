@@ -117,43 +117,57 @@ impl Node {
             if !matches!(s.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort) {
                 continue;
             }
-            for tp in &s.pending {
-                let shared = self.partition(&tp.0, tp.1);
-                match &shared {
-                    Some(p) if p.leader() != Some(me) => continue,
-                    // A deleted topic has nothing left to mark: the controller says so.
-                    None if !controller => continue,
-                    _ => {}
-                }
-                if !self.inner.txns.in_flight.lock().expect("lock").insert((s.transactional_id.clone(), s.epoch, Some(tp.clone()))) {
-                    continue;
-                }
-                let (n, s, tp) = (self.clone(), s.clone(), tp.clone());
-                tokio::spawn(async move {
-                    let written = match &shared {
-                        Some(p) => n.write_marker(p, &s).await,
-                        None => Ok(()),
-                    };
-                    if written.is_ok() && tp.0 == crate::group::OFFSETS_TOPIC {
-                        // The group coordinator of that partition runs here (it follows the
-                        // leader): the transaction's offsets become committed, or go.
-                        let name = n.coordinator_name(tp.1);
-                        if let Some(c) = ractor::registry::where_is(name).map(ActorRef::<crate::group::CoordinatorMsg>::from) {
-                            let _ = c.cast(crate::group::CoordinatorMsg::TxnEnded { producer_id: s.producer_id, commit: s.status == TxnStatus::PrepareCommit });
-                        }
-                    }
-                    match written {
-                        Ok(()) => {
-                            let op = TxnOp::MarkerWritten { id: s.transactional_id.clone(), producer_id: s.producer_id, epoch: s.epoch, partition: tp.clone() };
-                            if let Err(e) = n.controller(ControllerRequest::Txn { op }).await {
-                                tracing::info!(id = %s.transactional_id, topic = %tp.0, partition = tp.1, error = %e, "transaction marker written, not yet reported; retrying");
+            // The partitions this node owes a marker: those it leads, and (the controller)
+            // those of deleted topics, which have nothing left to mark.
+            let mine: Vec<(TxnPartition, Option<Arc<PartitionShared>>)> = s
+                .pending
+                .iter()
+                .map(|tp| (tp.clone(), self.partition(&tp.0, tp.1)))
+                .filter(|(_, p)| match p {
+                    Some(p) => p.leader() == Some(me),
+                    None => controller,
+                })
+                .filter(|(tp, _)| self.inner.txns.in_flight.lock().expect("lock").insert((s.transactional_id.clone(), s.epoch, Some(tp.clone()))))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let (n, s) = (self.clone(), s.clone());
+            tokio::spawn(async move {
+                // Every marker at once; one report for all those written.
+                let results = futures::future::join_all(mine.iter().map(|(tp, p)| {
+                    let (n, s) = (&n, &s);
+                    async move {
+                        let r = match p {
+                            Some(p) => n.write_marker(p, s).await,
+                            None => Ok(()),
+                        };
+                        if r.is_ok() && tp.0 == crate::group::OFFSETS_TOPIC {
+                            // The group coordinator of that partition runs here (it follows the
+                            // leader): the transaction's offsets become committed, or go.
+                            if let Some(c) = ractor::registry::where_is(n.coordinator_name(tp.1)).map(ActorRef::<crate::group::CoordinatorMsg>::from) {
+                                let _ = c.cast(crate::group::CoordinatorMsg::TxnEnded { producer_id: s.producer_id, commit: s.status == TxnStatus::PrepareCommit });
                             }
                         }
-                        Err(e) => tracing::info!(id = %s.transactional_id, topic = %tp.0, partition = tp.1, error = %e, "transaction marker not written yet; retrying"),
+                        if let Err(e) = &r {
+                            tracing::info!(id = %s.transactional_id, topic = %tp.0, partition = tp.1, error = %e, "transaction marker not written yet; retrying");
+                        }
+                        r
                     }
-                    n.inner.txns.in_flight.lock().expect("lock").remove(&(s.transactional_id.clone(), s.epoch, Some(tp)));
-                });
-            }
+                }))
+                .await;
+                let written: Vec<TxnPartition> = mine.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|((tp, _), _)| tp.clone()).collect();
+                if !written.is_empty() {
+                    let op = TxnOp::MarkersWritten { id: s.transactional_id.clone(), producer_id: s.producer_id, epoch: s.epoch, partitions: written };
+                    if let Err(e) = n.controller(ControllerRequest::Txn { op }).await {
+                        tracing::info!(id = %s.transactional_id, error = %e, "transaction markers written, not yet reported; retrying");
+                    }
+                }
+                let mut in_flight = n.inner.txns.in_flight.lock().expect("lock");
+                for (tp, _) in mine {
+                    in_flight.remove(&(s.transactional_id.clone(), s.epoch, Some(tp)));
+                }
+            });
         }
         if controller {
             for (id, producer_id, epoch) in crate::txn::expired(states.iter(), self.now_ms()) {
