@@ -78,6 +78,9 @@ pub enum ControllerRequest {
     ElectPreferred { uids: Vec<u64> },
     /// A transaction coordinator request (the controller is the coordinator).
     Txn { op: crate::txn::TxnOp },
+    /// Writes nothing: answered with the controller's applied offset, so the asking node,
+    /// once it has applied that far, knows everything the controller knew when asked.
+    Barrier,
 }
 
 impl ControllerRequest {

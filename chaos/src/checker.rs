@@ -4,7 +4,10 @@
 //! - wrong offset: read at another offset than the one it was acknowledged with;
 //! - reordered: one producer's records to a partition in the log out of sequence order;
 //! - offsets backwards: a consumer's reads of a partition going back, or a group's commits;
-//! - divergent replicas: replicas of a partition ending with different logs.
+//! - divergent replicas: replicas of a partition ending with different logs;
+//! - transactions not atomic: a committed transaction's record not read (once) under
+//!   read_committed, an aborted transaction's record read, or an unknown outcome read in
+//!   part.
 //!
 //! Each finding names the smallest window of history that shows it (the operations involved,
 //! with their times).
@@ -36,6 +39,11 @@ pub struct Report {
     pub reordered: usize,
     pub offsets_backwards: usize,
     pub divergent_partitions: usize,
+    pub txn_committed: usize,
+    pub txn_aborted: usize,
+    pub txn_unknown: usize,
+    /// Transactions whose records were not all-or-nothing as their outcome requires.
+    pub txn_not_atomic: usize,
     /// Longest time, per partition, between two acknowledgements while writes were pending
     /// (how long the partition could not take writes), in milliseconds.
     pub max_unavailable_ms: BTreeMap<i32, u64>,
@@ -63,6 +71,10 @@ impl Report {
             ("reordered", self.reordered.to_string()),
             ("offsets backwards", self.offsets_backwards.to_string()),
             ("divergent partitions", self.divergent_partitions.to_string()),
+            ("transactions committed", self.txn_committed.to_string()),
+            ("transactions aborted", self.txn_aborted.to_string()),
+            ("transactions unknown", self.txn_unknown.to_string()),
+            ("transactions not atomic", self.txn_not_atomic.to_string()),
             ("max unavailability (ms)", self.max_unavailable_ms.values().max().copied().unwrap_or(0).to_string()),
         ];
         let mut out = String::new();
@@ -132,8 +144,10 @@ pub fn check(ops: &[Op]) -> Report {
             Op::Fault { what, .. } if what != "healed" => r.faults += 1,
             Op::Fault { .. } => {}
             Op::Replica { partition, .. } => replicas.entry(*partition).or_default().push(op),
+            Op::Txn { .. } => {}
         }
     }
+    check_transactions(ops, &reads, &mut r);
     let _ = pending;
     r.distinct_read = reads.len();
 
@@ -201,6 +215,37 @@ pub fn check(ops: &[Op]) -> Report {
         }
     }
     r
+}
+
+/// Atomicity of the transactions the history ended: every record of a committed one read
+/// exactly once (read_committed), none of an aborted one, all or none of an unknown one.
+fn check_transactions(ops: &[Op], reads: &HashMap<&str, Vec<&Op>>, r: &mut Report) {
+    for op in ops {
+        let Op::Txn { producer, first_seq, last_seq, outcome, .. } = op else { continue };
+        let values: Vec<String> = (*first_seq..=*last_seq).map(|s| format!("x{producer}-{s}")).collect();
+        let seen: Vec<usize> = values.iter().map(|v| reads.get(v.as_str()).map(|rs| rs.len()).unwrap_or(0)).collect();
+        let read = seen.iter().filter(|n| **n > 0).count();
+        let bad = match outcome.as_str() {
+            "committed" => {
+                r.txn_committed += 1;
+                (read != values.len() || seen.iter().any(|n| *n > 1)).then(|| format!("committed, but its records were read {seen:?} times"))
+            }
+            "unknown" => {
+                r.txn_unknown += 1;
+                (read != 0 && read != values.len()).then(|| format!("outcome unknown, and only part of it was read: {seen:?}"))
+            }
+            _ => {
+                r.txn_aborted += 1;
+                (read > 0).then(|| format!("{outcome}, yet {read} of its records were read under read_committed"))
+            }
+        };
+        if let Some(detail) = bad {
+            r.txn_not_atomic += 1;
+            let mut window = vec![op.clone()];
+            window.extend(values.iter().filter_map(|v| reads.get(v.as_str())).flatten().map(|o| (*o).clone()));
+            r.findings.push(Finding { kind: "transaction not atomic", detail: format!("producer {producer} seq {first_seq}..={last_seq}: {detail}"), window });
+        }
+    }
 }
 
 /// The workload's values: `p{producer}-{seq}`.
@@ -286,6 +331,21 @@ mod tests {
             Op::Replica { t: 1, partition: 0, node: 2, high_watermark: 10, checksum: 8 },
         ];
         assert_eq!(check(&h).divergent_partitions, 1);
+    }
+
+    #[test]
+    fn transactions_must_be_all_or_nothing() {
+        let txn = |p: u32, first: u64, last: u64, outcome: &str| Op::Txn { t: 1, producer: p, first_seq: first, last_seq: last, outcome: outcome.into() };
+        let read = |p: u32, s: u64, offset: i64| Op::Read { t: 2, consumer: 1, partition: 0, offset, value: format!("x{p}-{s}") };
+        // Committed and read once, aborted and unread, unknown and unread: clean.
+        let ok = vec![txn(101, 0, 1, "committed"), txn(101, 2, 3, "aborted"), txn(101, 4, 5, "unknown"), read(101, 0, 0), read(101, 1, 1)];
+        let r = check(&ok);
+        assert!(r.ok(), "{:?}", r.findings);
+        assert_eq!((r.txn_committed, r.txn_aborted, r.txn_unknown), (1, 1, 1));
+        // A committed record missing, an aborted one visible, an unknown one half there.
+        let bad = vec![txn(101, 0, 1, "committed"), txn(101, 2, 3, "aborted"), txn(101, 4, 5, "unknown"), read(101, 0, 0), read(101, 2, 2), read(101, 4, 3)];
+        let r = check(&bad);
+        assert_eq!(r.txn_not_atomic, 3, "{:?}", r.findings);
     }
 
     #[test]

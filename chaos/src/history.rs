@@ -23,12 +23,16 @@ pub enum Op {
     Fault { t: u64, what: String },
     /// A replica's final state through the admin API: high watermark and checksum.
     Replica { t: u64, partition: i32, node: i32, high_watermark: i64, checksum: u32 },
+    /// A transactional producer ended a transaction holding values `x{producer}-{seq}` for
+    /// seq in `first_seq..=last_seq`: "committed", "aborted" (or "aborted-send"), or
+    /// "unknown" (the client could not tell).
+    Txn { t: u64, producer: u32, first_seq: u64, last_seq: u64, outcome: String },
 }
 
 impl Op {
     pub fn t(&self) -> u64 {
         match self {
-            Op::Send { t, .. } | Op::Ack { t, .. } | Op::Fail { t, .. } | Op::Read { t, .. } | Op::Commit { t, .. } | Op::Fault { t, .. } | Op::Replica { t, .. } => *t,
+            Op::Send { t, .. } | Op::Ack { t, .. } | Op::Fail { t, .. } | Op::Read { t, .. } | Op::Commit { t, .. } | Op::Fault { t, .. } | Op::Replica { t, .. } | Op::Txn { t, .. } => *t,
         }
     }
 }

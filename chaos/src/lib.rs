@@ -7,7 +7,9 @@
 //! - [`checker`]: lost, duplicated, misplaced, reordered records; offsets and commits going
 //!   backwards; divergent replicas.
 //! - [`run`]: the runner: cluster processes, workload, nemesis, settle, check.
+//! - [`txn`]: the transactional workload and its read_committed read-back.
 
 pub mod checker;
 pub mod history;
 pub mod run;
+pub mod txn;

@@ -27,6 +27,11 @@ struct Args {
     /// Idempotent acks=all producers.
     #[arg(long, default_value_t = 3)]
     producers: u32,
+    /// Transactional producers (transactions of 8 records over every partition of
+    /// `chaos-txn`, one in five aborted on purpose; read back with read_committed and checked
+    /// for atomicity).
+    #[arg(long, default_value_t = 1)]
+    txn_producers: u32,
     /// Pause between faults (each fault lasts 2-5 s, then heals), e.g. 5s.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     fault_every: Duration,
@@ -79,7 +84,7 @@ fn main() {
     }
     let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) % 1_000_000);
     let a_out = a.out.clone();
-    let opts = Options { nodes: a.nodes, duration: a.duration, min_kills: a.min_kills, seed, partitions: a.partitions, producers: a.producers, fault_every: a.fault_every, out: a.out, tls: a.tls };
+    let opts = Options { nodes: a.nodes, duration: a.duration, min_kills: a.min_kills, seed, partitions: a.partitions, producers: a.producers, fault_every: a.fault_every, out: a.out, tls: a.tls, txn_producers: a.txn_producers };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match rt.block_on(run(opts)) {
         Ok(o) => {

@@ -1,5 +1,5 @@
 //! The runner: starts a cluster of real node processes over the three zones, runs producers
-//! (librdkafka, idempotent, acks=all) and a consumer group against it, injects faults on a
+//! (librdkafka, idempotent, acks=all), transactional producers and a consumer group against it, injects faults on a
 //! schedule drawn from the seed, heals, lets the cluster settle, reads everything back and
 //! hands the history to the checker.
 
@@ -40,6 +40,8 @@ pub struct Options {
     /// TLS between the nodes and on their gRPC ports (`[tls]`, certificates from
     /// `backwaters certs` in OUT/tls); the Kafka clients stay on plaintext listeners.
     pub tls: bool,
+    /// Transactional producers (see [`crate::txn`]); 0 for none.
+    pub txn_producers: u32,
 }
 
 /// The cluster CA when the run uses TLS: every gRPC call of the run trusts it.
@@ -349,30 +351,38 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     let tls = if opts.tls { tls_section(&opts.out)? } else { String::new() };
     let mut nodes = tokio::task::spawn_blocking(move || TestNode::start_cluster(n, &format!("[limits]\nallow_fault_injection = true\n{tls}"))).await.map_err(|e| e.to_string())?;
     let bootstrap = nodes.iter().map(|n| n.kafka.clone()).collect::<Vec<_>>().join(",");
-    let mut created = false;
-    for _ in 0..100 {
-        if let Some(mut c) = admin(&nodes[0].grpc).await {
-            match c.create_topic(CreateTopicRequest { name: TOPIC.into(), partitions: opts.partitions, replication_factor: opts.nodes.min(3) as i32, configs: vec![] }).await {
-                Ok(_) => {
-                    created = true;
-                    break;
+    for topic in [TOPIC, crate::txn::TXN_TOPIC] {
+        let mut created = false;
+        for _ in 0..100 {
+            if let Some(mut c) = admin(&nodes[0].grpc).await {
+                match c.create_topic(CreateTopicRequest { name: topic.into(), partitions: opts.partitions, replication_factor: opts.nodes.min(3) as i32, configs: vec![] }).await {
+                    Ok(_) => {
+                        created = true;
+                        break;
+                    }
+                    Err(e) if e.code() == tonic::Code::AlreadyExists => {
+                        created = true;
+                        break;
+                    }
+                    Err(_) => {}
                 }
-                Err(e) if e.code() == tonic::Code::AlreadyExists => {
-                    created = true;
-                    break;
-                }
-                Err(_) => {}
             }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    if !created {
-        return Err("could not create the chaos topic".into());
+        if !created {
+            return Err(format!("could not create the topic {topic}"));
+        }
     }
 
     // Workload.
     let stop = Arc::new(AtomicBool::new(false));
     let producers: Vec<_> = (1..=opts.producers).map(|k| tokio::spawn(produce(k, bootstrap.clone(), opts.partitions, rec.clone(), stop.clone(), opts.out.clone()))).collect();
+    let transactional: Vec<_> = (1..=opts.txn_producers)
+        .map(|k| {
+            let (b, r, s, parts) = (bootstrap.clone(), rec.clone(), stop.clone(), opts.partitions);
+            std::thread::spawn(move || crate::txn::transact(k, b, parts, r, s))
+        })
+        .collect();
     let group_stop = Arc::new(AtomicBool::new(false));
     let group = {
         let (b, r, s) = (bootstrap.clone(), rec.clone(), group_stop.clone());
@@ -454,6 +464,19 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     // unanswered after that stays a send without an outcome, which the checker allows.
     let producers_done = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(producers)).await.is_ok();
     eprintln!("chaos: producers stopped in {:.1}s{}", settling.elapsed().as_secs_f64(), if producers_done { "" } else { " (gave up waiting for their last deliveries)" });
+    // A transactional producer ends its transaction (commit or abort: at most 2 x 30 s).
+    let txn_done = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        while transactional.iter().any(|h| !h.is_finished()) && t.elapsed() < Duration::from_secs(75) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        transactional.iter().all(|h| h.is_finished())
+    })
+    .await
+    .unwrap_or(false);
+    if !txn_done {
+        eprintln!("chaos: a transactional producer did not stop; its last transaction has no outcome (checked as unknown only if recorded)");
+    }
     group_stop.store(true, Ordering::SeqCst);
     // The member may sit in a synchronous commit while its coordinator moves: wait a while,
     // then leave the thread behind (it holds nothing the check needs).
@@ -474,6 +497,12 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     let (b, r, parts) = (bootstrap.clone(), rec.clone(), opts.partitions);
     tokio::task::spawn_blocking(move || read_back(&b, parts, &r)).await.map_err(|e| e.to_string())??;
     eprintln!("chaos: read back in {:.1}s", t.elapsed().as_secs_f64());
+    if opts.txn_producers > 0 {
+        let t = Instant::now();
+        let (b, r, parts) = (bootstrap.clone(), rec.clone(), opts.partitions);
+        tokio::task::spawn_blocking(move || crate::txn::read_back_committed(&b, parts, &r)).await.map_err(|e| e.to_string())??;
+        eprintln!("chaos: transactional topic read back (read_committed) in {:.1}s", t.elapsed().as_secs_f64());
+    }
 
     // The nodes' logs go with the history (their folders go when the nodes do).
     for n in &nodes {

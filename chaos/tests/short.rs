@@ -1,6 +1,7 @@
 //! The short chaos run CI does: three node processes, about two minutes, at least 10 SIGKILLs
-//! (leader and controller kills among them) under continuous idempotent acks=all load; the
-//! checker must find nothing. `BACKWATERS_CHAOS_SEED` replays a seed. The nodes talk over TLS
+//! (leader and controller kills among them) under continuous idempotent acks=all load and a
+//! transactional producer; the checker must find nothing (transactions all or nothing under
+//! read_committed included). `BACKWATERS_CHAOS_SEED` replays a seed. The nodes talk over TLS
 //! (`[tls]`): reconnecting to a restarted peer goes through the TLS handshakes, which the rest
 //! of the suite only sees on a quiet cluster (plaintext kills are in tests/tests/cluster.rs).
 
@@ -21,6 +22,7 @@ async fn short_chaos_run_loses_nothing() {
         fault_every: Duration::from_secs(3),
         out: out.path().to_path_buf(),
         tls: true,
+        txn_producers: 1,
     };
     let o = run(opts).await.expect("chaos run");
     eprintln!("seed {seed}: {} faults, {} kills, {} client epoch bumps, {} client fatal errors\n{}", o.faults, o.kills, o.epoch_bumps, o.fatal_errors, o.report.table());
@@ -29,6 +31,7 @@ async fn short_chaos_run_loses_nothing() {
     }
     assert!(o.kills >= 10, "only {} kills", o.kills);
     assert!(o.report.acknowledged > 1000, "only {} records acknowledged: the workload barely ran", o.report.acknowledged);
+    assert!(o.report.txn_committed > 10, "only {} transactions committed: the transactional workload barely ran", o.report.txn_committed);
     if !o.report.ok() || o.fatal_errors > 0 {
         // Keep the folder: history, report, node logs and the producers' librdkafka logs.
         let kept = out.keep();

@@ -92,3 +92,16 @@ fn native_producer_follows_moving_leaders_without_duplicates() {
     let text = shell("topic describe moving");
     assert_eq!(records_held(&text), 16000, "{text}");
 }
+
+/// `bench produce --transaction-size`: librdkafka's transactional producer commits every
+/// transaction, and the run reports them with the commit latency.
+#[test]
+fn transactional_bench_commits_every_transaction() {
+    let node = TestNode::start();
+    let out = bench(&node, &["produce", "--records", "1000", "--transaction-size", "100"]);
+    assert!(out.contains("produce: 1000 records") && out.contains(" 0 errors"), "{out}");
+    assert!(out.contains("transactions: 10 of 100 records"), "{out}");
+    assert!(out.contains("commit (flush + EndTxn) latency: p50"), "{out}");
+    let refused = output_within(Command::new(binary()).args(["bench", "produce", "--bootstrap", &node.kafka, "--topic", "b", "--transaction-size", "10", "--client", "native"]), Duration::from_secs(60));
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--transaction-size needs"), "{refused:?}");
+}

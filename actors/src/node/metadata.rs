@@ -339,6 +339,7 @@ impl Node {
             }
             ControllerRequest::ElectPreferred { uids } => vec![MetaRecord::ElectPreferred { uids }],
             ControllerRequest::Txn { op } => self.plan_txn(op)?,
+            ControllerRequest::Barrier => Vec::new(),
             ControllerRequest::Acls { create, delete } => {
                 let have = self.acls();
                 let mut records = Vec::new();

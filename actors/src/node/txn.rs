@@ -44,6 +44,12 @@ impl Node {
         self.inner.meta.get().and_then(|m| m.leader())
     }
 
+    /// Waits until this node's copy of the metadata holds everything the controller had
+    /// applied when asked (a read barrier for decisions that must not use a stale copy).
+    pub async fn metadata_barrier(&self) -> Result<(), AdminError> {
+        self.controller(ControllerRequest::Barrier).await
+    }
+
     /// Carries out a coordinator request and returns the id's state as recorded after it.
     pub async fn txn_request(&self, op: TxnOp) -> Result<TxnState, AdminError> {
         let id = op.id().to_string();

@@ -107,26 +107,27 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> 
 /// verification): the partition must be in the producer's ongoing transaction. A batch that
 /// arrives after its transaction ended (a late retry) would otherwise open a transaction no
 /// marker will ever close, holding read_committed consumers back for good. This node's copy
-/// of the metadata may trail the coordinator's by a moment, so a failed check is retried
-/// briefly before the refusal.
+/// of the metadata may trail the coordinator's: before refusing, it catches up with the
+/// controller (a read barrier) and checks again; a controller it cannot reach makes the
+/// answer retriable.
 async fn verify_txn(ctx: &KafkaCtx, id: Option<&str>, topic: &str, partition: i32, producer_id: i64, epoch: i16) -> Result<(), (i16, String)> {
     let Some(id) = id else {
         return Err((ResponseError::InvalidRecord.code(), "a transactional batch needs the request's transactional id".into()));
     };
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(1000);
-    loop {
-        let why = match ctx.node.txn_state(id) {
-            None => "the transactional id is unknown".to_string(),
-            Some(s) if s.producer_id != producer_id => "the producer id is not the transactional id's".to_string(),
-            Some(s) if s.epoch > epoch => return Err((ResponseError::InvalidProducerEpoch.code(), format!("producer epoch {epoch} is fenced by {}", s.epoch))),
-            Some(s) if s.status == TxnStatus::Ongoing && s.epoch == epoch && s.partitions.contains(&(topic.to_string(), partition)) => return Ok(()),
-            Some(s) => format!("{topic}-{partition} is not in an ongoing transaction of this producer (state {})", s.status.kafka_name()),
-        };
-        if tokio::time::Instant::now() >= deadline {
-            return Err((ResponseError::InvalidTxnState.code(), why));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let check = || match ctx.node.txn_state(id) {
+        None => Err((ResponseError::InvalidTxnState.code(), "the transactional id is unknown".to_string())),
+        Some(s) if s.producer_id != producer_id => Err((ResponseError::InvalidTxnState.code(), "the producer id is not the transactional id's".to_string())),
+        Some(s) if s.epoch > epoch => Err((ResponseError::InvalidProducerEpoch.code(), format!("producer epoch {epoch} is fenced by {}", s.epoch))),
+        Some(s) if s.status == TxnStatus::Ongoing && s.epoch == epoch && s.partitions.contains(&(topic.to_string(), partition)) => Ok(()),
+        Some(s) => Err((ResponseError::InvalidTxnState.code(), format!("{topic}-{partition} is not in an ongoing transaction of this producer (state {})", s.status.kafka_name()))),
+    };
+    if check().is_ok() {
+        return Ok(());
     }
+    if let Err(e) = ctx.node.metadata_barrier().await {
+        return Err((ResponseError::NotLeaderOrFollower.code(), format!("cannot check the transaction with the controller yet ({e}); retry")));
+    }
+    check()
 }
 
 fn error_all(req: &ProduceRequest, code: i16) -> ProduceResponse {
