@@ -135,6 +135,7 @@ fn settings(id: i32, dir: &std::path::Path) -> NodeSettings {
         raft_tick_ms: 10,
         members: (1..=NODES).map(|i| Member { id: i, zone: zones[(i as usize - 1) % 3].into() }).collect(),
         leader_rebalance_ms: 1_000,
+        metadata_checkpoint_records: 0,
         min_free_disk_bytes: 0,
         store_cache_bytes: 256 << 20,
     }

@@ -261,6 +261,23 @@ fn consume_group(bootstrap: String, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
     }
 }
 
+/// One poll of a read-back consumer: a record read is recorded as consumer `consumer`'s and
+/// moves its partition's position in `at`. True when a record came.
+pub(crate) fn poll_into(c: &BaseConsumer, consumer: u32, rec: &Recorder, at: &mut BTreeMap<i32, i64>) -> bool {
+    match c.poll(Duration::from_millis(200)) {
+        Some(Ok(m)) => {
+            at.insert(m.partition(), m.offset() + 1);
+            rec.record(Op::Read { t: rec.now(), consumer, partition: m.partition(), offset: m.offset(), value: String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string() });
+            true
+        }
+        Some(Err(e)) => {
+            eprintln!("chaos: read-back (consumer {consumer}): {e}");
+            false
+        }
+        None => false,
+    }
+}
+
 /// Reads every partition from the start with a fresh consumer until it has reached the high
 /// watermarks (and nothing new came for a while).
 fn read_back(bootstrap: &str, partitions: i32, rec: &Recorder) -> Result<(), String> {
@@ -290,14 +307,8 @@ fn read_back(bootstrap: &str, partitions: i32, rec: &Recorder) -> Result<(), Str
     let mut idle = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(300);
     while Instant::now() < deadline {
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                idle = Instant::now();
-                at.insert(m.partition(), m.offset() + 1);
-                rec.record(Op::Read { t: rec.now(), consumer: 0, partition: m.partition(), offset: m.offset(), value: String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string() });
-            }
-            Some(Err(e)) => eprintln!("chaos: read-back: {e}"),
-            None => {}
+        if poll_into(&c, 0, rec, &mut at) {
+            idle = Instant::now();
         }
         let done = ends.iter().all(|(p, end)| at.get(p).copied().unwrap_or(0) >= *end);
         if done && idle.elapsed() > Duration::from_secs(2) {

@@ -11,7 +11,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::Message;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -147,14 +146,8 @@ pub fn read_back_committed(bootstrap: &str, partitions: i32, rec: &Recorder) -> 
     let mut idle = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(300);
     while Instant::now() < deadline {
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                idle = Instant::now();
-                at.insert(m.partition(), m.offset() + 1);
-                rec.record(Op::Read { t: rec.now(), consumer: TXN_READER, partition: m.partition(), offset: m.offset(), value: String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string() });
-            }
-            Some(Err(e)) => eprintln!("chaos: transactional read-back: {e}"),
-            None => {}
+        if crate::run::poll_into(&c, TXN_READER, rec, &mut at) {
+            idle = Instant::now();
         }
         if idle.elapsed() > Duration::from_secs(5) {
             // Caught up with every partition's last stable offset?

@@ -166,6 +166,10 @@ pub struct Limits {
     /// How long a preferred replica must have been caught up before leadership goes back to
     /// it, in ms.
     pub leader_rebalance_ms: u64,
+    /// The controller checkpoints the metadata log (writes the live state again and deletes
+    /// what came before) once the log holds this many records and four times the live
+    /// state; 0 never does.
+    pub metadata_checkpoint_records: u64,
     /// Writes are refused (KAFKA_STORAGE_ERROR, which clients retry) while the file system of
     /// a node's data folder has less free space than this, in bytes; 0 never refuses.
     pub min_free_disk_bytes: u64,
@@ -184,7 +188,7 @@ pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 512 * 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, kafka_idle_timeout_ms: 600_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100, leader_rebalance_ms: 10_000, min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES, store_cache_bytes: backwaters_storage::store::DEFAULT_CACHE_BYTES, allow_fault_injection: false }
+        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, kafka_idle_timeout_ms: 600_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100, leader_rebalance_ms: 10_000, metadata_checkpoint_records: 50_000, min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES, store_cache_bytes: backwaters_storage::store::DEFAULT_CACHE_BYTES, allow_fault_injection: false }
     }
 }
 

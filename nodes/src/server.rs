@@ -48,6 +48,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         groups: cluster.groups.settings(),
         raft_tick_ms: cluster.limits.raft_tick_ms,
         leader_rebalance_ms: cluster.limits.leader_rebalance_ms,
+        metadata_checkpoint_records: cluster.limits.metadata_checkpoint_records,
         min_free_disk_bytes: nc.min_free_disk_bytes.unwrap_or(cluster.limits.min_free_disk_bytes),
         store_cache_bytes: cluster.limits.store_cache_bytes,
         members: cluster.nodes.iter().map(|n| Member { id: n.id, zone: n.zone.clone() }).collect(),

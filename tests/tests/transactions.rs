@@ -296,3 +296,51 @@ fn unverified_and_forged_transactional_batches_are_refused() {
     let stale: EndTxnResponse = raw::call(&mut s2, ApiKey::EndTxn, 3, &EndTxnRequest::default().with_transactional_id(id).with_producer_id(ProducerId(pid)).with_producer_epoch(epoch - 1).with_committed(true));
     assert_eq!(stale.error_code, 90, "PRODUCER_FENCED: {stale:?}");
 }
+
+/// The metadata log stays bounded: with checkpoints every 300 records, transactions (which
+/// add records to it) make the controller write the live state again and delete what came
+/// before; a node that then loses its disk rebuilds topics and transactions from the
+/// checkpoint, and the transactional producer carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_checkpoints_bound_the_log_and_rebuild_a_wiped_node() {
+    let mut nodes = TestNode::start_cluster(3, "[limits]\nmetadata_checkpoint_records = 300\n");
+    let bootstrap = nodes.iter().map(|n| n.kafka.as_str()).collect::<Vec<_>>().join(",");
+    create_topic(&bootstrap, TOPIC, 3).await;
+    let p = producer(&bootstrap, "ckpt", &[]);
+    p.init_transactions(Duration::from_secs(30)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut txn = 0;
+    let checkpointed = |nodes: &[TestNode]| nodes.iter().any(|n| n.log().contains("metadata log before the checkpoint deleted"));
+    while !checkpointed(&nodes) {
+        assert!(Instant::now() < deadline, "no metadata checkpoint after {txn} transactions");
+        assert!(run_txn(&p, txn, 3, true));
+        txn += 1;
+    }
+    eprintln!("checkpointed after {txn} transactions");
+    // A node other than the controller (which trimmed its log) loses its disk and comes back
+    // empty: its metadata comes from the checkpoint.
+    let controller = coordinator(&nodes[0].kafka, "ckpt");
+    let w = nodes.iter().position(|n| n.id != controller).unwrap();
+    nodes[w].kill();
+    nodes[w].wipe_data();
+    nodes[w].start_again();
+    let md_consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &nodes[w].kafka).create().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let md = md_consumer.fetch_metadata(Some(TOPIC), Duration::from_secs(5));
+        if md.as_ref().is_ok_and(|m| m.topics().first().is_some_and(|t| t.partitions().len() == PARTITIONS as usize && t.error().is_none())) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the wiped node does not know the topic: {:?}", md.map(|m| m.topics().len()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(nodes[w].log().contains("installed a snapshot from the leader"), "the wiped node's metadata came from a snapshot point");
+    // Transactions go on, and every committed record is there once.
+    for t in txn..txn + 5 {
+        assert!(run_txn(&p, t, 3, true));
+    }
+    let want = (txn + 5) * 3;
+    let read = read_all(&bootstrap, "read_committed", want, Duration::from_secs(60));
+    assert_eq!(read.len(), want, "committed records under read_committed");
+    assert!(read.values().all(|at| at.len() == 1));
+}

@@ -424,6 +424,20 @@ impl CoordinatorState {
     }
 
     async fn commit(&mut self, now: i64, group: &str, member_id: &str, instance_id: Option<&str>, generation: i32, offsets: Vec<CommitOffset>) -> PartitionResults {
+        let (results, records, accepted) = self.plan_commit(now, group, member_id, instance_id, generation, offsets)?;
+        if let Err(e) = self.write(records).await {
+            return Ok(results.into_iter().map(|r| r.and(Err(e))).collect());
+        }
+        self.metrics.group_offset_commits.add(accepted.len() as u64);
+        let g = self.groups.get_mut(group).expect("created by plan_commit");
+        g.offsets.extend(accepted);
+        Ok(results)
+    }
+
+    /// Checks a commit (OffsetCommit or TxnOffsetCommit) against the group and each offset:
+    /// the per-offset results, the records to write, and the offsets they set.
+    #[allow(clippy::type_complexity)]
+    fn plan_commit(&mut self, now: i64, group: &str, member_id: &str, instance_id: Option<&str>, generation: i32, offsets: Vec<CommitOffset>) -> Result<(Vec<Result<(), GroupError>>, Vec<(GroupRecordKey, Option<Bytes>)>, Vec<((String, i32), OffsetValue)>), GroupError> {
         let limits = self.settings.limits;
         let g = self.groups.entry(group.to_string()).or_insert_with(|| Group::new(group, limits, now));
         g.validate_commit(now, member_id, instance_id, generation)?;
@@ -444,13 +458,7 @@ impl CoordinatorState {
             };
             results.push(r);
         }
-        if let Err(e) = self.write(records).await {
-            return Ok(results.into_iter().map(|r| r.and(Err(e))).collect());
-        }
-        self.metrics.group_offset_commits.add(accepted.len() as u64);
-        let g = self.groups.get_mut(group).expect("created above");
-        g.offsets.extend(accepted);
-        Ok(results)
+        Ok((results, records, accepted))
     }
 
     fn fetch(&self, group: &str, partitions: Option<Vec<(String, i32)>>) -> Vec<(String, i32, Option<OffsetValue>)> {

@@ -16,30 +16,11 @@ impl CoordinatorState {
     /// member and generation -1), writes the offsets in the transaction, and holds them.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn txn_commit(&mut self, now: i64, group: &str, producer_id: i64, epoch: i16, member_id: &str, instance_id: Option<&str>, generation: i32, offsets: Vec<CommitOffset>) -> PartitionResults {
-        let limits = self.settings.limits;
-        let g = self.groups.entry(group.to_string()).or_insert_with(|| Group::new(group, limits, now));
-        g.validate_commit(now, member_id, instance_id, generation)?;
-        let node = self.node.upgrade().ok_or(GroupError::CoordinatorNotAvailable)?;
-        let mut results = Vec::with_capacity(offsets.len());
-        let mut records = Vec::new();
-        let mut accepted = Vec::new();
-        for o in offsets {
-            let r = if o.metadata.len() > OFFSET_METADATA_MAX_BYTES {
-                Err(GroupError::OffsetMetadataTooLarge)
-            } else if node.partition(&o.topic, o.partition).is_none() {
-                Err(GroupError::UnknownTopicOrPartition)
-            } else {
-                let v = OffsetValue { offset: o.offset, leader_epoch: o.leader_epoch, metadata: o.metadata, commit_timestamp: now };
-                records.push((GroupRecordKey::Offset { group: group.to_string(), topic: o.topic.clone(), partition: o.partition }, Some(rec::encode_offset_value(&v))));
-                accepted.push((group.to_string(), (o.topic, o.partition), v));
-                Ok(())
-            };
-            results.push(r);
-        }
+        let (results, records, accepted) = self.plan_commit(now, group, member_id, instance_id, generation, offsets)?;
         if let Err(e) = self.write_in_txn(records, producer_id, epoch).await {
             return Ok(results.into_iter().map(|r| r.and(Err(e))).collect());
         }
-        self.pending.entry(producer_id).or_default().extend(accepted);
+        self.pending.entry(producer_id).or_default().extend(accepted.into_iter().map(|(k, v)| (group.to_string(), k, v)));
         Ok(results)
     }
 

@@ -21,6 +21,7 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 use thiserror::Error;
 
+mod checkpoint;
 mod disk;
 mod security;
 mod txn;
@@ -52,6 +53,9 @@ pub struct NodeSettings {
     /// How long a preferred replica must have been caught up before leadership goes back to
     /// it (Kafka's leader.imbalance.check.interval, much shorter).
     pub leader_rebalance_ms: u64,
+    /// The controller checkpoints the metadata log once it holds this many records (and
+    /// four times the live state); 0 never ([`checkpoint`]).
+    pub metadata_checkpoint_records: u64,
     /// Writes are refused while the data folder's file system has less free space than this
     /// (0: never).
     pub min_free_disk_bytes: u64,
@@ -296,6 +300,7 @@ impl Node {
         node.start_retention().await?;
         node.start_disk_watch().await?;
         node.start_txn_markers().await?;
+        node.start_checkpoints().await?;
         if node.topic(OFFSETS_TOPIC).is_some() {
             node.ensure_groups().await.map_err(|e| format!("starting group coordinators: {e}"))?;
         }

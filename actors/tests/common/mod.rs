@@ -17,6 +17,7 @@ pub fn settings(dir: &std::path::Path) -> NodeSettings {
         raft_tick_ms: 100,
         members: vec![],
         leader_rebalance_ms: 10_000,
+        metadata_checkpoint_records: 0,
         min_free_disk_bytes: 0,
         store_cache_bytes: 256 << 20,
     }
