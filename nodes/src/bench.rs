@@ -210,7 +210,7 @@ pub async fn produce(a: BenchArgs) -> Result<(), String> {
                 continue;
             }
         }
-        if txn > 0 && i % txn == 0 {
+        if txn > 0 && i.is_multiple_of(txn) {
             producer.begin_transaction().map_err(|e| e.to_string())?;
         }
         let key = (i % 1024).to_string();
@@ -218,7 +218,7 @@ pub async fn produce(a: BenchArgs) -> Result<(), String> {
         match producer.send(rec) {
             Ok(()) => {
                 i += 1;
-                if txn > 0 && (i % txn == 0 || i == a.records) {
+                if txn > 0 && (i.is_multiple_of(txn) || i == a.records) {
                     // commit_transaction flushes the transaction's records first.
                     let t = Instant::now();
                     producer.commit_transaction(Duration::from_secs(60)).map_err(|e| format!("commit: {e}"))?;

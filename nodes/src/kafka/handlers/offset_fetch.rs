@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 9 };
 pub const ADVERTISED: VersionRange = VERSIONS;
 
-/// A partition's committed offset, or the error that stands for it.
-type Row = (String, i32, Result<Option<OffsetValue>, i16>);
+/// A partition's committed offset (None: no commit), or the error that stands for it.
+type Committed = Result<Option<OffsetValue>, i16>;
+type Row = (String, i32, Committed);
 type Fetched = Result<Vec<Row>, GroupError>;
 
 /// Needs DESCRIBE on the group; offsets of topics the requester may not DESCRIBE are left out.
@@ -42,9 +43,9 @@ async fn fetch(ctx: &KafkaCtx, group: &str, partitions: Option<Vec<(String, i32)
 }
 
 /// Committed offsets grouped by topic, in request order where one was given.
-fn by_topic(rows: Vec<Row>) -> Vec<(String, Vec<(i32, Result<Option<OffsetValue>, i16>)>)> {
+fn by_topic(rows: Vec<Row>) -> Vec<(String, Vec<(i32, Committed)>)> {
     let mut order: Vec<String> = Vec::new();
-    let mut map: BTreeMap<String, Vec<(i32, Result<Option<OffsetValue>, i16>)>> = BTreeMap::new();
+    let mut map: BTreeMap<String, Vec<(i32, Committed)>> = BTreeMap::new();
     for (t, p, v) in rows {
         if !map.contains_key(&t) {
             order.push(t.clone());
