@@ -25,7 +25,9 @@ pub(super) struct TxnBook {
     /// Wakes the marker writer when a transaction starts preparing.
     kick: Arc<tokio::sync::Notify>,
     /// Markers being written from this node, and expiries asked for: never two at once.
-    in_flight: std::sync::Mutex<HashSet<(String, i16, Option<TxnPartition>)>>,
+    /// Keyed by transaction (id, epoch, start time: an id's next transaction keeps the
+    /// epoch) and partition (None: the expiry).
+    in_flight: std::sync::Mutex<HashSet<(String, i16, i64, Option<TxnPartition>)>>,
 }
 
 impl Node {
@@ -55,6 +57,27 @@ impl Node {
         let id = op.id().to_string();
         self.controller(ControllerRequest::Txn { op }).await?;
         self.txn_state(&id).ok_or_else(|| AdminError::Unavailable(format!("transactional id {id:?} is not recorded here yet; retry")))
+    }
+
+    /// As [`Node::txn_request`], but a request that finds the id's previous transaction still
+    /// being completed (CONCURRENT_TRANSACTIONS; for InitProducerId, the abort of the
+    /// instance it fences) waits for that here and is asked again, for up to `limit`: the
+    /// client would otherwise back off (librdkafka: 100 ms) and ask again itself, which
+    /// bounded a producer to a few transactions a second.
+    pub async fn txn_request_patiently(&self, op: TxnOp, limit: Duration) -> Result<TxnState, AdminError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let preparing = |s: &TxnState| matches!(s.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort);
+        loop {
+            match self.txn_request(op.clone()).await {
+                Err(AdminError::Txn(crate::txn::TxnError::ConcurrentTransactions)) if tokio::time::Instant::now() < deadline => {}
+                Ok(s) if preparing(&s) && matches!(op, TxnOp::Init { .. }) && tokio::time::Instant::now() < deadline => {}
+                r => return r,
+            }
+            // This node applies the completion like every other: watch for it here.
+            while tokio::time::Instant::now() < deadline && self.txn_state(op.id()).is_some_and(|s| preparing(&s)) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
     }
 
     /// The controller's side: the records a coordinator request turns into.
@@ -133,7 +156,7 @@ impl Node {
                     Some(p) => p.leader() == Some(me),
                     None => controller,
                 })
-                .filter(|(tp, _)| self.inner.txns.in_flight.lock().expect("lock").insert((s.transactional_id.clone(), s.epoch, Some(tp.clone()))))
+                .filter(|(tp, _)| self.inner.txns.in_flight.lock().expect("lock").insert((s.transactional_id.clone(), s.epoch, s.started_ms, Some(tp.clone()))))
                 .collect();
             if mine.is_empty() {
                 continue;
@@ -171,13 +194,13 @@ impl Node {
                 }
                 let mut in_flight = n.inner.txns.in_flight.lock().expect("lock");
                 for (tp, _) in mine {
-                    in_flight.remove(&(s.transactional_id.clone(), s.epoch, Some(tp)));
+                    in_flight.remove(&(s.transactional_id.clone(), s.epoch, s.started_ms, Some(tp)));
                 }
             });
         }
         if controller {
             for (id, producer_id, epoch) in crate::txn::expired(states.iter(), self.now_ms()) {
-                if !self.inner.txns.in_flight.lock().expect("lock").insert((id.clone(), epoch, None)) {
+                if !self.inner.txns.in_flight.lock().expect("lock").insert((id.clone(), epoch, 0, None)) {
                     continue;
                 }
                 tracing::warn!(id = %id, producer_id, epoch, "transaction timed out; aborting it and fencing its producer");
@@ -188,7 +211,7 @@ impl Node {
                     if let Err(e) = n.controller(ControllerRequest::Txn { op }).await {
                         tracing::info!(id = %id, error = %e, "aborting a timed-out transaction failed; retrying");
                     }
-                    n.inner.txns.in_flight.lock().expect("lock").remove(&(id, epoch, None));
+                    n.inner.txns.in_flight.lock().expect("lock").remove(&(id, epoch, 0, None));
                 });
             }
         }

@@ -32,7 +32,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: AddOffsetsToTxnRequ
     }
     let partition = (OFFSETS_TOPIC.to_string(), ctx.node.group_partition(&group));
     let op = TxnOp::AddGroup { id, producer_id: req.producer_id.0, epoch: req.producer_epoch, group, partition };
-    Some(match ctx.node.txn_request(op).await {
+    Some(match ctx.node.txn_request_patiently(op, super::TXN_WAIT).await {
         Ok(_) => resp,
         Err(e) => resp.with_error_code(errors::txn_admin_error(&e)),
     })

@@ -41,7 +41,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: AddPartitionsToTxnR
         }
     } else {
         let op = TxnOp::AddPartitions { id, producer_id: req.v3_and_below_producer_id.0, epoch: req.v3_and_below_producer_epoch, partitions: wanted.clone() };
-        if let Err(e) = ctx.node.txn_request(op).await {
+        if let Err(e) = ctx.node.txn_request_patiently(op, super::TXN_WAIT).await {
             refused = all(errors::txn_admin_error(&e));
         }
     }

@@ -21,7 +21,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: EndTxnRequest) -> O
         return Some(resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()));
     }
     let op = TxnOp::End { id, producer_id: req.producer_id.0, epoch: req.producer_epoch, commit: req.committed };
-    Some(match ctx.node.txn_request(op).await {
+    Some(match ctx.node.txn_request_patiently(op, super::TXN_WAIT).await {
         Ok(_) => resp,
         Err(e) => resp.with_error_code(errors::txn_admin_error(&e)),
     })

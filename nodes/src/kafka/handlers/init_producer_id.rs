@@ -23,7 +23,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: InitProducerIdReque
             return Some(resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()));
         }
         let op = TxnOp::Init { id: id.to_string(), timeout_ms: req.transaction_timeout_ms, producer_id: req.producer_id.0, epoch: req.producer_epoch };
-        return Some(match ctx.node.txn_request(op).await {
+        return Some(match ctx.node.txn_request_patiently(op, super::TXN_WAIT).await {
             Ok(s) if matches!(s.status, TxnStatus::PrepareAbort | TxnStatus::PrepareCommit) => resp.with_error_code(ResponseError::ConcurrentTransactions.code()),
             Ok(s) => resp.with_producer_id(ProducerId(s.producer_id)).with_producer_epoch(s.epoch),
             Err(e) => resp.with_error_code(errors::txn_admin_error(&e)),

@@ -182,6 +182,10 @@ pub fn timeout_ms(ms: i32) -> Duration {
     Duration::from_millis(ms.clamp(1, 300_000) as u64)
 }
 
+/// How long a transaction request waits for the id's previous transaction to be completed
+/// before it answers CONCURRENT_TRANSACTIONS (and the client retries).
+pub const TXN_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a group request may take when nothing waits for other members.
 pub const GROUP_CALL: Duration = Duration::from_secs(30);
 
