@@ -206,7 +206,9 @@ impl Node {
                 None => Err(AdminError::Unavailable("no controller is elected yet".into())),
             };
             match r {
-                Err(AdminError::Unavailable(why)) if (meta.leader().is_none() || why.ends_with(NOT_CONTROLLER)) && tokio::time::Instant::now() < deadline => {
+                // Not while the node is stopping: a waiting request would keep it (and its
+                // store) alive past its shutdown.
+                Err(AdminError::Unavailable(why)) if (meta.leader().is_none() || why.ends_with(NOT_CONTROLLER)) && tokio::time::Instant::now() < deadline && self.running() => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 r => break r?,

@@ -701,6 +701,11 @@ impl Node {
         tracing::info!("node stopped");
     }
 
+    /// False once the node is shutting down (its root supervisor no longer runs).
+    pub fn running(&self) -> bool {
+        self.inner.root.get_status() == ractor::ActorStatus::Running
+    }
+
     /// Waits until the root supervisor stops (it stops when a failure escalates to it).
     pub async fn wait_stopped(&self) {
         while self.inner.root.get_status() != ractor::ActorStatus::Stopped {

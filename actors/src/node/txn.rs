@@ -67,14 +67,15 @@ impl Node {
     pub async fn txn_request_patiently(&self, op: TxnOp, limit: Duration) -> Result<TxnState, AdminError> {
         let deadline = tokio::time::Instant::now() + limit;
         let preparing = |s: &TxnState| matches!(s.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort);
+        let waiting = || tokio::time::Instant::now() < deadline && self.running();
         loop {
             match self.txn_request(op.clone()).await {
-                Err(AdminError::Txn(crate::txn::TxnError::ConcurrentTransactions)) if tokio::time::Instant::now() < deadline => {}
-                Ok(s) if preparing(&s) && matches!(op, TxnOp::Init { .. }) && tokio::time::Instant::now() < deadline => {}
+                Err(AdminError::Txn(crate::txn::TxnError::ConcurrentTransactions)) if waiting() => {}
+                Ok(s) if preparing(&s) && matches!(op, TxnOp::Init { .. }) && waiting() => {}
                 r => return r,
             }
             // This node applies the completion like every other: watch for it here.
-            while tokio::time::Instant::now() < deadline && self.txn_state(op.id()).is_some_and(|s| preparing(&s)) {
+            while waiting() && self.txn_state(op.id()).is_some_and(|s| preparing(&s)) {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
