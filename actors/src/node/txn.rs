@@ -140,6 +140,9 @@ impl Node {
 
     /// One look at the recorded transactions: starts what this node has to do for them.
     fn drive_txns(&self) {
+        if !self.running() {
+            return;
+        }
         let me = self.inner.settings.node_id;
         let controller = self.txn_coordinator() == Some(me) && self.inner.caught_up.load(Ordering::SeqCst);
         let states = self.txn_states();
