@@ -2,8 +2,9 @@
 //! adds a few records). When it holds many more records than the live state needs, the
 //! controller writes the live state again as records (a checkpoint: topics, where their
 //! leaders are, producer-id blocks, drains, liveness, SCRAM users, ACLs, transactions) and,
-//! once every replica's log holds the whole checkpoint, deletes the records before it on its
-//! own replica (KRaft's snapshots serve the same end).
+//! once every replica's log holds the whole checkpoint, deletes the records before it and
+//! records the new log start in the metadata log itself, so every replica trims its copy
+//! (KRaft's snapshots serve the same end).
 //!
 //! Applying a checkpoint is harmless to a node that already holds that state: every record
 //! sets a value to what it already is. A node that has to start over (its disk lost, or new)
@@ -52,8 +53,7 @@ impl Node {
         }
         if written.is_none() {
             let held = meta.high_watermark() - meta.log_start_offset();
-            let live = self.live_records().len() as i64;
-            if held < threshold as i64 || held < 4 * live {
+            if held < threshold as i64 || held < 4 * self.live_records().len() as i64 {
                 return;
             }
             match self.write_checkpoint(&meta).await {
@@ -75,7 +75,7 @@ impl Node {
             tracing::debug!(?status.replica_ends, end, "metadata checkpoint waits for every replica");
             return;
         }
-        match self.delete_records(&meta, start, Duration::from_secs(30)).await {
+        match self.delete_records_everywhere(&meta, start, Duration::from_secs(30)).await {
             Ok(low) => {
                 tracing::info!(log_start = low, "metadata log before the checkpoint deleted");
                 *written = None;

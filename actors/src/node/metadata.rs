@@ -134,6 +134,13 @@ impl Node {
                 tracing::info!(node, drained, "node drain state");
             }
             MetaRecord::LogStart { uid, offset } => {
+                if uid == METADATA_UID {
+                    // A checkpoint's prefix: every replica of the metadata log trims it.
+                    if let Some(meta) = self.inner.meta.get() {
+                        meta.raise_log_start(offset);
+                    }
+                    return;
+                }
                 for t in self.topics() {
                     if let Some(i) = t.record.partition_uids.iter().position(|u| *u == uid) {
                         t.partitions[i].raise_log_start(offset);
@@ -325,7 +332,7 @@ impl Node {
                 vec![MetaRecord::Liveness { node, alive }]
             }
             ControllerRequest::LogStart { uid, offset } => {
-                if !self.topics().iter().any(|t| t.record.partition_uids.contains(&uid)) {
+                if uid != METADATA_UID && !self.topics().iter().any(|t| t.record.partition_uids.contains(&uid)) {
                     return Err(AdminError::InvalidConfig(format!("no partition has uid {uid}")));
                 }
                 vec![MetaRecord::LogStart { uid, offset }]

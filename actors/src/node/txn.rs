@@ -33,7 +33,13 @@ pub(super) struct TxnBook {
 impl Node {
     /// The recorded state of transactional id `id`.
     pub fn txn_state(&self, id: &str) -> Option<TxnState> {
-        self.inner.txns.states.read().expect("lock").get(id).cloned()
+        self.with_txn_state(id, |s| s.cloned())
+    }
+
+    /// Reads a transactional id's state in place (the produce path checks every
+    /// transactional batch against it; a clone per batch would copy its partition set).
+    pub fn with_txn_state<R>(&self, id: &str, f: impl FnOnce(Option<&TxnState>) -> R) -> R {
+        f(self.inner.txns.states.read().expect("lock").get(id))
     }
 
     /// Every recorded transactional id's state.

@@ -137,9 +137,10 @@ impl PartitionShared {
     pub fn high_watermark(&self) -> i64 {
         *self.hw_tx.borrow()
     }
-    /// The last stable offset: read_committed consumers read below it.
+    /// The last stable offset: read_committed consumers read below it. Never above the high
+    /// watermark (a caller that reports a high watermark it read earlier clamps to that).
     pub fn last_stable_offset(&self) -> i64 {
-        self.last_stable.load(Ordering::SeqCst)
+        self.last_stable.load(Ordering::SeqCst).min(self.high_watermark())
     }
     pub fn log_start_offset(&self) -> i64 {
         self.log_start.load(Ordering::SeqCst)

@@ -40,6 +40,7 @@ impl PartitionState {
         let now = self.clock.now_ms();
         let recorded = self.shared.recorded_log_start.load(Ordering::SeqCst).min(self.core.high_watermark());
         if recorded > self.core.log_start_offset() {
+            tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, log_start = recorded, "log start raised to the offset the metadata log records");
             self.core.set_log_start(recorded)?;
             self.shared.log.set_meta(&self.core.meta())?;
             self.shared.publish(&self.core);

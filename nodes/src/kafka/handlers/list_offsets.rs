@@ -36,7 +36,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: ListOffsetsRequest) 
             };
             let found: Result<(i64, i64), PartitionError> = match p.timestamp {
                 // read_committed consumers start at the last stable offset.
-                LATEST if req.isolation_level == 1 => Ok((part.last_stable_offset().min(part.high_watermark()), -1)),
+                LATEST if req.isolation_level == 1 => Ok((part.last_stable_offset(), -1)),
                 LATEST => Ok((part.high_watermark(), -1)),
                 EARLIEST => Ok((part.log_start_offset(), -1)),
                 MAX_TIMESTAMP => max_timestamp(&part),

@@ -114,13 +114,13 @@ async fn verify_txn(ctx: &KafkaCtx, id: Option<&str>, topic: &str, partition: i3
     let Some(id) = id else {
         return Err((ResponseError::InvalidRecord.code(), "a transactional batch needs the request's transactional id".into()));
     };
-    let check = || match ctx.node.txn_state(id) {
+    let check = || ctx.node.with_txn_state(id, |s| match s {
         None => Err((ResponseError::InvalidTxnState.code(), "the transactional id is unknown".to_string())),
         Some(s) if s.producer_id != producer_id => Err((ResponseError::InvalidTxnState.code(), "the producer id is not the transactional id's".to_string())),
         Some(s) if s.epoch > epoch => Err((ResponseError::InvalidProducerEpoch.code(), format!("producer epoch {epoch} is fenced by {}", s.epoch))),
         Some(s) if s.status == TxnStatus::Ongoing && s.epoch == epoch && s.partitions.contains(&(topic.to_string(), partition)) => Ok(()),
         Some(s) => Err((ResponseError::InvalidTxnState.code(), format!("{topic}-{partition} is not in an ongoing transaction of this producer (state {})", s.status.kafka_name()))),
-    };
+    });
     if check().is_ok() {
         return Ok(());
     }
