@@ -102,6 +102,9 @@ pub struct Metrics {
     pub raft_appends_refused_disk: Counter,
     pub produce_latency_us: Histogram,
     pub retention_removed_batches: Counter,
+    /// Compaction passes finished, and the records they removed.
+    pub compaction_passes: Counter,
+    pub compaction_removed_records: Counter,
     pub group_rebalances: Counter,
     pub group_offset_commits: Counter,
     pub group_members_expired: Counter,
@@ -153,7 +156,7 @@ impl Metrics {
     /// Renders the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &Counter); 21] = [
+        let counters: [(&str, &str, &Counter); 23] = [
             ("backwaters_kafka_connections_total", "Kafka connections accepted", &self.kafka_connections),
             ("backwaters_kafka_connections_closed_total", "Kafka connections closed", &self.kafka_connections_closed),
             ("backwaters_kafka_requests_total", "Kafka requests handled", &self.kafka_requests),
@@ -167,6 +170,8 @@ impl Metrics {
             ("backwaters_fetch_bytes_total", "Record batch bytes served to fetches", &self.fetch_bytes),
             ("backwaters_flushes_total", "Group-commit flushes of the node's store", &self.flushes),
             ("backwaters_retention_removed_batches_total", "Batches removed by retention or DeleteRecords", &self.retention_removed_batches),
+            ("backwaters_compaction_passes_total", "Log compaction passes finished (compacted topics)", &self.compaction_passes),
+            ("backwaters_compaction_removed_records_total", "Records log compaction removed (superseded, aborted or expired tombstones)", &self.compaction_removed_records),
             ("backwaters_group_rebalances_total", "Consumer-group rebalances completed (new generations)", &self.group_rebalances),
             ("backwaters_group_offset_commits_total", "Committed offsets written to __consumer_offsets", &self.group_offset_commits),
             ("backwaters_group_members_expired_total", "Group members removed because their session lapsed", &self.group_members_expired),

@@ -24,7 +24,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 }
 
 /// The effective configuration of a topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
     pub retention_ms: i64,
     pub retention_bytes: i64,
@@ -35,6 +35,12 @@ pub struct TopicConfig {
     pub min_insync_replicas: i32,
     pub compression_type: String,
     pub message_timestamp_type: String,
+    /// Compaction runs once this share of the cleanable log is dirty (not compacted yet).
+    pub min_cleanable_dirty_ratio: f64,
+    /// Records younger than this are never compacted away.
+    pub min_compaction_lag_ms: i64,
+    /// How long a tombstone stays after it became the latest record of its key.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for TopicConfig {
@@ -49,6 +55,9 @@ impl Default for TopicConfig {
             min_insync_replicas: 1,
             compression_type: "producer".into(),
             message_timestamp_type: "CreateTime".into(),
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            delete_retention_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -66,13 +75,16 @@ pub struct ConfigEntry {
 pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("retention.ms", "Remove batches whose newest record is older than this (ms); -1 keeps forever"),
     ("retention.bytes", "Remove the oldest batches while a partition holds more than this; -1 = no limit"),
-    ("cleanup.policy", "delete (retention applies) or compact (retention does not delete; compaction is not implemented yet)"),
+    ("cleanup.policy", "delete (retention applies), compact (only the latest record of each key is kept) or compact,delete"),
     ("max.message.bytes", "Largest record batch accepted, in bytes"),
-    ("segment.bytes", "Accepted for compatibility; the sled log has no segment files"),
-    ("segment.ms", "Accepted for compatibility; the sled log has no segment files"),
+    ("segment.bytes", "Compaction leaves the newest records alone until this many bytes follow the compacted part (the active segment)"),
+    ("segment.ms", "... or until the oldest of them is this old (ms)"),
     ("min.insync.replicas", "Replicas that must have a batch before acks=all answers"),
     ("compression.type", "producer: batches are stored as the producer compressed them"),
     ("message.timestamp.type", "CreateTime: timestamps are the producer's"),
+    ("min.cleanable.dirty.ratio", "Compaction runs once this share of the compactable log is not compacted yet"),
+    ("min.compaction.lag.ms", "Records younger than this (ms) are never compacted away"),
+    ("delete.retention.ms", "A tombstone (null value) stays this long (ms) before compaction removes it"),
 ];
 
 impl TopicConfig {
@@ -117,6 +129,15 @@ impl TopicConfig {
                     return Err(format!("message.timestamp.type={value:?}: only CreateTime is supported"));
                 }
             }
+            "min.cleanable.dirty.ratio" => {
+                let r: f64 = value.trim().parse().map_err(|_| format!("{name}={value:?} is not a number"))?;
+                if !(0.0..=1.0).contains(&r) {
+                    return Err(format!("{name}={value:?} must be between 0 and 1"));
+                }
+                self.min_cleanable_dirty_ratio = r;
+            }
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms = at_least(name, long(value)?, 0)?,
+            "delete.retention.ms" => self.delete_retention_ms = at_least(name, long(value)?, 0)?,
             _ => return Err(format!("unknown topic config {name:?}; known: {}", TOPIC_CONFIGS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))),
         }
         Ok(())
@@ -125,6 +146,11 @@ impl TopicConfig {
     /// Whether retention deletes old batches.
     pub fn cleanup_policy_delete(&self) -> bool {
         self.cleanup_policy.split(',').any(|p| p == "delete")
+    }
+
+    /// Whether compaction keeps only the latest record of each key.
+    pub fn cleanup_policy_compact(&self) -> bool {
+        self.cleanup_policy.split(',').any(|p| p == "compact")
     }
 
     /// Every config, for DescribeConfigs.
@@ -139,6 +165,9 @@ impl TopicConfig {
             self.min_insync_replicas.to_string(),
             self.compression_type.clone(),
             self.message_timestamp_type.clone(),
+            self.min_cleanable_dirty_ratio.to_string(),
+            self.min_compaction_lag_ms.to_string(),
+            self.delete_retention_ms.to_string(),
         ];
         TOPIC_CONFIGS
             .iter()

@@ -18,7 +18,7 @@ pub mod keys;
 pub mod log;
 pub mod store;
 
-pub use log::{AbortedTxn, Entry, EntryKind, HardState, PartitionLog, PartitionMeta, ProducerEntry, Recovered};
+pub use log::{AbortedTxn, Entry, EntryKind, EntrySummary, HardState, PartitionLog, PartitionMeta, ProducerEntry, Recovered};
 pub use store::Store;
 
 use thiserror::Error;

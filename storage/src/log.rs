@@ -2,7 +2,7 @@
 
 use crate::keys::{self, ABORTED, CHUNK, CHUNK_BYTES, ENTRY, ENTRY_FMT, ENTRY_HEADER, OFFSET, PRODUCER, STATE, TIME};
 use crate::{Result, StorageError, Store};
-use backwaters_proto::kafka::batch::{parse_batch, BatchHeader};
+use backwaters_proto::kafka::batch::{parse_stored_batch, BatchHeader};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +31,7 @@ pub struct Entry {
 impl Entry {
     /// The parsed batch header (CRC-checked). `None` for no-ops.
     pub fn batch_header(&self) -> Option<std::result::Result<BatchHeader, backwaters_proto::kafka::batch::BatchError>> {
-        (self.kind == EntryKind::Batch).then(|| parse_batch(&self.payload))
+        (self.kind == EntryKind::Batch).then(|| parse_stored_batch(&self.payload))
     }
 
     /// Offset one past the last record of this entry.
@@ -68,6 +68,23 @@ impl Entry {
         for (n, chunk) in self.payload[first..].chunks(CHUNK_BYTES).enumerate() {
             batch.insert(&keys::chunk_key(uid, self.index, n as u32 + 1), chunk);
         }
+    }
+}
+
+/// What an entry's head value tells without its payload chunks.
+#[derive(Debug, Clone)]
+pub struct EntrySummary {
+    pub index: u64,
+    pub base_offset: i64,
+    pub payload_len: usize,
+    /// The batch header (`None` for entries that hold no batch).
+    pub header: Option<BatchHeader>,
+}
+
+impl EntrySummary {
+    /// Offset one past the entry's last record.
+    pub fn next_offset(&self) -> i64 {
+        self.header.as_ref().map_or(self.base_offset, |h| self.base_offset + h.last_offset_delta as i64 + 1)
     }
 }
 
@@ -143,6 +160,9 @@ pub struct PartitionMeta {
     pub snap_index: u64,
     #[serde(default)]
     pub snap_term: u64,
+    /// Compaction has cleaned the log below this offset (0: never compacted).
+    #[serde(default)]
+    pub cleaned_to: i64,
 }
 
 /// Raft's hard state of the group this log belongs to, stored beside the entries.
@@ -258,7 +278,23 @@ impl PartitionLog {
 
     fn decode_kv(&self, kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Entry> {
         let (k, v) = kv?;
-        self.load(keys::key_suffix(&k), &v)
+        self.load_current(keys::key_suffix(&k), v)
+    }
+
+    /// As [`PartitionLog::load`], reading the head again when the entry does not add up:
+    /// compaction may have rewritten it between reading its head and its chunks (each key
+    /// is read whole, but not the entry's keys together).
+    fn load_current(&self, index: u64, mut v: sled::IVec) -> Result<Entry> {
+        for _ in 0..3 {
+            match self.load(index, &v) {
+                Err(StorageError::Corrupt { .. }) => match self.tree().get(keys::key(self.uid, ENTRY, index))? {
+                    Some(now) if now != v => v = now,
+                    _ => break,
+                },
+                r => return r,
+            }
+        }
+        self.load(index, &v)
     }
 
     /// Builds a whole entry from its head value and its chunks, checking the CRC.
@@ -311,6 +347,22 @@ impl PartitionLog {
         .filter_map(|(head, v)| backwaters_proto::kafka::batch::peek_header(&v[ENTRY_HEADER..]).ok().map(|h| (h, head.base_offset)))
     }
 
+    /// Summaries of the entries from index `from` on, in order, read from the entries' head
+    /// values only (no payload chunks): for walking a long log cheaply (compaction's plan).
+    pub fn summaries_from(&self, from: u64) -> impl Iterator<Item = Result<EntrySummary>> + '_ {
+        let range = keys::key(self.uid, ENTRY, from)..=keys::key(self.uid, ENTRY, u64::MAX);
+        self.tree().range(range).map(move |kv| {
+            let (k, v) = kv?;
+            let index = keys::key_suffix(&k);
+            let head = Head::parse(index, &v)?;
+            let header = match head.kind {
+                EntryKind::Batch => Some(backwaters_proto::kafka::batch::peek_header(&v[ENTRY_HEADER..]).map_err(|e| StorageError::Corrupt { what: format!("partition {} entry {index}", self.uid), why: e.to_string() })?),
+                _ => None,
+            };
+            Ok(EntrySummary { index, base_offset: head.base_offset, payload_len: head.payload_len, header })
+        })
+    }
+
     /// Stores Raft's hard state (not flushed).
     pub fn set_hard_state(&self, hs: &HardState) -> Result<u64> {
         let (k, v) = self.hard_state_kv(hs);
@@ -355,7 +407,7 @@ impl PartitionLog {
 
     pub fn entry(&self, index: u64) -> Result<Option<Entry>> {
         match self.tree().get(keys::key(self.uid, ENTRY, index))? {
-            Some(v) => Ok(Some(self.load(index, &v)?)),
+            Some(v) => Ok(Some(self.load_current(index, v)?)),
             None => Ok(None),
         }
     }
@@ -397,6 +449,27 @@ impl PartitionLog {
         for a in aborted {
             assert!(a.first_offset <= a.last_offset && a.first_offset >= 0, "aborted transaction {a:?}");
             b.insert(&keys::key(self.uid, ABORTED, a.last_offset as u64), serde_json::to_vec(a).expect("aborted txn serializes"));
+        }
+        b.insert(&keys::prefix(self.uid, STATE), serde_json::to_vec(meta).expect("meta serializes"));
+        self.tree().apply_batch(b)?;
+        Ok(self.store.note_write())
+    }
+
+    /// Replaces the payloads of entries already in the log (compaction: same index, term,
+    /// kind and offsets, fewer records) and stores `meta`, in one atomic batch.
+    pub fn rewrite_entries(&self, entries: &[Entry], meta: &PartitionMeta) -> Result<u64> {
+        let mut b = sled::Batch::default();
+        for e in entries {
+            let Some(v) = self.tree().get(keys::key(self.uid, ENTRY, e.index))? else {
+                return Err(StorageError::Corrupt { what: format!("partition {} entry {}", self.uid, e.index), why: "rewritten entry is not in the log".into() });
+            };
+            let head = Head::parse(e.index, &v)?;
+            assert!(head.term == e.term && head.base_offset == e.base_offset && head.kind == e.kind, "a rewrite keeps the entry's place");
+            for kv in self.tree().scan_prefix(keys::key(self.uid, CHUNK, e.index)) {
+                b.remove(kv?.0);
+            }
+            // Inserted after the removals: a chunk written again wins over its removal.
+            e.encode_into(self.uid, &mut b);
         }
         b.insert(&keys::prefix(self.uid, STATE), serde_json::to_vec(meta).expect("meta serializes"));
         self.tree().apply_batch(b)?;
@@ -460,7 +533,7 @@ impl PartitionLog {
     }
 
     /// Index of the entry holding `offset` (the last batch starting at or before it).
-    fn index_for_offset(&self, offset: i64) -> Result<Option<u64>> {
+    pub fn index_for_offset(&self, offset: i64) -> Result<Option<u64>> {
         let lo = keys::key(self.uid, OFFSET, 0);
         let hi = keys::key(self.uid, OFFSET, offset.max(0) as u64);
         if let Some(kv) = self.tree().range(lo..=hi).next_back() {

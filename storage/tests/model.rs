@@ -285,3 +285,37 @@ fn aborted_transactions_follow_their_markers() {
     log.remove_prefix(3, &meta).unwrap();
     assert!(log.aborted_between(0, 100).unwrap().is_empty());
 }
+
+#[test]
+fn compaction_rewrites_keep_each_entry_in_place() {
+    let store = Store::temporary().unwrap();
+    let (log, _) = PartitionLog::open(&store, 4).unwrap();
+    let mut meta = PartitionMeta::default();
+    let mut next = 0i64;
+    let mut entries = Vec::new();
+    for index in 1..=3u64 {
+        // Several chunks each, so the rewrite must drop chunks it no longer needs.
+        let payload = batch_of(4, next, 40_000);
+        meta.bytes += payload.len() as u64;
+        let e = Entry { index, term: 2, base_offset: next, kind: EntryKind::Batch, payload };
+        next = e.next_offset();
+        entries.push(e);
+    }
+    log.append(&entries, &[], &meta).unwrap();
+    // Entry 2 keeps one record of four: same index, term and offsets, a shorter payload.
+    let br = backwaters_proto::kafka::compact::batch_records(&entries[1].payload).unwrap();
+    let small = br.rebuild(&entries[1].payload, &[false, false, true, false]).unwrap();
+    let rewritten = Entry { payload: small.clone(), ..entries[1].clone() };
+    meta.bytes -= (entries[1].payload.len() - small.len()) as u64;
+    meta.cleaned_to = next;
+    log.rewrite_entries(&[rewritten.clone()], &meta).unwrap();
+    assert_eq!(log.entry(2).unwrap().unwrap(), rewritten);
+    let read = log.read(0, usize::MAX, i64::MAX).unwrap();
+    assert_eq!(read, vec![entries[0].clone(), rewritten, entries[2].clone()]);
+    // Offsets did not move: a read from inside the compacted batch starts at it.
+    assert_eq!(log.read(5, usize::MAX, i64::MAX).unwrap()[0].index, 2);
+    let sums: Vec<(u64, i64, i64)> = log.summaries_from(1).map(|s| s.unwrap()).map(|s| (s.index, s.base_offset, s.next_offset())).collect();
+    assert_eq!(sums, vec![(1, 0, 4), (2, 4, 8), (3, 8, 12)]);
+    let rec = log.recover().unwrap();
+    assert_eq!((rec.meta, rec.next_offset), (meta, 12));
+}

@@ -10,7 +10,7 @@
 
 use crate::topic::TopicConfig;
 use crate::PartitionError;
-use backwaters_proto::kafka::batch::{control_marker, encode_control_batch, parse_batch, with_base_offset, BatchHeader};
+use backwaters_proto::kafka::batch::{control_marker, encode_control_batch, parse_stored_batch, with_base_offset, BatchHeader};
 use backwaters_storage::log::PartitionMeta;
 use backwaters_storage::{AbortedTxn, Entry, EntryKind, ProducerEntry, Recovered};
 use bytes::Bytes;
@@ -115,6 +115,14 @@ impl PartitionCore {
             if h.is_transactional() && !h.is_idempotent() {
                 return Err(PartitionError::InvalidRecord("a transactional batch needs a producer id"));
             }
+            if self.config.cleanup_policy_compact() {
+                // Compaction keeps the latest record of each key: a record without one could
+                // never be compacted (Kafka refuses it the same way).
+                let records = backwaters_proto::kafka::compact::batch_records(b).map_err(PartitionError::CorruptRecord)?;
+                if records.records.iter().any(|r| r.key.is_none()) {
+                    return Err(PartitionError::InvalidRecord("compacted topic cannot accept a record without a key"));
+                }
+            }
         }
         if batches.len() > 1 && batches.iter().any(|(h, _)| h.is_idempotent()) {
             return Err(PartitionError::InvalidRecord("an idempotent produce carries exactly one batch per partition"));
@@ -157,7 +165,7 @@ impl PartitionCore {
             assert_eq!(e.base_offset, self.next_offset, "entry {} starts at offset {}, the log ends at {}", e.index, e.base_offset, self.next_offset);
             self.next_offset = e.next_offset();
             self.meta.bytes += e.payload.len() as u64;
-            let Ok(h) = parse_batch(&e.payload) else { continue };
+            let Ok(h) = parse_stored_batch(&e.payload) else { continue };
             if !h.is_idempotent() {
                 continue;
             }
@@ -396,6 +404,16 @@ impl PartitionCore {
         self.meta.bytes = self.meta.bytes.saturating_sub(bytes);
         self.meta.log_start_offset = self.meta.log_start_offset.max(next_offset_after);
         self.check();
+        self.meta
+    }
+
+    /// Compaction saved `saved` bytes; with `cleaned_to`, its pass ended there.
+    pub fn on_compacted(&mut self, saved: u64, cleaned_to: Option<i64>) -> PartitionMeta {
+        self.meta.bytes = self.meta.bytes.saturating_sub(saved);
+        if let Some(c) = cleaned_to {
+            assert!(c <= self.high_watermark, "compacted past the high watermark");
+            self.meta.cleaned_to = self.meta.cleaned_to.max(c);
+        }
         self.meta
     }
 

@@ -13,6 +13,7 @@
 //! `PartitionShared` outlives restarts.
 
 pub mod core;
+mod compaction;
 mod produce;
 mod retention;
 mod replicas;
@@ -356,6 +357,8 @@ pub struct PartitionState {
     me: ActorRef<PartitionMsg>,
     /// A `Turn` is in the mailbox.
     turn_pending: bool,
+    /// Log compaction's passes (compacted topics).
+    cleaner: compaction::Cleaner,
 }
 
 impl Actor for PartitionActor {
@@ -413,6 +416,7 @@ impl Actor for PartitionActor {
             metrics: args.metrics,
             me,
             turn_pending: false,
+            cleaner: Default::default(),
         };
         st.turn()?;
         Ok(st)
@@ -458,7 +462,10 @@ impl Actor for PartitionActor {
             }
             PartitionMsg::FlushFailed(e) => return Err(format!("flush failed: {e}").into()),
             PartitionMsg::DeleteRecords { offset, reply } => st.delete_records(offset, reply)?,
-            PartitionMsg::Retention => st.remove_expired()?,
+            PartitionMsg::Retention => {
+                st.remove_expired()?;
+                st.compact_step()?;
+            }
             PartitionMsg::SetConfig(c) => st.core.config = c,
             PartitionMsg::Producers(reply) => {
                 let _ = reply.send(st.core.producers());

@@ -131,8 +131,25 @@ pub fn peek_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 }
 
 /// Parses and checks the header of the batch at the start of `buf` (which may hold more
-/// batches after it): magic 2, a sane length, counts that agree, and the CRC32C.
+/// batches after it): magic 2, a sane length, counts that agree, and the CRC32C. What a
+/// producer sends: at least one record, offsets dense.
 pub fn parse_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = parse_stored_batch(buf)?;
+    if header.last_offset_delta != header.record_count - 1 {
+        // Kafka producers always write dense batches; compacted batches may not be, but those
+        // never come from a producer.
+        return Err(BatchError::Invalid("last offset delta does not match the record count"));
+    }
+    if header.record_count == 0 {
+        return Err(BatchError::Invalid("empty record batch"));
+    }
+    Ok(header)
+}
+
+/// As [`parse_batch`], for a batch as the log may hold it after compaction: records may be
+/// missing between its first and last offset, or all of them (the batch stays for its
+/// offsets and its producer's sequence).
+pub fn parse_stored_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = peek_header(buf)?;
     let batch_length = header.batch_length;
     if batch_length < (HEADER_BYTES - LOG_OVERHEAD) as i32 {
@@ -149,13 +166,8 @@ pub fn parse_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if header.record_count < 0 || header.last_offset_delta < 0 {
         return Err(BatchError::Invalid("negative record count or offset delta"));
     }
-    if header.record_count > 0 && header.last_offset_delta != header.record_count - 1 {
-        // Kafka producers always write dense batches; compacted batches may not be, but those
-        // never come from a producer.
-        return Err(BatchError::Invalid("last offset delta does not match the record count"));
-    }
-    if header.record_count == 0 {
-        return Err(BatchError::Invalid("empty record batch"));
+    if header.record_count as i64 > header.last_offset_delta as i64 + 1 {
+        return Err(BatchError::Invalid("more records than offsets"));
     }
     if header.compression_code() > 4 {
         return Err(BatchError::Invalid("unknown compression codec"));
@@ -305,7 +317,7 @@ pub fn encode_control_batch(producer_id: i64, epoch: i16, commit: bool, coordina
 }
 
 /// Reads a zigzag varint at `*at`, moving past it.
-fn varint(buf: &[u8], at: &mut usize) -> Option<i64> {
+pub(crate) fn varint(buf: &[u8], at: &mut usize) -> Option<i64> {
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
         let byte = *buf.get(*at)?;
