@@ -147,14 +147,24 @@ async fn a_compacted_topic_keeps_the_latest_record_of_each_key() {
         let got: BTreeMap<String, String> = text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
         assert_eq!((got, text.lines().count()), (want.clone(), want.len()), "kcat read the compacted topic");
     }
+    let clients = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/clients"));
     if backwaters_tests::client_available("python3", &["-c", "import confluent_kafka, kafka, aiokafka"]) {
-        let script = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/compacted.py"));
+        let script = clients.join("compacted.py");
         let mut cmd = std::process::Command::new("python3");
         cmd.arg(script).arg(&bootstrap).arg(TOPIC).args(want.iter().map(|(k, v)| format!("{k}={v}")));
         let out = backwaters_tests::output_within(&mut cmd, Duration::from_secs(180));
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         eprintln!("{text}");
         assert!(out.status.success() && text.contains("read by all clients"), "python clients on the compacted topic:\n{text}");
+    }
+
+    if clients.join("node_modules/kafkajs").exists() {
+        let mut cmd = std::process::Command::new("node");
+        cmd.arg(clients.join("kafkajs_compacted.js")).arg(&bootstrap).arg(TOPIC).args(want.iter().map(|(k, v)| format!("{k}={v}")));
+        let out = backwaters_tests::output_within(&mut cmd, Duration::from_secs(120));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!("{text}");
+        assert!(out.status.success() && text.contains("one per live key"), "kafkajs on the compacted topic:\n{text}");
     }
 
     // The topic goes on: new values, read back after the compacted part.

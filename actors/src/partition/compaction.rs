@@ -33,7 +33,7 @@ use bytes::Bytes;
 use ractor::ActorProcessingErr;
 use std::collections::HashMap;
 
-/// Entries rewritten per step (then the partition serves what waits in its mailbox).
+/// Entries looked at per step (then the partition serves what waits in its mailbox).
 const STEP_ENTRIES: usize = 256;
 /// Largest key map of one pass (key bytes plus overhead); a pass that fills it ends early.
 const MAP_BYTES_MAX: usize = 64 << 20;
@@ -64,8 +64,11 @@ struct DirtyScan {
 struct Compaction {
     /// The pass compacts offsets below this.
     end: i64,
-    /// Each key's latest offset in the dirty part.
+    /// While the map is being built: the next offset to read.
+    mapping_at: Option<i64>,
+    /// Each key's latest offset in the dirty part, and about how much memory it takes.
     latest: HashMap<Bytes, i64>,
+    map_bytes: usize,
     aborted: Vec<AbortedTxn>,
     now_ms: i64,
     delete_retention_ms: i64,
@@ -109,11 +112,21 @@ impl PartitionState {
             self.cleaner.pass = self.plan_compaction()?;
         }
         let Some(mut c) = self.cleaner.pass.take() else { return Ok(()) };
+        if c.mapping_at.is_some() {
+            self.map_step(&mut c)?;
+            self.cleaner.pass = Some(c);
+            // The next step comes after whatever waits in the mailbox.
+            let _ = self.me.cast(super::PartitionMsg::Retention);
+            return Ok(());
+        }
+        // 3. Rewriting, from the log start.
         let mut rewritten: Vec<Entry> = Vec::new();
-        let mut saved = 0u64;
+        let (mut old_bytes, mut new_bytes) = (0u64, 0u64);
         let mut index = c.next_index.max(self.store.first_index());
         let mut done = false;
-        while rewritten.len() < STEP_ENTRIES {
+        let mut scanned = 0;
+        while scanned < STEP_ENTRIES {
+            scanned += 1;
             let Some(e) = self.shared.log.entry(index)? else {
                 done = true;
                 break;
@@ -147,13 +160,14 @@ impl PartitionState {
                 }
             };
             c.removed += keep.iter().filter(|k| !**k).count() as u64;
-            saved += (e.payload.len() as u64).saturating_sub(payload.len() as u64);
+            old_bytes += e.payload.len() as u64;
+            new_bytes += payload.len() as u64;
             rewritten.push(Entry { payload, ..e });
         }
         c.next_index = index;
-        c.saved_bytes += saved;
+        c.saved_bytes += old_bytes.saturating_sub(new_bytes);
         if !rewritten.is_empty() || done {
-            let meta = self.core.on_compacted(saved, done.then_some(c.end));
+            let meta = self.core.on_compacted(old_bytes, new_bytes, done.then_some(c.end));
             self.shared.log.rewrite_entries(&rewritten, &meta)?;
             self.shared.publish(&self.core);
         }
@@ -206,40 +220,43 @@ impl PartitionState {
             self.cleaner.scan = Some(scan);
             return Ok(None);
         }
-        let (mut end, dirty_bytes) = (scan.end, scan.bytes);
-        // 2. Each key's latest offset in the dirty part.
+        let end = scan.end;
+        tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, from, end, dirty_bytes = scan.bytes, "compaction pass starts");
         let aborted = self.shared.log.aborted_between(self.core.log_start_offset(), end)?;
-        let mut latest: HashMap<Bytes, i64> = HashMap::new();
-        let mut map_bytes = 0usize;
-        let mut at = from;
-        'read: while at < end {
-            let entries = self.shared.log.read(at, READ_BYTES, end)?;
-            let Some(last) = entries.last() else { break };
-            let next = last.next_offset();
-            for e in entries {
-                let Some(Ok(h)) = e.batch_header() else { continue };
-                if e.kind != EntryKind::Batch || h.is_control() || (h.is_transactional() && in_aborted(&aborted, h.producer_id, h.base_offset)) {
-                    continue;
-                }
-                let Ok(br) = batch_records(&e.payload) else { continue };
-                let adds: usize = br.records.iter().filter_map(|r| r.key.as_ref()).map(|k| k.len() + 48).sum();
-                if map_bytes + adds > MAP_BYTES_MAX && !latest.is_empty() {
-                    // The map is full: this pass ends before this batch.
-                    end = e.base_offset;
-                    break 'read;
-                }
-                map_bytes += adds;
-                for r in br.records {
-                    if let Some(k) = r.key {
-                        // Copied out of the batch: a key must not pin its whole batch.
-                        latest.insert(Bytes::copy_from_slice(&k), r.offset);
-                    }
+        Ok(Some(Compaction { end, mapping_at: Some(from), latest: HashMap::new(), map_bytes: 0, aborted, now_ms, delete_retention_ms: config.delete_retention_ms, next_index: self.store.first_index(), removed: 0, saved_bytes: 0 }))
+    }
+
+    /// 2. One step of mapping each key to its latest offset in the dirty part.
+    fn map_step(&self, c: &mut Compaction) -> Result<(), ActorProcessingErr> {
+        let Some(at) = c.mapping_at else { return Ok(()) };
+        let entries = self.shared.log.read(at, READ_BYTES, c.end)?;
+        let Some(next) = entries.last().map(Entry::next_offset) else {
+            c.mapping_at = None;
+            return Ok(());
+        };
+        for e in entries {
+            let Some(Ok(h)) = e.batch_header() else { continue };
+            if e.kind != EntryKind::Batch || h.is_control() || (h.is_transactional() && in_aborted(&c.aborted, h.producer_id, h.base_offset)) {
+                continue;
+            }
+            let Ok(br) = batch_records(&e.payload) else { continue };
+            let adds: usize = br.records.iter().filter_map(|r| r.key.as_ref()).map(|k| k.len() + 48).sum();
+            if c.map_bytes + adds > MAP_BYTES_MAX && !c.latest.is_empty() {
+                // The map is full: this pass ends before this batch, the next goes on from it.
+                c.end = e.base_offset;
+                c.mapping_at = None;
+                return Ok(());
+            }
+            c.map_bytes += adds;
+            for r in br.records {
+                if let Some(k) = r.key {
+                    // Copied out of the batch: a key must not pin its whole batch.
+                    c.latest.insert(Bytes::copy_from_slice(&k), r.offset);
                 }
             }
-            at = next;
         }
-        tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, from, end, dirty_bytes, keys = latest.len(), "compaction pass starts");
-        Ok(Some(Compaction { end, latest, aborted, now_ms, delete_retention_ms: config.delete_retention_ms, next_index: self.store.first_index(), removed: 0, saved_bytes: 0 }))
+        c.mapping_at = (next < c.end).then_some(next);
+        Ok(())
     }
 }
 

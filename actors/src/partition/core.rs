@@ -407,9 +407,10 @@ impl PartitionCore {
         self.meta
     }
 
-    /// Compaction saved `saved` bytes; with `cleaned_to`, its pass ended there.
-    pub fn on_compacted(&mut self, saved: u64, cleaned_to: Option<i64>) -> PartitionMeta {
-        self.meta.bytes = self.meta.bytes.saturating_sub(saved);
+    /// Compaction replaced batches of `old_bytes` by `new_bytes` (a batch compressed again
+    /// may even grow); with `cleaned_to`, its pass ended there.
+    pub fn on_compacted(&mut self, old_bytes: u64, new_bytes: u64, cleaned_to: Option<i64>) -> PartitionMeta {
+        self.meta.bytes = self.meta.bytes.saturating_sub(old_bytes) + new_bytes;
         if let Some(c) = cleaned_to {
             assert!(c <= self.high_watermark, "compacted past the high watermark");
             self.meta.cleaned_to = self.meta.cleaned_to.max(c);
