@@ -44,6 +44,10 @@ pub enum MetaRecord {
     /// moves its log start there once its high watermark has, so a new leader never serves
     /// them again.
     LogStart { uid: u64, offset: i64 },
+    /// Every replica of compacted partition `uid` holds its log up to `offset`: compaction
+    /// may drop tombstones below it (a replica that was behind must still receive a key's
+    /// tombstone, or it would keep the values the tombstone deleted).
+    TombstoneHorizon { uid: u64, offset: i64 },
     /// A Kafka user's SCRAM credential for `mechanism` ("SCRAM-SHA-256" / "SCRAM-SHA-512"),
     /// set (`Some`) or removed (`None`). Only the salted keys, never a password.
     Scram { user: String, mechanism: String, credential: Option<backwaters_proto::sasl::ScramCredential> },
@@ -70,6 +74,7 @@ pub enum ControllerRequest {
     Drain { node: i32, drained: bool },
     Liveness { node: i32, alive: bool },
     LogStart { uid: u64, offset: i64 },
+    TombstoneHorizon { uid: u64, offset: i64 },
     /// Set (`Some`) or remove (`None`) a user's SCRAM credential (AlterUserScramCredentials).
     Scram { user: String, mechanism: String, credential: Option<backwaters_proto::sasl::ScramCredential> },
     /// Add and remove ACLs (CreateAcls / DeleteAcls); ones already there / already gone are

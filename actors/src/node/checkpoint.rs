@@ -96,6 +96,9 @@ impl Node {
                 if p.recorded_log_start() > 0 {
                     out.push(MetaRecord::LogStart { uid: *uid, offset: p.recorded_log_start() });
                 }
+                if p.tombstone_horizon() > 0 {
+                    out.push(MetaRecord::TombstoneHorizon { uid: *uid, offset: p.tombstone_horizon() });
+                }
             }
         }
         // Raises every node's idea of the highest block granted; grants nobody anything.

@@ -147,6 +147,13 @@ impl Node {
                     }
                 }
             }
+            MetaRecord::TombstoneHorizon { uid, offset } => {
+                for t in self.topics() {
+                    if let Some(i) = t.record.partition_uids.iter().position(|u| *u == uid) {
+                        t.partitions[i].raise_tombstone_horizon(offset);
+                    }
+                }
+            }
             MetaRecord::Scram { user, mechanism, credential } => {
                 let Some(mech) = backwaters_proto::sasl::Mechanism::parse(&mechanism) else {
                     tracing::warn!(%user, %mechanism, "SCRAM credential of an unknown mechanism; skipped");
@@ -336,6 +343,12 @@ impl Node {
                     return Err(AdminError::InvalidConfig(format!("no partition has uid {uid}")));
                 }
                 vec![MetaRecord::LogStart { uid, offset }]
+            }
+            ControllerRequest::TombstoneHorizon { uid, offset } => {
+                if !self.topics().iter().any(|t| t.record.partition_uids.contains(&uid)) {
+                    return Err(AdminError::InvalidConfig(format!("no partition has uid {uid}")));
+                }
+                vec![MetaRecord::TombstoneHorizon { uid, offset }]
             }
             ControllerRequest::Scram { user, mechanism, credential } => {
                 let mech = backwaters_proto::sasl::Mechanism::parse(&mechanism)

@@ -22,6 +22,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 mod checkpoint;
+mod compaction;
 mod disk;
 mod security;
 mod txn;
@@ -301,6 +302,7 @@ impl Node {
         node.start_disk_watch().await?;
         node.start_txn_markers().await?;
         node.start_checkpoints().await?;
+        node.start_tombstone_horizons().await?;
         if node.topic(OFFSETS_TOPIC).is_some() {
             node.ensure_groups().await.map_err(|e| format!("starting group coordinators: {e}"))?;
         }

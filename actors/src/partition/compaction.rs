@@ -16,12 +16,18 @@
 //!    than `min.compaction.lag.ms`, the high watermark or the last stable offset. Like Kafka's
 //!    active segment, it is compacted only once it holds `segment.bytes` or its oldest batch
 //!    is `segment.ms` old, and only when it is at least `min.cleanable.dirty.ratio` of the log.
-//! 2. Map: each key's latest offset in the dirty part (records of aborted transactions do not
-//!    count), bounded in memory; a full map ends the pass early, at that batch.
+//! 2. Map, in 4 MiB steps: each key's latest offset in the dirty part (records of aborted
+//!    transactions do not count), bounded in memory; a full map ends the pass early there.
 //! 3. Rewrite, a few hundred entries per step so the partition keeps serving between steps:
 //!    from the log start to the pass's end, a record goes when its key has a later record in
-//!    the map, when it belongs to an aborted transaction, or when it is a tombstone that has
-//!    been the latest for longer than `delete.retention.ms`. Control batches stay.
+//!    the map, when it belongs to an aborted transaction, or when it is a tombstone older
+//!    than `delete.retention.ms` and below the tombstone horizon. Control batches stay.
+//!
+//! Dropping a tombstone is the one step that is not safe on a replica's own say: a replica
+//! that was behind would get the leader's log without the tombstone and keep the values it
+//! deleted. The tombstone horizon, which every replica's log has reached, is recorded in the
+//! metadata log by the leader (`node/compaction.rs`); a pass over the compacted part alone
+//! runs once a kept tombstone may go.
 //!
 //! Records without a key cannot be compacted; the produce path refuses them on compacted
 //! topics (as Kafka does), and any already stored stay.
@@ -43,13 +49,22 @@ const READ_BYTES: usize = 4 << 20;
 const PLAN_WALK_MAX: usize = 200_000;
 
 /// The cleaner's state on one replica.
-#[derive(Default)]
 pub(super) struct Cleaner {
     pass: Option<Compaction>,
+    /// Tombstones the last pass kept (too young, or not below the horizon yet): the lowest
+    /// offset among them and the earliest time one may go. Once one may, a pass over the
+    /// compacted part runs even without new records. Unknown after a start: assumed.
+    tombstones: Option<(i64, i64)>,
     /// The dirty part as walked so far while no pass was due: the next plan walks on from
     /// there instead of from the start (what lies below the high watermark does not change
     /// until a pass or retention moves `from`).
     scan: Option<DirtyScan>,
+}
+
+impl Default for Cleaner {
+    fn default() -> Self {
+        Cleaner { pass: None, tombstones: Some((0, 0)), scan: None }
+    }
 }
 
 struct DirtyScan {
@@ -72,6 +87,9 @@ struct Compaction {
     aborted: Vec<AbortedTxn>,
     now_ms: i64,
     delete_retention_ms: i64,
+    tombstone_horizon: i64,
+    /// Tombstones kept so far: (lowest offset, earliest time one may go).
+    kept_tombstones: Option<(i64, i64)>,
     /// Next entry to rewrite.
     next_index: u64,
     removed: u64,
@@ -79,8 +97,9 @@ struct Compaction {
 }
 
 /// Which records of a batch stay. `latest` maps each key to its latest offset in the
-/// dirty part; `aborted` says the batch belongs to an aborted transaction.
-pub(super) fn keep_flags(records: &[RawRecord], latest: &HashMap<Bytes, i64>, aborted: bool, now_ms: i64, delete_retention_ms: i64) -> Vec<bool> {
+/// dirty part; `aborted` says the batch belongs to an aborted transaction; tombstones at or
+/// past `tombstone_horizon` stay (a replica may not hold them yet).
+pub(super) fn keep_flags(records: &[RawRecord], latest: &HashMap<Bytes, i64>, aborted: bool, now_ms: i64, delete_retention_ms: i64, tombstone_horizon: i64) -> Vec<bool> {
     records
         .iter()
         .map(|r| {
@@ -90,8 +109,9 @@ pub(super) fn keep_flags(records: &[RawRecord], latest: &HashMap<Bytes, i64>, ab
             let Some(key) = &r.key else { return true };
             match latest.get(key) {
                 Some(at) if *at > r.offset => false,
-                // The latest of its key: a tombstone goes once it has been for long enough.
-                _ => !(r.tombstone && now_ms.saturating_sub(r.timestamp_ms) > delete_retention_ms),
+                // The latest of its key: a tombstone goes once it has been for long enough
+                // and every replica holds it.
+                _ => !(r.tombstone && r.offset < tombstone_horizon && now_ms.saturating_sub(r.timestamp_ms) > delete_retention_ms),
             }
         })
         .collect()
@@ -148,7 +168,11 @@ impl PartitionState {
                 }
             };
             let aborted = h.is_transactional() && in_aborted(&c.aborted, h.producer_id, h.base_offset);
-            let keep = keep_flags(&br.records, &c.latest, aborted, c.now_ms, c.delete_retention_ms);
+            let keep = keep_flags(&br.records, &c.latest, aborted, c.now_ms, c.delete_retention_ms, c.tombstone_horizon);
+            for r in br.records.iter().zip(&keep).filter(|(r, k)| **k && r.tombstone).map(|(r, _)| r) {
+                let due = r.timestamp_ms.saturating_add(c.delete_retention_ms).saturating_add(1);
+                c.kept_tombstones = Some(c.kept_tombstones.map_or((r.offset, due), |(o, d)| (o.min(r.offset), d.min(due))));
+            }
             if keep.iter().all(|k| *k) {
                 continue;
             }
@@ -172,6 +196,7 @@ impl PartitionState {
             self.shared.publish(&self.core);
         }
         if done {
+            self.cleaner.tombstones = c.kept_tombstones;
             self.metrics.compaction_passes.add(1);
             self.metrics.compaction_removed_records.add(c.removed);
             tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, cleaned_to = c.end, removed = c.removed, saved_bytes = c.saved_bytes, keys = c.latest.len(), "log compacted");
@@ -189,10 +214,7 @@ impl PartitionState {
         let now_ms = self.clock.now_ms();
         let bound = self.core.last_stable_offset().min(self.core.high_watermark());
         let from = self.core.meta().cleaned_to.max(self.core.log_start_offset());
-        if from >= bound {
-            return Ok(None);
-        }
-        // 1. The dirty part, from the heads alone, walked on from where the last plan stopped.
+        // 1. The dirty part (none when `from` is at the bound: the walk stops at once), from the heads alone, walked on from where the last plan stopped.
         let mut scan = match self.cleaner.scan.take() {
             Some(s) if s.from == from && s.next_index >= self.store.first_index() => s,
             _ => {
@@ -216,14 +238,22 @@ impl PartitionState {
         }
         let total = self.core.bytes().max(1);
         let rolled = scan.bytes >= config.segment_bytes as u64 || now_ms.saturating_sub(scan.oldest) >= config.segment_ms;
-        if scan.end <= from || !rolled || (scan.bytes as f64) < config.min_cleanable_dirty_ratio * total as f64 {
+        let horizon = self.shared.tombstone_horizon();
+        let end = if scan.end <= from || !rolled || (scan.bytes as f64) < config.min_cleanable_dirty_ratio * total as f64 {
             self.cleaner.scan = Some(scan);
-            return Ok(None);
-        }
-        let end = scan.end;
-        tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, from, end, dirty_bytes = scan.bytes, "compaction pass starts");
+            // Nothing new to compact; kept tombstones that may go now are reason enough for
+            // a pass over the compacted part.
+            match self.cleaner.tombstones {
+                Some((lowest, due)) if lowest < horizon && now_ms >= due && from > self.core.log_start_offset() => from,
+                _ => return Ok(None),
+            }
+        } else {
+            scan.end
+        };
+        self.cleaner.scan = None;
+        tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, from, end, horizon, "compaction pass starts");
         let aborted = self.shared.log.aborted_between(self.core.log_start_offset(), end)?;
-        Ok(Some(Compaction { end, mapping_at: Some(from), latest: HashMap::new(), map_bytes: 0, aborted, now_ms, delete_retention_ms: config.delete_retention_ms, next_index: self.store.first_index(), removed: 0, saved_bytes: 0 }))
+        Ok(Some(Compaction { end, mapping_at: (end > from).then_some(from), kept_tombstones: None, latest: HashMap::new(), map_bytes: 0, aborted, now_ms, delete_retention_ms: config.delete_retention_ms, tombstone_horizon: horizon, next_index: self.store.first_index(), removed: 0, saved_bytes: 0 }))
     }
 
     /// 2. One step of mapping each key to its latest offset in the dirty part.
@@ -272,10 +302,11 @@ mod tests {
 
     proptest! {
         /// Compacting a log of single-record batches keeps, for every key, exactly its latest
-        /// record (or nothing, for a tombstone past its retention), keeps every unkeyed
-        /// record, and compacting the result again changes nothing.
+        /// record (or nothing, for a tombstone past its retention and below the horizon every
+        /// replica holds), keeps every unkeyed record, and compacting the result again
+        /// changes nothing.
         #[test]
-        fn latest_per_key_survives(ops in proptest::collection::vec((proptest::option::weighted(0.9, 0u8..6), proptest::option::weighted(0.8, any::<u8>())), 1..60), retention in 0i64..100) {
+        fn latest_per_key_survives(ops in proptest::collection::vec((proptest::option::weighted(0.9, 0u8..6), proptest::option::weighted(0.8, any::<u8>())), 1..60), retention in 0i64..100, horizon in 0i64..70) {
             let now = 1_000;
             let batches: Vec<Bytes> = ops.iter().enumerate().map(|(i, (k, v))| with_base_offset(&encode_batch(&[rec(*k, *v, 900 + i as i64)]).unwrap(), i as i64)).collect();
             let compact = |batches: &[Bytes]| -> Vec<Bytes> {
@@ -287,14 +318,14 @@ mod tests {
                 }
                 batches.iter().map(|b| {
                     let br = batch_records(b).unwrap();
-                    br.rebuild(b, &keep_flags(&br.records, &latest, false, now, retention)).unwrap()
+                    br.rebuild(b, &keep_flags(&br.records, &latest, false, now, retention, horizon)).unwrap()
                 }).collect()
             };
             let once = compact(&batches);
             let kept: Vec<RawRecord> = once.iter().flat_map(|b| batch_records(b).unwrap().records).collect();
             for (i, (k, v)) in ops.iter().enumerate() {
                 let later = ops[i + 1..].iter().any(|(k2, _)| k.is_some() && k2 == k);
-                let expired_tombstone = v.is_none() && now - (900 + i as i64) > retention;
+                let expired_tombstone = v.is_none() && (i as i64) < horizon && now - (900 + i as i64) > retention;
                 let want = k.is_none() || (!later && !expired_tombstone);
                 prop_assert_eq!(kept.iter().any(|r| r.offset == i as i64), want, "offset {}", i);
             }

@@ -70,13 +70,14 @@ pub struct PartitionShared {
     /// The log start the metadata log records for this partition (DeleteRecords); the
     /// replica moves its own log start up to it once its high watermark allows.
     recorded_log_start: AtomicI64,
+    tombstone_horizon: AtomicI64,
 }
 
 impl PartitionShared {
     pub fn new(topic: String, partition: i32, store: &Store, uid: u64, replicas: Vec<i32>) -> Arc<PartitionShared> {
         let log = PartitionLog::handle(store, uid);
         let (hw_tx, _) = watch::channel(0);
-        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), last_stable: AtomicI64::new(0), leader: AtomicI64::new(-1), leader_term: std::sync::Mutex::new(0), in_sync: std::sync::Mutex::new(Vec::new()), replicas, refusals: Default::default(), recorded_log_start: AtomicI64::new(0) })
+        Arc::new(PartitionShared { topic, partition, log, actor: RwLock::new(None), hw_tx, log_start: AtomicI64::new(0), log_end: AtomicI64::new(0), last_stable: AtomicI64::new(0), leader: AtomicI64::new(-1), leader_term: std::sync::Mutex::new(0), in_sync: std::sync::Mutex::new(Vec::new()), replicas, refusals: Default::default(), recorded_log_start: AtomicI64::new(0), tombstone_horizon: AtomicI64::new(0) })
     }
 
     /// The metadata log recorded a DeleteRecords up to `offset`: the replica applies it now
@@ -92,6 +93,15 @@ impl PartitionShared {
     /// The log start the metadata log records (0 when it records none).
     pub fn recorded_log_start(&self) -> i64 {
         self.recorded_log_start.load(Ordering::SeqCst)
+    }
+
+    /// Every replica holds the log below this offset (the metadata log records it for
+    /// compacted partitions): compaction drops tombstones only below it.
+    pub fn tombstone_horizon(&self) -> i64 {
+        self.tombstone_horizon.load(Ordering::SeqCst)
+    }
+    pub fn raise_tombstone_horizon(&self, offset: i64) {
+        self.tombstone_horizon.fetch_max(offset, Ordering::SeqCst);
     }
 
     /// An idempotent produce was refused with a retriable error without being written.
