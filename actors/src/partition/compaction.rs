@@ -51,9 +51,9 @@ const PLAN_WALK_MAX: usize = 200_000;
 /// The cleaner's state on one replica.
 pub(super) struct Cleaner {
     pass: Option<Compaction>,
-    /// Tombstones the last pass kept (too young, or not below the horizon yet): the lowest
-    /// offset among them and the earliest time one may go. Once one may, a pass over the
-    /// compacted part runs even without new records. Unknown after a start: assumed.
+    /// The first tombstone the last pass kept (too young, or not below the horizon yet): its
+    /// offset and the time it may go. Once it may, a pass over the compacted part runs even
+    /// without new records (and removes at least it). Unknown after a start: assumed.
     tombstones: Option<(i64, i64)>,
     /// The dirty part as walked so far while no pass was due: the next plan walks on from
     /// there instead of from the start (what lies below the high watermark does not change
@@ -88,7 +88,7 @@ struct Compaction {
     now_ms: i64,
     delete_retention_ms: i64,
     tombstone_horizon: i64,
-    /// Tombstones kept so far: (lowest offset, earliest time one may go).
+    /// The first tombstone kept so far: (offset, time it may go).
     kept_tombstones: Option<(i64, i64)>,
     /// Next entry to rewrite.
     next_index: u64,
@@ -169,9 +169,10 @@ impl PartitionState {
             };
             let aborted = h.is_transactional() && in_aborted(&c.aborted, h.producer_id, h.base_offset);
             let keep = keep_flags(&br.records, &c.latest, aborted, c.now_ms, c.delete_retention_ms, c.tombstone_horizon);
-            for r in br.records.iter().zip(&keep).filter(|(r, k)| **k && r.tombstone).map(|(r, _)| r) {
-                let due = r.timestamp_ms.saturating_add(c.delete_retention_ms).saturating_add(1);
-                c.kept_tombstones = Some(c.kept_tombstones.map_or((r.offset, due), |(o, d)| (o.min(r.offset), d.min(due))));
+            if c.kept_tombstones.is_none() {
+                if let Some(r) = br.records.iter().zip(&keep).find(|(r, k)| **k && r.tombstone).map(|(r, _)| r) {
+                    c.kept_tombstones = Some((r.offset, r.timestamp_ms.saturating_add(c.delete_retention_ms).saturating_add(1)));
+                }
             }
             if keep.iter().all(|k| *k) {
                 continue;
@@ -214,7 +215,8 @@ impl PartitionState {
         let now_ms = self.clock.now_ms();
         let bound = self.core.last_stable_offset().min(self.core.high_watermark());
         let from = self.core.meta().cleaned_to.max(self.core.log_start_offset());
-        // 1. The dirty part (none when `from` is at the bound: the walk stops at once), from the heads alone, walked on from where the last plan stopped.
+        // 1. The dirty part, from the heads alone, walked on from where the last plan stopped
+        // (none when `from` is at the bound: the walk stops at once).
         let mut scan = match self.cleaner.scan.take() {
             Some(s) if s.from == from && s.next_index >= self.store.first_index() => s,
             _ => {
@@ -244,7 +246,7 @@ impl PartitionState {
             // Nothing new to compact; kept tombstones that may go now are reason enough for
             // a pass over the compacted part.
             match self.cleaner.tombstones {
-                Some((lowest, due)) if lowest < horizon && now_ms >= due && from > self.core.log_start_offset() => from,
+                Some((first, due)) if first < horizon && now_ms >= due && from > self.core.log_start_offset() => from,
                 _ => return Ok(None),
             }
         } else {
