@@ -39,6 +39,8 @@ pub struct TopicConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// Records younger than this are never compacted away.
     pub min_compaction_lag_ms: i64,
+    /// A dirty part whose oldest record is this old is compacted whatever its size.
+    pub max_compaction_lag_ms: i64,
     /// How long a tombstone stays after it became the latest record of its key.
     pub delete_retention_ms: i64,
 }
@@ -57,6 +59,7 @@ impl Default for TopicConfig {
             message_timestamp_type: "CreateTime".into(),
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
             delete_retention_ms: 24 * 3600 * 1000,
         }
     }
@@ -84,6 +87,7 @@ pub const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("message.timestamp.type", "CreateTime: timestamps are the producer's"),
     ("min.cleanable.dirty.ratio", "Compaction runs once this share of the compactable log is not compacted yet"),
     ("min.compaction.lag.ms", "Records younger than this (ms) are never compacted away"),
+    ("max.compaction.lag.ms", "Records not compacted for this long (ms) are compacted whatever the dirty ratio and segment settings"),
     ("delete.retention.ms", "A tombstone (null value) stays this long (ms) before compaction removes it"),
 ];
 
@@ -137,6 +141,7 @@ impl TopicConfig {
                 self.min_cleanable_dirty_ratio = r;
             }
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = at_least(name, long(value)?, 0)?,
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms = at_least(name, long(value)?, 1)?,
             "delete.retention.ms" => self.delete_retention_ms = at_least(name, long(value)?, 0)?,
             _ => return Err(format!("unknown topic config {name:?}; known: {}", TOPIC_CONFIGS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))),
         }
@@ -167,6 +172,7 @@ impl TopicConfig {
             self.message_timestamp_type.clone(),
             self.min_cleanable_dirty_ratio.to_string(),
             self.min_compaction_lag_ms.to_string(),
+            self.max_compaction_lag_ms.to_string(),
             self.delete_retention_ms.to_string(),
         ];
         TOPIC_CONFIGS
@@ -221,5 +227,11 @@ mod tests {
         let mut o = BTreeMap::new();
         o.insert("no.such.config".to_string(), "1".to_string());
         assert!(TopicConfig::from_overrides(&o).unwrap_err().contains("unknown topic config"));
+        let one = |k: &str, v: &str| TopicConfig::from_overrides(&BTreeMap::from([(k.to_string(), v.to_string())]));
+        assert_eq!(one("min.cleanable.dirty.ratio", "0.1").unwrap().min_cleanable_dirty_ratio, 0.1);
+        assert!(one("min.cleanable.dirty.ratio", "1.5").unwrap_err().contains("between 0 and 1"));
+        assert!(one("max.compaction.lag.ms", "0").is_err());
+        assert!(one("cleanup.policy", "compact,delete").unwrap().cleanup_policy_compact());
+        assert!(!TopicConfig::default().cleanup_policy_compact());
     }
 }

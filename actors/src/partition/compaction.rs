@@ -15,7 +15,8 @@
 //! 1. Plan (heads only): the dirty part runs from `cleaned_to` to the first record younger
 //!    than `min.compaction.lag.ms`, the high watermark or the last stable offset. Like Kafka's
 //!    active segment, it is compacted only once it holds `segment.bytes` or its oldest batch
-//!    is `segment.ms` old, and only when it is at least `min.cleanable.dirty.ratio` of the log.
+//!    is `segment.ms` old, and only when it is at least `min.cleanable.dirty.ratio` of the log
+//!    (or whatever its size once its oldest record is `max.compaction.lag.ms` old).
 //! 2. Map, in 4 MiB steps: each key's latest offset in the dirty part (records of aborted
 //!    transactions do not count), bounded in memory; a full map ends the pass early there.
 //! 3. Rewrite, a few hundred entries per step so the partition keeps serving between steps:
@@ -239,9 +240,11 @@ impl PartitionState {
             scan.next_index = s.index + 1;
         }
         let total = self.core.bytes().max(1);
-        let rolled = scan.bytes >= config.segment_bytes as u64 || now_ms.saturating_sub(scan.oldest) >= config.segment_ms;
+        let age = now_ms.saturating_sub(scan.oldest);
+        let rolled = scan.bytes >= config.segment_bytes as u64 || age >= config.segment_ms;
+        let due = (rolled && scan.bytes as f64 >= config.min_cleanable_dirty_ratio * total as f64) || age >= config.max_compaction_lag_ms;
         let horizon = self.shared.tombstone_horizon();
-        let end = if scan.end <= from || !rolled || (scan.bytes as f64) < config.min_cleanable_dirty_ratio * total as f64 {
+        let end = if scan.end <= from || !due {
             self.cleaner.scan = Some(scan);
             // Nothing new to compact; kept tombstones that may go now are reason enough for
             // a pass over the compacted part.
