@@ -336,7 +336,6 @@ fn elect_leaders_returns_leadership_to_the_preferred_replica() {
     }
     let nodes = TestNode::start_cluster(3, "[limits]\nleader_rebalance_ms = 600000\n");
     let bootstrap = nodes.iter().map(|n| n.kafka.as_str()).collect::<Vec<_>>().join(",");
-    let shell = |cmd: &str| run(Command::new(backwaters_tests::binary()).args(["shell", "--bootstrap", &nodes[0].grpc, "-c", cmd]));
     let create = r#"
 import sys
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -344,7 +343,18 @@ a = AdminClient({"bootstrap.servers": sys.argv[1]})
 a.create_topics([NewTopic("elect", 2, 3)])["elect"].result()
 "#;
     run(Command::new("python3").args(["-c", create, &bootstrap]));
-    shell("topic transfer-leader elect 0");
+    // A new partition's followers may not be in sync yet (a loaded machine): the move is
+    // refused until one is, so it is asked again for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = Command::new(backwaters_tests::binary()).args(["shell", "--bootstrap", &nodes[0].grpc, "-c", "topic transfer-leader elect 0"]).output().expect("run shell");
+        if out.status.success() {
+            break;
+        }
+        let why = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(why.contains("in sync") && std::time::Instant::now() < deadline, "transfer-leader failed: {why}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let elect = r#"
 import sys, time
 from confluent_kafka import TopicPartition, ElectionType, KafkaException
