@@ -285,16 +285,19 @@ impl PartitionLog {
     /// compaction may have rewritten it between reading its head and its chunks (each key
     /// is read whole, but not the entry's keys together).
     fn load_current(&self, index: u64, mut v: sled::IVec) -> Result<Entry> {
-        for _ in 0..3 {
+        let mut rereads = 0;
+        loop {
             match self.load(index, &v) {
-                Err(StorageError::Corrupt { .. }) => match self.tree().get(keys::key(self.uid, ENTRY, index))? {
-                    Some(now) if now != v => v = now,
-                    _ => break,
+                Err(e @ StorageError::Corrupt { .. }) if rereads < 3 => match self.tree().get(keys::key(self.uid, ENTRY, index))? {
+                    Some(now) if now != v => {
+                        v = now;
+                        rereads += 1;
+                    }
+                    _ => return Err(e),
                 },
                 r => return r,
             }
         }
-        self.load(index, &v)
     }
 
     /// Builds a whole entry from its head value and its chunks, checking the CRC.

@@ -52,6 +52,15 @@ fn read_all(bootstrap: &str) -> BTreeMap<String, Vec<(Option<String>, i32, i64)>
     out
 }
 
+/// The nodes' log lines about this topic's compaction (printed when a wait runs out).
+fn print_compaction_logs(nodes: &[TestNode]) {
+    for (i, n) in nodes.iter().enumerate() {
+        for l in n.log().lines().filter(|l| (l.contains("compact") || l.contains("horizon")) && l.contains(TOPIC)) {
+            eprintln!("node{i}: {l}");
+        }
+    }
+}
+
 async fn send(producer: &FutureProducer, key: &str, value: Option<&str>) -> Result<(i32, i64), KafkaError> {
     let mut r = FutureRecord::<str, str>::to(TOPIC).key(key);
     if let Some(v) = value {
@@ -122,11 +131,7 @@ async fn a_compacted_topic_keeps_the_latest_record_of_each_key() {
         }
         let versions: usize = read.values().map(Vec::len).sum();
         if Instant::now() >= deadline {
-            for (i, n) in nodes.iter().enumerate() {
-                for l in n.log().lines().filter(|l| (l.contains("compact") || l.contains("horizon") || l.contains("tombstone")) && !l.contains("consumer_offsets")) {
-                    eprintln!("DIAG node{i} {l}");
-                }
-            }
+            print_compaction_logs(&nodes);
         }
         assert!(Instant::now() < deadline, "not compacted: {versions} records of {} keys still there", read.len());
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -148,11 +153,7 @@ async fn a_compacted_topic_keeps_the_latest_record_of_each_key() {
             break;
         }
         if Instant::now() >= deadline {
-            for (i, n) in nodes.iter().enumerate() {
-                for l in n.log().lines().filter(|l| l.contains("compact") && l.contains(TOPIC)) {
-                    eprintln!("DIAG node{i} {l}");
-                }
-            }
+            print_compaction_logs(&nodes);
         }
         assert!(Instant::now() < deadline, "replicas differ after compaction: {views:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;

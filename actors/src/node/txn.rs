@@ -80,9 +80,11 @@ impl Node {
                 Ok(s) if preparing(&s) && matches!(op, TxnOp::Init { .. }) && waiting() => {}
                 r => return r,
             }
-            // This node applies the completion like every other: watch for it here.
-            while waiting() && self.txn_state(op.id()).is_some_and(|s| preparing(&s)) {
-                tokio::time::sleep(Duration::from_millis(2)).await;
+            // This node applies the completion like every other: wake on each metadata
+            // record applied (the short timeout re-checks `waiting`).
+            let mut applied = self.inner.applied.subscribe();
+            while waiting() && self.with_txn_state(op.id(), |s| s.is_some_and(preparing)) {
+                let _ = tokio::time::timeout(Duration::from_millis(50), applied.changed()).await;
             }
         }
     }

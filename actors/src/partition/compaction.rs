@@ -35,7 +35,7 @@
 
 use super::PartitionState;
 use backwaters_proto::kafka::compact::{batch_records, RawRecord};
-use backwaters_storage::{AbortedTxn, Entry, EntryKind};
+use backwaters_storage::{AbortedTxn, Entry};
 use bytes::Bytes;
 use ractor::ActorProcessingErr;
 use std::collections::HashMap;
@@ -123,21 +123,33 @@ fn in_aborted(aborted: &[AbortedTxn], producer_id: i64, offset: i64) -> bool {
 }
 
 impl PartitionState {
-    /// Starts a pass when one is due, or takes the next step of the one under way.
-    pub(super) fn compact_step(&mut self) -> Result<(), ActorProcessingErr> {
+    /// On each retention check: starts a pass when none is under way and one is due (a pass
+    /// under way goes on by its own steps).
+    pub(super) fn compact_tick(&mut self) -> Result<(), ActorProcessingErr> {
         if !self.core.config.cleanup_policy_compact() {
             self.cleaner = Cleaner::default();
             return Ok(());
         }
         if self.cleaner.pass.is_none() {
             self.cleaner.pass = self.plan_compaction()?;
+            if self.cleaner.pass.is_some() {
+                self.compact_step()?;
+            }
         }
+        Ok(())
+    }
+
+    /// The next step of the pass under way; the one after it is queued behind whatever
+    /// waits in the mailbox (one step message at a time).
+    pub(super) fn compact_step(&mut self) -> Result<(), ActorProcessingErr> {
         let Some(mut c) = self.cleaner.pass.take() else { return Ok(()) };
+        if !self.core.config.cleanup_policy_compact() {
+            return Ok(());
+        }
         if c.mapping_at.is_some() {
             self.map_step(&mut c)?;
             self.cleaner.pass = Some(c);
-            // The next step comes after whatever waits in the mailbox.
-            let _ = self.me.cast(super::PartitionMsg::Retention);
+            self.me.cast(super::PartitionMsg::CompactStep)?;
             return Ok(());
         }
         // 3. Rewriting, from the log start.
@@ -204,8 +216,7 @@ impl PartitionState {
             tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, cleaned_to = c.end, removed = c.removed, saved_bytes = c.saved_bytes, keys = c.latest.len(), "log compacted");
         } else {
             self.cleaner.pass = Some(c);
-            // The next step comes after whatever waits in the mailbox.
-            let _ = self.me.cast(super::PartitionMsg::Retention);
+            self.me.cast(super::PartitionMsg::CompactStep)?;
         }
         Ok(())
     }
@@ -271,7 +282,7 @@ impl PartitionState {
         };
         for e in entries {
             let Some(Ok(h)) = e.batch_header() else { continue };
-            if e.kind != EntryKind::Batch || h.is_control() || (h.is_transactional() && in_aborted(&c.aborted, h.producer_id, h.base_offset)) {
+            if h.is_control() || (h.is_transactional() && in_aborted(&c.aborted, h.producer_id, h.base_offset)) {
                 continue;
             }
             let Ok(br) = batch_records(&e.payload) else { continue };

@@ -263,6 +263,8 @@ pub enum PartitionMsg {
     FlushFailed(String),
     DeleteRecords { offset: i64, reply: RpcReplyPort<Result<i64, PartitionError>> },
     Retention,
+    /// The next step of a compaction pass (sent by the actor to itself, one at a time).
+    CompactStep,
     SetConfig(TopicConfig),
     Status(RpcReplyPort<PartitionStatus>),
     /// The idempotent producers this replica remembers (from the replicated log).
@@ -474,8 +476,9 @@ impl Actor for PartitionActor {
             PartitionMsg::DeleteRecords { offset, reply } => st.delete_records(offset, reply)?,
             PartitionMsg::Retention => {
                 st.remove_expired()?;
-                st.compact_step()?;
+                st.compact_tick()?;
             }
+            PartitionMsg::CompactStep => st.compact_step()?,
             PartitionMsg::SetConfig(c) => st.core.config = c,
             PartitionMsg::Producers(reply) => {
                 let _ = reply.send(st.core.producers());
