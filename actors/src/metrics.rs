@@ -87,6 +87,8 @@ pub struct Metrics {
     pub kafka_logins: Counter,
     pub kafka_login_failures: Counter,
     pub kafka_authorization_denied: Counter,
+    pub grpc_login_failures: Counter,
+    pub grpc_authorization_denied: Counter,
     pub produce_batches: Counter,
     pub produce_bytes: Counter,
     pub produce_duplicates: Counter,
@@ -156,13 +158,15 @@ impl Metrics {
     /// Renders the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &Counter); 23] = [
+        let counters: [(&str, &str, &Counter); 25] = [
             ("backwaters_kafka_connections_total", "Kafka connections accepted", &self.kafka_connections),
             ("backwaters_kafka_connections_closed_total", "Kafka connections closed", &self.kafka_connections_closed),
             ("backwaters_kafka_requests_total", "Kafka requests handled", &self.kafka_requests),
             ("backwaters_kafka_request_errors_total", "Kafka requests refused or failed", &self.kafka_request_errors),
             ("backwaters_kafka_sasl_logins_total", "Kafka SASL authentications that succeeded", &self.kafka_logins),
             ("backwaters_kafka_authorization_denied_total", "Kafka operations denied by the ACLs", &self.kafka_authorization_denied),
+            ("backwaters_grpc_login_failures_total", "gRPC calls refused for a wrong user or password", &self.grpc_login_failures),
+            ("backwaters_grpc_authorization_denied_total", "gRPC calls denied by the ACLs", &self.grpc_authorization_denied),
             ("backwaters_kafka_sasl_login_failures_total", "Kafka SASL authentications refused (wrong credentials, malformed tokens, unsupported mechanisms)", &self.kafka_login_failures),
             ("backwaters_produce_batches_total", "Record batches appended", &self.produce_batches),
             ("backwaters_produce_bytes_total", "Record batch bytes appended", &self.produce_bytes),

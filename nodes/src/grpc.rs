@@ -1,6 +1,8 @@
 //! The public gRPC API (`backwaters.v1`): Produce, Consume, Admin, plus the standard health
 //! service and server reflection (grpcurl works without the .proto files).
 
+use crate::grpc_auth::GrpcAuth;
+use backwaters_actors::acl::{self, op, resource};
 use backwaters_actors::node::{AdminError, ConfigOp, Node};
 use backwaters_actors::PartitionError;
 use backwaters_proto::grpc::v1::{self as pb, admin_client, admin_server, consume_server, produce_server};
@@ -32,6 +34,10 @@ pub struct Api {
     others: Arc<Vec<pb::NodeStatus>>,
     /// This node's client side of TLS, for calls to the other nodes.
     tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Who calls, and what the ACLs let them do (`grpc_auth.rs`).
+    auth: Arc<GrpcAuth>,
+    /// The cluster token, for this node's own calls to the other nodes' Admin service.
+    attach: backwaters_proto::grpc::auth::Attach,
 }
 
 fn admin_status(e: AdminError) -> Status {
@@ -63,9 +69,14 @@ fn partition_status(e: PartitionError) -> Status {
 #[tonic::async_trait]
 impl produce_server::Produce for Api {
     async fn produce(&self, req: Request<pb::ProduceRequest>) -> Result<Response<pb::ProduceResponse>, Status> {
+        let caller = self.auth.check(&req, op::WRITE, resource::TOPIC, &req.get_ref().topic)?;
         let req = req.into_inner();
         if req.records.is_empty() {
             return Err(Status::invalid_argument("records: at least one record is needed"));
+        }
+        if self.node.topic(&req.topic).is_none() && !self.auth.may(&caller, op::CREATE, resource::CLUSTER, acl::CLUSTER_NAME) {
+            // Auto-creation, as in Kafka, needs CREATE too.
+            self.auth.require(&caller, op::CREATE, resource::TOPIC, &req.topic)?;
         }
         let topic = self.node.topic_or_auto_create(&req.topic).await.ok_or_else(|| Status::not_found(format!("topic {:?} does not exist", req.topic)))?;
         if topic.record.name == backwaters_actors::group::OFFSETS_TOPIC {
@@ -112,6 +123,7 @@ impl consume_server::Consume for Api {
     type ConsumeStream = ConsumeStream;
 
     async fn consume(&self, req: Request<pb::ConsumeRequest>) -> Result<Response<ConsumeStream>, Status> {
+        self.auth.check(&req, op::READ, resource::TOPIC, &req.get_ref().topic)?;
         let req = req.into_inner();
         let part = self.node.partition(&req.topic, req.partition).ok_or_else(|| Status::not_found(format!("partition {}-{} does not exist", req.topic, req.partition)))?;
         let mut offset = if req.from_timestamp_ms > 0 {
@@ -183,6 +195,7 @@ impl consume_server::Consume for Api {
 #[tonic::async_trait]
 impl admin_server::Admin for Api {
     async fn create_topic(&self, req: Request<pb::CreateTopicRequest>) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        self.auth.check_create_topic(&req, &req.get_ref().name)?;
         let r = req.into_inner();
         let configs: BTreeMap<String, String> = r.configs.into_iter().map(|c| (c.name, c.value)).collect();
         let partitions = if r.partitions == 0 { -1 } else { r.partitions };
@@ -192,17 +205,27 @@ impl admin_server::Admin for Api {
     }
 
     async fn delete_topic(&self, req: Request<pb::DeleteTopicRequest>) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        self.auth.check(&req, op::DELETE, resource::TOPIC, &req.get_ref().name)?;
         self.node.delete_topic(&req.into_inner().name).await.map_err(admin_status)?;
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
     async fn list_topics(&self, req: Request<pb::ListTopicsRequest>) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        // Topics the caller may not describe are left out, as in Kafka's Metadata.
+        let caller = self.auth.caller(&req)?;
         let all = req.into_inner().include_internal;
-        let topics = self.node.topics().iter().filter(|t| all || !t.record.internal).map(|t| summary(t)).collect();
+        let topics = self
+            .node
+            .topics()
+            .iter()
+            .filter(|t| (all || !t.record.internal) && self.auth.may(&caller, op::DESCRIBE, resource::TOPIC, &t.record.name))
+            .map(|t| summary(t))
+            .collect();
         Ok(Response::new(pb::ListTopicsResponse { topics }))
     }
 
     async fn describe_topic(&self, req: Request<pb::DescribeTopicRequest>) -> Result<Response<pb::DescribeTopicResponse>, Status> {
+        self.auth.check(&req, op::DESCRIBE, resource::TOPIC, &req.get_ref().name)?;
         let req = req.into_inner();
         let name = req.name;
         let t = self.node.topic(&name).ok_or_else(|| admin_status(AdminError::UnknownTopic(name.clone())))?;
@@ -244,7 +267,7 @@ impl admin_server::Admin for Api {
             for l in leaders {
                 let Some(addr) = self.others.iter().find(|n| n.node_id == l).map(|n| n.grpc_address.clone()) else { continue };
                 let ask = async {
-                    peer_admin(&addr, Duration::from_secs(1), self.tls.as_ref()).await.ok()?.describe_topic(pb::DescribeTopicRequest { name: name.clone(), local_only: true }).await.ok()
+                    peer_admin(&addr, Duration::from_secs(1), self.tls.as_ref(), &self.attach).await.ok()?.describe_topic(pb::DescribeTopicRequest { name: name.clone(), local_only: true }).await.ok()
                 };
                 if let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(2), ask).await {
                     for theirs in r.into_inner().partitions {
@@ -260,6 +283,7 @@ impl admin_server::Admin for Api {
     }
 
     async fn alter_topic_config(&self, req: Request<pb::AlterTopicConfigRequest>) -> Result<Response<pb::AlterTopicConfigResponse>, Status> {
+        self.auth.check(&req, op::ALTER_CONFIGS, resource::TOPIC, &req.get_ref().name)?;
         let r = req.into_inner();
         let ops = r.set.into_iter().map(|c| if c.value.is_empty() { ConfigOp::Delete(c.name) } else { ConfigOp::Set(c.name, c.value) }).collect();
         self.node.alter_config(&r.name, ops, false, false).await.map_err(admin_status)?;
@@ -267,12 +291,14 @@ impl admin_server::Admin for Api {
     }
 
     async fn create_partitions(&self, req: Request<pb::CreatePartitionsRequest>) -> Result<Response<pb::CreatePartitionsResponse>, Status> {
+        self.auth.check(&req, op::ALTER, resource::TOPIC, &req.get_ref().name)?;
         let r = req.into_inner();
         self.node.create_partitions(&r.name, r.total_count, false).await.map_err(admin_status)?;
         Ok(Response::new(pb::CreatePartitionsResponse {}))
     }
 
     async fn cluster_status(&self, req: Request<pb::ClusterStatusRequest>) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        self.auth.check(&req, op::DESCRIBE, resource::CLUSTER, acl::CLUSTER_NAME)?;
         let s = self.node.settings();
         let actors = self
             .node
@@ -286,10 +312,10 @@ impl admin_server::Admin for Api {
         if !req.into_inner().local_only {
             // Each other node reports itself; one that does not answer within a second is
             // reported as not alive.
-            let tls = self.tls.as_ref();
+            let (tls, attach) = (self.tls.as_ref(), &self.attach);
             let asks = self.others.iter().cloned().map(|mut n| async move {
                 let ask = async {
-                    peer_admin(&n.grpc_address, Duration::from_secs(1), tls).await.ok()?.cluster_status(pb::ClusterStatusRequest { local_only: true }).await.ok()
+                    peer_admin(&n.grpc_address, Duration::from_secs(1), tls, attach).await.ok()?.cluster_status(pb::ClusterStatusRequest { local_only: true }).await.ok()
                 };
                 match tokio::time::timeout(Duration::from_secs(2), ask).await {
                     Ok(Some(r)) => r.into_inner().nodes.into_iter().find(|x| x.node_id == n.node_id).unwrap_or(n),
@@ -322,6 +348,7 @@ impl admin_server::Admin for Api {
     }
 
     async fn transfer_leadership(&self, req: Request<pb::TransferLeadershipRequest>) -> Result<Response<pb::TransferLeadershipResponse>, Status> {
+        self.auth.check(&req, op::ALTER, resource::CLUSTER, acl::CLUSTER_NAME)?;
         let r = req.into_inner();
         let t = self.node.topic(&r.topic).ok_or_else(|| admin_status(AdminError::UnknownTopic(r.topic.clone())))?;
         let p = t.partitions.get(r.partition.max(0) as usize).filter(|_| r.partition >= 0).cloned().ok_or_else(|| Status::invalid_argument(format!("{} has no partition {}", r.topic, r.partition)))?;
@@ -330,7 +357,7 @@ impl admin_server::Admin for Api {
         if leader != me {
             // Only the leader can hand over: pass the request on.
             let addr = self.others.iter().find(|n| n.node_id == leader).map(|n| n.grpc_address.clone()).ok_or_else(|| Status::unavailable(format!("leader {leader} is not in the cluster config")))?;
-            return peer_admin(&addr, Duration::from_secs(2), self.tls.as_ref()).await?.transfer_leadership(r).await;
+            return peer_admin(&addr, Duration::from_secs(2), self.tls.as_ref(), &self.attach).await?.transfer_leadership(r).await;
         }
         let to = if r.to_node == 0 {
             p.in_sync().into_iter().find(|n| *n != me && !self.node.drained().contains(n)).ok_or_else(|| Status::failed_precondition("no other replica is in sync (and not drained) to take over"))?
@@ -360,6 +387,7 @@ impl admin_server::Admin for Api {
     }
 
     async fn drain_node(&self, req: Request<pb::DrainNodeRequest>) -> Result<Response<pb::DrainNodeResponse>, Status> {
+        self.auth.check(&req, op::ALTER, resource::CLUSTER, acl::CLUSTER_NAME)?;
         let r = req.into_inner();
         self.node.set_drained(r.node_id, !r.undo).await.map_err(admin_status)?;
         let leading = |node: &Node| -> i32 {
@@ -373,33 +401,48 @@ impl admin_server::Admin for Api {
         Ok(Response::new(pb::DrainNodeResponse { still_leading: leading(&self.node), drained_nodes: self.node.drained() }))
     }
 
-    async fn list_groups(&self, _req: Request<pb::ListGroupsRequest>) -> Result<Response<pb::ListGroupsResponse>, Status> {
-        crate::grpc_groups::list(&self.node).await.map(Response::new)
+    async fn list_groups(&self, req: Request<pb::ListGroupsRequest>) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        // As Kafka's ListGroups: every group with DESCRIBE on the cluster, else those the
+        // caller may describe.
+        let caller = self.auth.caller(&req)?;
+        let mut r = crate::grpc_groups::list(&self.node).await?;
+        if !self.auth.may(&caller, op::DESCRIBE, resource::CLUSTER, acl::CLUSTER_NAME) {
+            r.groups.retain(|g| self.auth.may(&caller, op::DESCRIBE, resource::GROUP, &g.group_id));
+        }
+        Ok(Response::new(r))
     }
 
     async fn describe_group(&self, req: Request<pb::DescribeGroupRequest>) -> Result<Response<pb::DescribeGroupResponse>, Status> {
+        self.auth.check(&req, op::DESCRIBE, resource::GROUP, &req.get_ref().group_id)?;
         crate::grpc_groups::describe(&self.node, &req.into_inner().group_id).await.map(Response::new)
     }
 
     async fn reset_group_offsets(&self, req: Request<pb::ResetGroupOffsetsRequest>) -> Result<Response<pb::ResetGroupOffsetsResponse>, Status> {
-        crate::grpc_groups::reset(&self.node, req.into_inner()).await.map(Response::new)
+        // As Kafka's offset commits: READ on the group and on every topic reset.
+        let caller = self.auth.check(&req, op::READ, resource::GROUP, &req.get_ref().group_id)?;
+        let may_read = |topic: &str| self.auth.require(&caller, op::READ, resource::TOPIC, topic);
+        crate::grpc_groups::reset(&self.node, req.into_inner(), may_read).await.map(Response::new)
     }
 
     async fn delete_group(&self, req: Request<pb::DeleteGroupRequest>) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        self.auth.check(&req, op::DELETE, resource::GROUP, &req.get_ref().group_id)?;
         crate::grpc_groups::delete(&self.node, &req.into_inner().group_id).await.map(Response::new)
     }
 }
 
 /// The Admin service of another node (for answers only that node has).
-async fn peer_admin(addr: &str, connect_timeout: Duration, tls: Option<&tonic::transport::ClientTlsConfig>) -> Result<admin_client::AdminClient<tonic::transport::Channel>, Status> {
+async fn peer_admin(addr: &str, connect_timeout: Duration, tls: Option<&tonic::transport::ClientTlsConfig>, attach: &backwaters_proto::grpc::auth::Attach) -> Result<PeerAdmin, Status> {
     let ch = crate::tls::endpoint(addr, tls)
         .map_err(|e| Status::internal(format!("peer {e}")))?
         .connect_timeout(connect_timeout)
         .connect()
         .await
         .map_err(|e| Status::unavailable(format!("node at {addr}: {e}")))?;
-    Ok(admin_client::AdminClient::new(ch))
+    Ok(admin_client::AdminClient::with_interceptor(ch, attach.clone()))
 }
+
+/// Another node's Admin service, called with the cluster token (a node may do everything).
+type PeerAdmin = admin_client::AdminClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, backwaters_proto::grpc::auth::Attach>>;
 
 /// CRC32C over a local replica's committed batches (see `PartitionInfo.checksum`).
 fn replica_checksum(p: &backwaters_actors::partition::PartitionShared) -> Result<u32, PartitionError> {
@@ -424,11 +467,12 @@ fn summary(t: &backwaters_actors::node::Topic) -> pb::TopicSummary {
 /// Serves the gRPC API on `listener` until `stop` turns true.
 /// With `tls`, the port speaks only TLS (see `tls.rs`).
 #[allow(clippy::too_many_arguments)]
-pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), others: Arc<Vec<pb::NodeStatus>>, cluster: String, secret: String, allow_fault_injection: bool, tls: Option<crate::tls::NodeTls>, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), others: Arc<Vec<pb::NodeStatus>>, cluster: String, secret: String, allow_fault_injection: bool, tls: Option<crate::tls::NodeTls>, auth: Arc<GrpcAuth>, mut stop: watch::Receiver<bool>) -> Result<(), String> {
     let require = backwaters_proto::grpc::auth::Require::new(&cluster, &secret);
+    let attach = backwaters_proto::grpc::auth::Attach::new(&cluster, &secret);
     let internal = crate::peers::InternalApi { node: Arc::new(std::sync::OnceLock::from(node.clone())), cluster, allow_fault_injection };
     let listener = tokio::net::TcpListener::from_std(listener.try_clone().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    let api = Api { node, round_robin: Default::default(), kafka_addr: addrs.0, grpc_addr: addrs.1, others, tls: tls.as_ref().map(|t| t.grpc_client()) };
+    let api = Api { node, round_robin: Default::default(), kafka_addr: addrs.0, grpc_addr: addrs.1, others, tls: tls.as_ref().map(|t| t.grpc_client()), auth, attach };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<produce_server::ProduceServer<Api>>().await;
     health_reporter.set_serving::<consume_server::ConsumeServer<Api>>().await;

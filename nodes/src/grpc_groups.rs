@@ -82,7 +82,8 @@ fn row(node: &Node, topic: &str, partition: i32, committed: i64, metadata: &str)
     pb::GroupPartition { topic: topic.into(), partition, committed_offset: committed, high_watermark: hw, lag, member_id: String::new(), metadata: metadata.into() }
 }
 
-pub async fn reset(node: &Node, r: pb::ResetGroupOffsetsRequest) -> Result<pb::ResetGroupOffsetsResponse, Status> {
+/// Resets a group's offsets; `may_read` refuses a topic the caller may not read.
+pub async fn reset(node: &Node, r: pb::ResetGroupOffsetsRequest, may_read: impl Fn(&str) -> Result<(), Status>) -> Result<pb::ResetGroupOffsetsResponse, Status> {
     use pb::reset_group_offsets_request::To;
     let to = r.to.ok_or_else(|| Status::invalid_argument("say where to: earliest, latest, timestamp_ms or offset"))?;
     let topics: Vec<String> = if r.topics.is_empty() {
@@ -98,6 +99,7 @@ pub async fn reset(node: &Node, r: pb::ResetGroupOffsetsRequest) -> Result<pb::R
     };
     let mut plan = Vec::new();
     for t in &topics {
+        may_read(t)?;
         let topic = node.topic(t).ok_or_else(|| Status::not_found(format!("topic {t:?} does not exist")))?;
         for p in &topic.partitions {
             let (start, hw) = (p.log_start_offset(), p.high_watermark());

@@ -64,6 +64,7 @@ mod bench_native;
 mod bench_syslog;
 mod config;
 mod grpc;
+mod grpc_auth;
 mod grpc_groups;
 mod http;
 mod ingest;

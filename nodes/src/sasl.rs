@@ -10,8 +10,9 @@
 //!   `alter_user_scram_credentials`), replicated by the controller like topics. Only salted
 //!   keys are stored, never a password.
 //!
-//! There is no authorization yet: an authenticated user may do everything, as in Kafka
-//! without an authorizer.
+//! What a user may do is up to the ACLs (`[authorization]`, kafka/authz.rs); without them an
+//! authenticated user may do everything, as in Kafka without an authorizer. The same users
+//! log in to the gRPC API with `authorization: Basic` (grpc_auth.rs).
 
 use backwaters_actors::node::Node;
 use backwaters_proto::sasl::{Mechanism, ScramCredential, Server, MIN_ITERATIONS};

@@ -80,6 +80,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         *b = me.clone();
     }
     let sasl = cluster.sasl.as_ref().map(|c| crate::sasl::Authenticator::new(c, node.clone()).map(Arc::new)).transpose()?;
+    let grpc_auth = Arc::new(crate::grpc_auth::GrpcAuth::new(node.clone(), cluster.authorization.as_ref().map(Into::into), sasl.clone(), &cluster.cluster_name, &secret));
     let ctx = Arc::new(KafkaCtx { node: node.clone(), broker: me, brokers, max_frame_bytes: cluster.limits.max_frame_bytes, idle_timeout: (cluster.limits.kafka_idle_timeout_ms > 0).then(|| std::time::Duration::from_millis(cluster.limits.kafka_idle_timeout_ms)), sasl, authz: cluster.authorization.as_ref().map(Into::into) });
     let max_conn = cluster.limits.max_connections;
     let kafka_l = Arc::new(kafka_l);
@@ -117,8 +118,8 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
     let faults = cluster.limits.allow_fault_injection;
     let grpc_tls = tls.clone();
     let run: RunFn = Arc::new(move |stop| {
-        let (n, l, addrs, others, cluster_name, secret, tls) = (n.clone(), grpc_l.clone(), addrs.clone(), others.clone(), cluster_name.clone(), grpc_secret.clone(), grpc_tls.clone());
-        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, others, cluster_name, secret, faults, tls, stop).await })
+        let (n, l, addrs, others, cluster_name, secret, tls, auth) = (n.clone(), grpc_l.clone(), addrs.clone(), others.clone(), cluster_name.clone(), grpc_secret.clone(), grpc_tls.clone(), grpc_auth.clone());
+        Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, others, cluster_name, secret, faults, tls, auth, stop).await })
     });
     node.start_service("grpc", run, true).await?;
 

@@ -218,4 +218,139 @@ print("certificate principals passed")
     let out = Command::new("python3").args(["-c", script, &node.kafka, &file("ca.pem"), &certs.path().display().to_string()]).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && text.contains("certificate principals passed"), "{text}");
+    // The gRPC API takes the same certificate subjects as principals.
+    use backwaters_proto::grpc::v1::{admin_client::AdminClient, ListTopicsRequest};
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let list_as = |who: Option<&str>| {
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(std::fs::read(file("ca.pem")).unwrap()));
+        if let Some(w) = who {
+            tls = tls.identity(Identity::from_pem(std::fs::read(file(&format!("{w}.pem"))).unwrap(), std::fs::read(file(&format!("{w}.key"))).unwrap()));
+        }
+        rt.block_on(async {
+            let ch = Endpoint::from_shared(format!("https://{}", node.grpc)).unwrap().tls_config(tls).unwrap().connect().await.unwrap();
+            AdminClient::new(ch).list_topics(ListTopicsRequest::default()).await.map(|r| r.into_inner().topics.into_iter().map(|t| t.name).collect::<Vec<_>>())
+        })
+    };
+    assert_eq!(list_as(Some("reader")).unwrap(), ["audit"]);
+    let mut all = list_as(Some("admin")).unwrap();
+    all.sort();
+    assert_eq!(all, ["audit", "hidden"]);
+    assert_eq!(list_as(None).unwrap(), Vec::<String>::new(), "no certificate: User:ANONYMOUS sees nothing");
+}
+
+/// Logs in with PLAIN on a raw socket and creates one ACL with CreateAcls v3.
+fn create_acl_as(node: &TestNode, (user, password): (&str, &str), resource_type: i8, name: &str, principal: &str, operation: i8) {
+    let mut s = std::net::TcpStream::connect(&node.kafka).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.write_all(&request(ApiKey::SaslHandshake, 1, 1, &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")))).unwrap();
+    let _: (i32, SaslHandshakeResponse) = response(ApiKey::SaslHandshake, 1, read_frame(&mut s).unwrap());
+    let token = format!("\0{user}\0{password}");
+    s.write_all(&request(ApiKey::SaslAuthenticate, 2, 2, &SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from(token)))).unwrap();
+    let (_, a): (i32, SaslAuthenticateResponse) = response(ApiKey::SaslAuthenticate, 2, read_frame(&mut s).unwrap());
+    assert_eq!(a.error_code, 0);
+    let creation = create_acls_request::AclCreation::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(StrBytes::from_string(name.to_string()))
+        .with_resource_pattern_type(3)
+        .with_principal(StrBytes::from_string(principal.to_string()))
+        .with_host(StrBytes::from_static_str("*"))
+        .with_operation(operation)
+        .with_permission_type(3);
+    s.write_all(&request(ApiKey::CreateAcls, 3, 3, &CreateAclsRequest::default().with_creations(vec![creation]))).unwrap();
+    let (_, r): (i32, CreateAclsResponse) = response(ApiKey::CreateAcls, 3, read_frame(&mut s).unwrap());
+    assert_eq!(r.results[0].error_code, 0, "{r:?}");
+}
+
+/// The gRPC API obeys the same users and ACLs as the Kafka listeners: a caller logs in with
+/// `authorization: Basic` (or is `User:ANONYMOUS`), a wrong password is UNAUTHENTICATED, and
+/// what the ACLs do not allow is PERMISSION_DENIED, on every service; lists leave out what
+/// a caller may not describe. Driven by a tonic client and by `backwaters shell --user`.
+#[test]
+fn grpc_calls_obey_the_same_users_and_acls() {
+    use base64::Engine;
+    use backwaters_proto::grpc::v1::{self as pb, admin_client::AdminClient, consume_client::ConsumeClient, produce_client::ProduceClient};
+    let node = TestNode::start_with(CONFIG);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ch = rt.block_on(backwaters_tests::grpc_endpoint(&node.grpc, None).unwrap().connect()).unwrap();
+    let as_user = |user: Option<(&str, &str)>| {
+        let login: Option<tonic::metadata::AsciiMetadataValue> = user.map(|(u, p)| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))).parse().unwrap());
+        move |mut req: tonic::Request<()>| {
+            if let Some(v) = &login {
+                req.metadata_mut().insert("authorization", v.clone());
+            }
+            Ok(req)
+        }
+    };
+    let admin_login = as_user(Some(("admin", "admin-pw")));
+    let bob_login = as_user(Some(("bob", "bob-pw")));
+    let mut anon = AdminClient::with_interceptor(ch.clone(), as_user(None));
+    let mut wrong = AdminClient::with_interceptor(ch.clone(), as_user(Some(("admin", "nope"))));
+    let mut admin = AdminClient::with_interceptor(ch.clone(), admin_login.clone());
+    let mut bob = AdminClient::with_interceptor(ch.clone(), bob_login.clone());
+    let create = |name: &str| pb::CreateTopicRequest { name: name.into(), partitions: 1, replication_factor: 1, configs: vec![] };
+    rt.block_on(async {
+        let e = anon.create_topic(create("grpc.logs")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert!(e.message().contains("User:ANONYMOUS may not CREATE"), "{}", e.message());
+        let e = wrong.list_topics(pb::ListTopicsRequest::default()).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+        admin.create_topic(create("grpc.logs")).await.unwrap();
+        admin.create_topic(create("grpc.other")).await.unwrap();
+        let mut produce_admin = ProduceClient::with_interceptor(ch.clone(), admin_login.clone());
+        let rec = |v: &str| pb::Record { value: v.as_bytes().to_vec(), ..Default::default() };
+        let p = produce_admin.produce(pb::ProduceRequest { topic: "grpc.logs".into(), partition: 0, records: vec![rec("one"), rec("two")], acks: 0 }).await.unwrap().into_inner();
+        assert_eq!((p.base_offset, p.last_offset), (0, 1));
+
+        // bob has no ACL yet: he sees nothing and may do nothing.
+        assert!(bob.list_topics(pb::ListTopicsRequest::default()).await.unwrap().into_inner().topics.is_empty());
+        let mut produce_bob = ProduceClient::with_interceptor(ch.clone(), bob_login.clone());
+        let e = produce_bob.produce(pb::ProduceRequest { topic: "grpc.logs".into(), partition: 0, records: vec![rec("x")], acks: 0 }).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+        assert!(e.message().contains("User:bob may not WRITE topic \"grpc.logs\""), "{}", e.message());
+        let mut consume_bob = ConsumeClient::with_interceptor(ch.clone(), bob_login.clone());
+        let read = pb::ConsumeRequest { topic: "grpc.logs".into(), partition: 0, offset: -2, max_records: 2, max_wait_ms: 1000, ..Default::default() };
+        assert_eq!(consume_bob.consume(read.clone()).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+        assert_eq!(bob.delete_topic(pb::DeleteTopicRequest { name: "grpc.other".into() }).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+        assert_eq!(bob.cluster_status(pb::ClusterStatusRequest { local_only: true }).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+    });
+
+    // An ACL made through Kafka's CreateAcls lets bob read grpc.logs over gRPC.
+    create_acl_as(&node, ("admin", "admin-pw"), 2, "grpc.logs", "User:bob", 3);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    rt.block_on(async {
+        let topics: Vec<String> = bob.list_topics(pb::ListTopicsRequest::default()).await.unwrap().into_inner().topics.into_iter().map(|t| t.name).collect();
+        assert_eq!(topics, ["grpc.logs"]);
+        let mut consume_bob = ConsumeClient::with_interceptor(ch.clone(), bob_login.clone());
+        let read = pb::ConsumeRequest { topic: "grpc.logs".into(), partition: 0, offset: -2, max_records: 2, max_wait_ms: 1000, ..Default::default() };
+        let mut stream = consume_bob.consume(read).await.unwrap().into_inner();
+        let mut values = Vec::new();
+        while let Some(m) = tokio_stream::StreamExt::next(&mut stream).await {
+            values.extend(m.unwrap().records.into_iter().map(|r| String::from_utf8(r.value.unwrap_or_default()).unwrap()));
+        }
+        assert_eq!(values, ["one", "two"]);
+        assert_eq!(bob.describe_topic(pb::DescribeTopicRequest { name: "grpc.other".into(), local_only: false }).await.unwrap_err().code(), tonic::Code::PermissionDenied);
+        let mut produce_bob = ProduceClient::with_interceptor(ch.clone(), bob_login.clone());
+        let rec = pb::Record { value: b"x".to_vec(), ..Default::default() };
+        assert_eq!(produce_bob.produce(pb::ProduceRequest { topic: "grpc.logs".into(), partition: 0, records: vec![rec], acks: 0 }).await.unwrap_err().code(), tonic::Code::PermissionDenied, "READ is not WRITE");
+    });
+    assert!(backwaters_tests::metric(&node.metrics, "backwaters_grpc_authorization_denied_total") >= 6.0);
+    assert!(backwaters_tests::metric(&node.metrics, "backwaters_grpc_login_failures_total") >= 1.0);
+
+    // The shell logs in with --user and the password from the environment.
+    let shell = |user: Option<&str>, password: &str| {
+        let mut c = Command::new(backwaters_tests::binary());
+        c.args(["shell", "--bootstrap", &node.grpc, "-c", "topic list"]).env("BACKWATERS_PASSWORD", password).env_remove("BACKWATERS_USER");
+        if let Some(u) = user {
+            c.args(["--user", u]);
+        }
+        let out = c.output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (ok, text) = shell(Some("admin"), "admin-pw");
+    assert!(ok && text.contains("grpc.logs") && text.contains("grpc.other"), "{text}");
+    let (ok, text) = shell(Some("admin"), "wrong");
+    assert!(!ok && text.contains("login as \"admin\" failed"), "{text}");
+    let (ok, text) = shell(None, "");
+    assert!(!ok && text.contains("User:ANONYMOUS may not DESCRIBE the cluster"), "{text}");
 }

@@ -157,14 +157,41 @@ pub enum TopicVerb {
 /// The gRPC clients of one connection.
 #[derive(Clone)]
 pub struct Api {
-    pub admin: AdminClient<Channel>,
-    pub produce: ProduceClient<Channel>,
-    pub consume: ConsumeClient<Channel>,
+    pub admin: AdminClient<Logged>,
+    pub produce: ProduceClient<Logged>,
+    pub consume: ConsumeClient<Logged>,
+}
+
+/// A channel whose calls carry the shell's login, if it has one.
+pub type Logged = tonic::service::interceptor::InterceptedService<Channel, Login>;
+
+/// Adds `authorization: Basic ...` to every call (`--user`); nothing without a user.
+#[derive(Clone, Default)]
+pub struct Login(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl Login {
+    pub fn new(user: &str, password: &str) -> Result<Login, String> {
+        let v = crate::grpc_auth::basic_header(user, password).parse().map_err(|_| "--user: the user name and password must be printable".to_string())?;
+        Ok(Login(Some(v)))
+    }
+}
+
+impl tonic::service::Interceptor for Login {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
 }
 
 impl Api {
-    pub fn new(ch: Channel) -> Api {
-        Api { admin: AdminClient::new(ch.clone()), produce: ProduceClient::new(ch.clone()), consume: ConsumeClient::new(ch) }
+    pub fn new(ch: Channel, login: Login) -> Api {
+        Api {
+            admin: AdminClient::with_interceptor(ch.clone(), login.clone()),
+            produce: ProduceClient::with_interceptor(ch.clone(), login.clone()),
+            consume: ConsumeClient::with_interceptor(ch, login),
+        }
     }
 }
 
@@ -176,6 +203,7 @@ pub fn kv(s: &str) -> Result<(String, String), String> {
 pub fn status_error(e: tonic::Status) -> String {
     match e.code() {
         tonic::Code::Unavailable => format!("the node is unreachable ({}); check that it runs and the --bootstrap address", e.message()),
+        tonic::Code::Unauthenticated => format!("{} (log in with --user and BACKWATERS_PASSWORD or --password-file)", e.message()),
         _ => e.message().to_string(),
     }
 }

@@ -13,7 +13,7 @@ pub mod render;
 
 use backwaters_proto::grpc::v1 as pb;
 use clap::{Args, Parser, ValueEnum};
-use commands::{Api, ClusterVerb, Cmd, Line, NodeVerb, TopicVerb};
+use commands::{Api, ClusterVerb, Cmd, Line, Login, NodeVerb, TopicVerb};
 use groups::GroupVerb;
 use render::Out;
 use rustyline::completion::{Completer, Pair};
@@ -51,13 +51,32 @@ pub struct ShellArgs {
     pub cert: Option<std::path::PathBuf>,
     /// The client certificate's private key (PEM).
     #[arg(long, value_name = "FILE", env = "BACKWATERS_KEY", requires = "cert")]
-    pub key: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,    /// Log in as this user (a [[sasl.users]] entry or a user made with Kafka's
+    /// AlterUserScramCredentials); the ACLs then decide what the shell may do. The password
+    /// comes from BACKWATERS_PASSWORD or --password-file. Send it only over TLS (--ca).
+    #[arg(long, value_name = "NAME", env = "BACKWATERS_USER")]
+    pub user: Option<String>,
+    /// File holding the password of --user (one line).
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+impl ShellArgs {
+    /// The login of --user, read from BACKWATERS_PASSWORD or --password-file.
+    fn login(&self) -> Result<Login, String> {
+        let Some(user) = &self.user else { return Ok(Login::default()) };
+        let password = match &self.password_file {
+            Some(f) => std::fs::read_to_string(f).map_err(|e| format!("--password-file: cannot read {}: {e}", f.display()))?.trim_end_matches(['\n', '\r']).to_string(),
+            None => std::env::var("BACKWATERS_PASSWORD").map_err(|_| format!("--user {user}: set BACKWATERS_PASSWORD or pass --password-file"))?,
+        };
+        Login::new(user, &password)
+    }
 }
 
 const PROMPT: &str = "backwaters> ";
 
 /// Connects to the first bootstrap address that answers, then to the controller.
-async fn connect(bootstrap: &[String], tls: Option<&tonic::transport::ClientTlsConfig>) -> Result<Api, String> {
+async fn connect(bootstrap: &[String], tls: Option<&tonic::transport::ClientTlsConfig>, login: &Login) -> Result<Api, String> {
     let mut errors = Vec::new();
     for addr in bootstrap {
         let addr = addr.trim_start_matches("http://").trim_start_matches("https://");
@@ -70,9 +89,9 @@ async fn connect(bootstrap: &[String], tls: Option<&tonic::transport::ClientTlsC
         };
         match endpoint.connect().await {
             Ok(ch) => {
-                let mut api = Api::new(ch);
+                let mut api = Api::new(ch, login.clone());
                 match api.admin.cluster_status(pb::ClusterStatusRequest { local_only: false }).await {
-                    Ok(s) => return Ok(follow_controller(api, s.into_inner(), addr, tls).await),
+                    Ok(s) => return Ok(follow_controller(api, s.into_inner(), addr, tls, login).await),
                     Err(e) => errors.push(format!("{addr}: {}", e.message())),
                 }
             }
@@ -98,14 +117,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-async fn follow_controller(api: Api, status: pb::ClusterStatusResponse, used: &str, tls: Option<&tonic::transport::ClientTlsConfig>) -> Api {
+async fn follow_controller(api: Api, status: pb::ClusterStatusResponse, used: &str, tls: Option<&tonic::transport::ClientTlsConfig>, login: &Login) -> Api {
     let Some(ctl) = status.nodes.iter().find(|n| n.node_id == status.controller_id) else { return api };
     if ctl.grpc_address.is_empty() || ctl.grpc_address == used {
         return api;
     }
     match crate::tls::endpoint(&ctl.grpc_address, tls) {
         Ok(e) => match e.connect_timeout(Duration::from_secs(3)).connect().await {
-            Ok(ch) => Api::new(ch),
+            Ok(ch) => Api::new(ch, login.clone()),
             Err(_) => api,
         },
         Err(_) => api,
@@ -117,7 +136,7 @@ pub async fn run(args: ShellArgs) -> Result<(), String> {
         (Some(ca), Some(cert), Some(key)) => Some(crate::tls::client_with_identity(ca, cert, key)?),
         (ca, _, _) => ca.as_deref().map(crate::tls::client_trusting).transpose()?,
     };
-    let mut api = connect(&args.bootstrap, tls.as_ref()).await?;
+    let mut api = connect(&args.bootstrap, tls.as_ref(), &args.login()?).await?;
     if let Some(cmd) = &args.command {
         let mut stdout = std::io::stdout();
         return execute(&mut api, cmd, args.output, Mode::OneShot, &mut stdout).await;

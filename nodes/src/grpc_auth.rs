@@ -1,0 +1,225 @@
+//! Who a call to the public gRPC API comes from, and whether the ACLs let it do what it asks.
+//!
+//! The same principals and ACLs as on the Kafka listeners (`kafka/authz.rs`), so one
+//! `CreateAcls` governs both doors:
+//! - a call carrying `authorization: Basic base64(user:password)` is `User:<user>` once the
+//!   password matches the user's SCRAM-SHA-256 credential (a `[[sasl.users]]` entry or a user
+//!   made with AlterUserScramCredentials); a wrong password is refused (UNAUTHENTICATED)
+//!   whether ACLs are on or not;
+//! - else a TLS client certificate makes `User:<subject in RFC 2253 form>`;
+//! - else the caller is `User:ANONYMOUS`.
+//!
+//! Calls between nodes (a node asking another for its replica states or passing a
+//! leadership transfer on) carry the cluster token of `Internal` and are allowed everything,
+//! as Kafka's inter-broker principal is a super user. Without `[authorization]` every caller
+//! may do everything (Kafka without an authorizer).
+//!
+//! Checking a password costs a PBKDF2 derivation (4096 rounds or more): a caller that passes
+//! the same user and password again within [`VERIFIED_FOR`] is matched from a small cache,
+//! keyed by a digest of both and tied to the credential it matched, so a changed password
+//! takes effect at once.
+
+use crate::kafka::authz::{Authorizer, ANONYMOUS};
+use backwaters_actors::acl::{self, op, resource, Requester};
+use backwaters_actors::node::Node;
+use backwaters_proto::sasl::Mechanism;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tonic::{Request, Status};
+
+/// How long a checked password is taken without deriving its key again.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// Cached logins at most (the cache is emptied when full).
+const MAX_VERIFIED: usize = 1024;
+
+/// The gRPC side of authentication and authorization for one node.
+pub struct GrpcAuth {
+    node: Node,
+    authz: Option<Authorizer>,
+    sasl: Option<Arc<crate::sasl::Authenticator>>,
+    /// The cluster token node-to-node calls carry.
+    node_token: Arc<str>,
+    /// digest(user, password) -> (user, stored key it matched, when).
+    verified: Mutex<HashMap<[u8; 32], (String, Vec<u8>, Instant)>>,
+}
+
+/// Who a call comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// Another node of this cluster.
+    Node,
+    User(Requester),
+}
+
+impl GrpcAuth {
+    pub fn new(node: Node, authz: Option<Authorizer>, sasl: Option<Arc<crate::sasl::Authenticator>>, cluster_name: &str, secret: &str) -> GrpcAuth {
+        let node_token = backwaters_proto::grpc::auth::token(cluster_name, secret).into();
+        GrpcAuth { node, authz, sasl, node_token, verified: Mutex::new(HashMap::new()) }
+    }
+
+    /// The caller of `req`; UNAUTHENTICATED for credentials that do not check out.
+    pub fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let md = req.metadata();
+        if let Some(t) = md.get(backwaters_proto::grpc::auth::AUTH_HEADER) {
+            return if backwaters_proto::grpc::auth::matches(&self.node_token, t.as_bytes()) {
+                Ok(Caller::Node)
+            } else {
+                Err(Status::unauthenticated("wrong node credentials (x-backwaters-node-auth is for the cluster's own nodes)"))
+            };
+        }
+        let host = req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let principal = match md.get("authorization") {
+            Some(v) => format!("User:{}", self.login(v.as_bytes())?),
+            None => req.peer_certs().and_then(|c| c.first().and_then(crate::tls::principal_of)).unwrap_or_else(|| ANONYMOUS.to_string()),
+        };
+        Ok(Caller::User(Requester { principal, host }))
+    }
+
+    /// Checks `Basic base64(user:password)`; returns the user.
+    fn login(&self, header: &[u8]) -> Result<String, Status> {
+        let (user, password) = parse_basic(header)?;
+        let Some(sasl) = &self.sasl else {
+            return Err(Status::unauthenticated("this cluster has no [sasl] users: gRPC callers are told apart by TLS client certificates (or call without an authorization header)"));
+        };
+        let failed = || {
+            self.node.metrics().grpc_login_failures.inc();
+            tracing::info!(user = %user, "gRPC login refused: unknown user or wrong password");
+            Status::unauthenticated(format!("login as {user:?} failed: unknown user or wrong password"))
+        };
+        let Some(cred) = sasl.credential(&user, Mechanism::ScramSha256) else { return Err(failed()) };
+        let key: [u8; 32] = Sha256::new().chain_update(user.as_bytes()).chain_update([0]).chain_update(password.as_bytes()).finalize().into();
+        let now = Instant::now();
+        {
+            let cache = self.verified.lock().expect("verified logins");
+            if let Some((u, stored, at)) = cache.get(&key) {
+                if *u == user && *stored == cred.stored_key && now.duration_since(*at) < VERIFIED_FOR {
+                    return Ok(user);
+                }
+            }
+        }
+        if !cred.matches_password(Mechanism::ScramSha256, &password) {
+            return Err(failed());
+        }
+        let mut cache = self.verified.lock().expect("verified logins");
+        if cache.len() >= MAX_VERIFIED {
+            cache.clear();
+        }
+        cache.insert(key, (user.clone(), cred.stored_key.clone(), now));
+        Ok(user)
+    }
+
+    /// Whether `caller` may do `operation` on the resource (no logging: for filtering lists).
+    pub fn may(&self, caller: &Caller, operation: i8, resource_type: i8, name: &str) -> bool {
+        match (caller, &self.authz) {
+            (Caller::Node, _) | (_, None) => true,
+            (Caller::User(who), Some(a)) => acl::authorize(&self.node.acls(), &a.super_users, a.allow_if_no_acls, who, operation, resource_type, name),
+        }
+    }
+
+    /// As [`GrpcAuth::may`], refusing with PERMISSION_DENIED (counted and logged).
+    pub fn require(&self, caller: &Caller, operation: i8, resource_type: i8, name: &str) -> Result<(), Status> {
+        if self.may(caller, operation, resource_type, name) {
+            return Ok(());
+        }
+        self.node.metrics().grpc_authorization_denied.inc();
+        let Caller::User(who) = caller else { unreachable!("nodes may do everything") };
+        let what = match resource_type {
+            resource::CLUSTER => "the cluster".to_string(),
+            resource::GROUP => format!("group {name:?}"),
+            resource::TRANSACTIONAL_ID => format!("transactional id {name:?}"),
+            _ => format!("topic {name:?}"),
+        };
+        tracing::debug!(principal = %who.principal, host = %who.host, operation, resource_type, name, "gRPC call denied by the ACLs");
+        Err(Status::permission_denied(format!(
+            "{} may not {} {what}: no ACL allows it (an operator can grant it with Kafka's CreateAcls, e.g. kafka-acls.sh or confluent-kafka's create_acls)",
+            who.principal,
+            op_name(operation)
+        )))
+    }
+
+    /// Checks the caller of `req` for one operation on one resource.
+    pub fn check<T>(&self, req: &Request<T>, operation: i8, resource_type: i8, name: &str) -> Result<Caller, Status> {
+        let caller = self.caller(req)?;
+        self.require(&caller, operation, resource_type, name)?;
+        Ok(caller)
+    }
+
+    /// Creating a topic: CREATE on the cluster or on the topic (as Kafka's CreateTopics).
+    pub fn check_create_topic<T>(&self, req: &Request<T>, topic: &str) -> Result<Caller, Status> {
+        let caller = self.caller(req)?;
+        if !self.may(&caller, op::CREATE, resource::CLUSTER, acl::CLUSTER_NAME) {
+            self.require(&caller, op::CREATE, resource::TOPIC, topic)?;
+        }
+        Ok(caller)
+    }
+}
+
+fn op_name(operation: i8) -> &'static str {
+    match operation {
+        op::READ => "READ",
+        op::WRITE => "WRITE",
+        op::CREATE => "CREATE",
+        op::DELETE => "DELETE",
+        op::ALTER => "ALTER",
+        op::DESCRIBE => "DESCRIBE",
+        op::CLUSTER_ACTION => "CLUSTER_ACTION",
+        op::DESCRIBE_CONFIGS => "DESCRIBE_CONFIGS",
+        op::ALTER_CONFIGS => "ALTER_CONFIGS",
+        op::IDEMPOTENT_WRITE => "IDEMPOTENT_WRITE",
+        _ => "do that to",
+    }
+}
+
+/// `Basic base64(user:password)` (RFC 7617) into its user and password.
+pub fn parse_basic(header: &[u8]) -> Result<(String, String), Status> {
+    let bad = |why: &str| Status::unauthenticated(format!("authorization header: {why} (send \"Basic \" and base64 of user:password)"));
+    let text = std::str::from_utf8(header).map_err(|_| bad("not ASCII"))?;
+    let (scheme, b64) = text.split_once(' ').ok_or_else(|| bad("no scheme"))?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad(&format!("scheme {scheme:?} is not supported")));
+    }
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| bad("not base64"))?;
+    let raw = String::from_utf8(raw).map_err(|_| bad("user:password is not UTF-8"))?;
+    let (user, password) = raw.split_once(':').ok_or_else(|| bad("no ':' between user and password"))?;
+    if user.is_empty() {
+        return Err(bad("empty user name"));
+    }
+    Ok((user.to_string(), password.to_string()))
+}
+
+/// The header value a client sends (for the shell and tests).
+pub fn basic_header(user: &str, password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_round_trip_and_bad_ones_say_why() {
+        let h = basic_header("alice", "p:w");
+        assert_eq!(parse_basic(h.as_bytes()).unwrap(), ("alice".to_string(), "p:w".to_string()));
+        assert_eq!(parse_basic(b"basic YWxpY2U6cHc=").unwrap().0, "alice");
+        for (bad, why) in [("Bearer x", "not supported"), ("Basic !!!", "not base64"), ("Basic YWxpY2U=", "no ':'"), ("Basic OnB3", "empty user"), ("Basic", "no scheme")] {
+            let e = parse_basic(bad.as_bytes()).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated);
+            assert!(e.message().contains(why), "{bad}: {}", e.message());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_is_parsed_or_refused_without_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = parse_basic(&raw);
+        }
+
+        #[test]
+        fn any_user_and_password_round_trip(user in "[^:]{1,20}", password in ".{0,20}") {
+            proptest::prop_assert_eq!(parse_basic(basic_header(&user, &password).as_bytes()).unwrap(), (user, password));
+        }
+    }
+}
