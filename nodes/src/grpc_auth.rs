@@ -42,9 +42,12 @@ pub struct GrpcAuth {
     sasl: Option<Arc<crate::sasl::Authenticator>>,
     /// The cluster token node-to-node calls carry.
     node_token: Arc<str>,
-    /// digest(user, password) -> (user, stored key it matched, when).
-    verified: Mutex<HashMap<[u8; 32], (String, Vec<u8>, Instant)>>,
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
+
+/// A checked login, under the digest of its user and password: the user, the stored key of
+/// the credential the password matched, and when.
+type Verified = (String, Vec<u8>, Instant);
 
 /// Who a call comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
