@@ -7,16 +7,21 @@
 //! deterministic simulation ([`sim`]) and, next, in the partition actor over sled.
 //!
 //! The partition actor ([`crate::partition`]) drives a `RawNode` over the sled log
-//! ([`log_store`]) with raft-rs's async-persist API; [`ReplicaCore`] is the same loop with
-//! synchronous in-memory persistence, for the simulation.
+//! ([`log_store`]) with raft-rs's async-persist API: a ready's writes go to sled at once and
+//! become durable at the node's next flush, and only then are the messages that needed them
+//! (append answers, votes) sent. [`ReplicaCore`] runs the same loop over in-memory storage,
+//! either synchronously or, with [`ReplicaCore::async_disk`], the actor's way: each ready
+//! becomes a [`DiskJob`] the simulation completes later (a slow disk completes late), and a
+//! crash loses what was written but not yet completed.
 
 pub mod log_store;
 pub mod sim;
 
 use bytes::Bytes;
-use raft::prelude::{ConfState, Config, Entry, EntryType, Message, RawNode};
+use raft::prelude::{ConfState, Config, Entry, EntryType, HardState, Message, RawNode, Snapshot};
 use raft::storage::MemStorage;
-use raft::StateRole;
+use raft::{GetEntriesContext, StateRole, Storage};
+use std::collections::VecDeque;
 
 /// One committed entry as the state machine sees it (leader no-ops are left out).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +58,53 @@ pub struct ReplicaCore {
     /// Fault injection for checker tests: acknowledge entries without storing them (a disk
     /// that lies). Never set outside tests.
     pub lying_disk: bool,
+    /// Fault injection for checker tests: send append answers and votes as soon as they are
+    /// written, before the disk made them durable (what acks=all must never do).
+    pub early_acks: bool,
+    /// Readies written but not yet durable, oldest first (`None`: synchronous persistence).
+    pending: Option<VecDeque<DiskJob>>,
+}
+
+/// One ready's writes, as they must reach the disk, and the messages that wait for them.
+#[derive(Debug, Clone)]
+pub struct DiskJob {
+    pub number: u64,
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    pub messages: Vec<Message>,
+}
+
+impl DiskJob {
+    /// Applies the writes to `storage` (in order: snapshot, entries, hard state).
+    pub fn write_to(&self, storage: &MemStorage, lying: bool) -> Result<(), raft::Error> {
+        if let Some(s) = &self.snapshot {
+            storage.wl().apply_snapshot(s.clone())?;
+        }
+        if !self.entries.is_empty() && !lying {
+            storage.wl().append(&self.entries)?;
+        }
+        if let Some(hs) = &self.hard_state {
+            storage.wl().set_hardstate(hs.clone());
+        }
+        Ok(())
+    }
+}
+
+/// A separate copy of `s` (hard state, configuration, entries) for the simulation: what a
+/// disk holds, apart from the live storage a replica keeps writing to. `s` must hold its
+/// whole log (the simulation never compacts).
+pub fn copy_storage(s: &MemStorage) -> Result<MemStorage, raft::Error> {
+    let state = s.initial_state()?;
+    let copy = MemStorage::new_with_conf_state(state.conf_state.clone());
+    let (first, last) = (s.first_index()?, s.last_index()?);
+    // The simulation never compacts its logs, so no snapshot stands in for early entries.
+    assert_eq!(first, 1, "copy_storage: a compacted log");
+    if last >= first {
+        copy.wl().append(&s.entries(first, last + 1, None, GetEntriesContext::empty(false))?)?;
+    }
+    copy.wl().set_hardstate(state.hard_state);
+    Ok(copy)
 }
 
 pub fn discard_logger() -> slog::Logger {
@@ -140,12 +192,35 @@ impl ReplicaCore {
         let cfg = raft_config(id, timing, 0);
         cfg.validate()?;
         let node = RawNode::new(&cfg, storage.clone(), &discard_logger())?;
-        Ok(ReplicaCore { id, node, storage, lying_disk: false })
+        Ok(ReplicaCore { id, node, storage, lying_disk: false, early_acks: false, pending: None })
     }
 
     /// The storage (kept by the simulation across a crash, as a disk would be).
     pub fn storage(&self) -> MemStorage {
         self.storage.clone()
+    }
+
+    /// From now on, readies persist asynchronously (see [`DiskJob`]).
+    pub fn async_disk(mut self) -> ReplicaCore {
+        self.pending = Some(VecDeque::new());
+        self
+    }
+
+    /// Readies written and not yet durable.
+    pub fn disk_backlog(&self) -> usize {
+        self.pending.as_ref().map_or(0, VecDeque::len)
+    }
+
+    /// The disk makes the oldest `n` written readies durable: raft-rs learns they are
+    /// persisted, and the jobs (with the messages that waited for them) are returned for
+    /// the caller to store on its durable copy and send.
+    pub fn complete_disk(&mut self, n: usize) -> Vec<DiskJob> {
+        let Some(pending) = self.pending.as_mut() else { return Vec::new() };
+        let done: Vec<DiskJob> = pending.drain(..n.min(pending.len())).collect();
+        if let Some(last) = done.last() {
+            self.node.on_persist_ready(last.number);
+        }
+        done
     }
 
     pub fn tick(&mut self) {
@@ -178,6 +253,9 @@ impl ReplicaCore {
         if !self.node.has_ready() {
             return Ok(out);
         }
+        if self.pending.is_some() {
+            return self.turn_async(out);
+        }
         let mut ready = self.node.ready();
         // A leader may send before it persists (the entries are in its unstable log).
         out.messages.extend(ready.take_messages());
@@ -200,6 +278,37 @@ impl ReplicaCore {
         out.messages.extend(light.take_messages());
         collect(&mut out.applied, light.take_committed_entries());
         self.node.advance_apply();
+        Ok(out)
+    }
+}
+
+impl ReplicaCore {
+    /// The actor's order (partition/mod.rs `turn`): send what may go before persisting,
+    /// write (storage reads it back at once, as sled does), queue the job, and hold the
+    /// messages that need the write durable until [`ReplicaCore::complete_disk`].
+    fn turn_async(&mut self, mut out: Turn) -> Result<Turn, raft::Error> {
+        let mut ready = self.node.ready();
+        out.messages.extend(ready.take_messages());
+        let committed = ready.take_committed_entries();
+        let last_committed = committed.last().map(|e| e.index);
+        collect(&mut out.applied, committed);
+        let job = DiskJob {
+            number: ready.number(),
+            snapshot: (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone()),
+            entries: ready.take_entries(),
+            hard_state: ready.hs().cloned(),
+            messages: ready.take_persisted_messages(),
+        };
+        let mut job = job;
+        if self.early_acks {
+            out.messages.append(&mut job.messages);
+        }
+        job.write_to(&self.storage, false)?;
+        self.node.advance_append_async(ready);
+        if let Some(i) = last_committed {
+            self.node.advance_apply_to(i);
+        }
+        self.pending.as_mut().expect("async disk").push_back(job);
         Ok(out)
     }
 }

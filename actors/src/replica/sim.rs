@@ -1,10 +1,14 @@
 //! A deterministic simulation of one Raft group: replicas, a network that can cut, isolate,
-//! reorder and drop messages, crashes and restarts from the kept storage, all driven by one
-//! seeded RNG, so a failing seed replays exactly. The checker looks at what every replica
-//! applied: replicas never disagree about an index, and after the network heals every
-//! committed entry is on every replica, in the same order, once.
+//! reorder and drop messages, disks that persist late (each replica writes at once and its
+//! disk makes the writes durable some steps later, in order, as sled and the flusher do; a
+//! slow disk takes much longer), clock jumps (a replica's timer firing a burst of ticks at
+//! once, as after a pause or a jump of the clock its timer runs on), crashes that lose what
+//! was not yet durable (or keep a prefix of it, as sled's recovery may), and restarts from
+//! the disk, all driven by one seeded RNG, so a failing seed replays exactly. The checker
+//! looks at what every replica applied: replicas never disagree about an index, and after
+//! everything heals every committed entry is on every replica, in the same order, once.
 
-use super::{Applied, ReplicaCore, Timing, ELECTION_TICKS};
+use super::{copy_storage, Applied, ReplicaCore, Timing, ELECTION_TICKS};
 use raft::prelude::Message;
 use raft::storage::MemStorage;
 use rand::rngs::StdRng;
@@ -13,13 +17,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Messages the network holds at most; more are dropped (as a full socket buffer would).
 const IN_FLIGHT_MAX: usize = 10_000;
+/// Chance per step that a disk completes some of its backlog: a healthy one, a slow one.
+const DISK_RATE: f64 = 0.7;
+const SLOW_DISK_RATE: f64 = 0.04;
 
 pub struct SimCluster {
     pub seed: u64,
     rng: StdRng,
     ids: Vec<u64>,
     replicas: BTreeMap<u64, Option<ReplicaCore>>,
+    /// Each replica's disk: what survives a crash (the live storage may hold more).
     storages: BTreeMap<u64, MemStorage>,
+    /// Each disk's chance per step of completing writes.
+    disk_rate: BTreeMap<u64, f64>,
     in_flight: Vec<Message>,
     /// Directed links that lose everything.
     cut: BTreeSet<(u64, u64)>,
@@ -32,6 +42,8 @@ pub struct SimCluster {
     pub log: Vec<String>,
     /// Replicas whose disk acknowledges without storing (to show the checker catches loss).
     pub lying_disks: BTreeSet<u64>,
+    /// Replicas that answer before their writes are durable (to show the checker catches it).
+    pub early_acks: BTreeSet<u64>,
     /// Each replica's election timeout, drawn from the seed (raft-rs would use its own RNG).
     timing: BTreeMap<u64, Timing>,
 }
@@ -45,6 +57,7 @@ impl SimCluster {
             ids: ids.clone(),
             replicas: BTreeMap::new(),
             storages: BTreeMap::new(),
+            disk_rate: BTreeMap::new(),
             in_flight: Vec::new(),
             cut: BTreeSet::new(),
             drop_rate: 0.05,
@@ -53,13 +66,15 @@ impl SimCluster {
             proposals: 0,
             log: Vec::new(),
             lying_disks: BTreeSet::new(),
+            early_acks: BTreeSet::new(),
             timing: BTreeMap::new(),
         };
         for id in &ids {
             let t = Timing::Fixed(c.rng.gen_range(ELECTION_TICKS..2 * ELECTION_TICKS));
             c.timing.insert(*id, t);
-            let r = ReplicaCore::new(*id, &ids, t).expect("valid config");
-            c.storages.insert(*id, r.storage());
+            let r = ReplicaCore::new(*id, &ids, t).expect("valid config").async_disk();
+            c.storages.insert(*id, copy_storage(&r.storage()).expect("copy"));
+            c.disk_rate.insert(*id, DISK_RATE);
             c.replicas.insert(*id, Some(r));
             c.applied.insert(*id, Vec::new());
         }
@@ -78,6 +93,14 @@ impl SimCluster {
         }
     }
 
+    /// Makes replica `id` answer before its writes are durable, from now on.
+    pub fn ack_early(&mut self, id: u64) {
+        self.early_acks.insert(id);
+        if let Some(Some(r)) = self.replicas.get_mut(&id) {
+            r.early_acks = true;
+        }
+    }
+
     pub fn leader(&self) -> Option<u64> {
         // The live leader with the highest term (a deposed one may not know it yet).
         self.replicas.iter().filter_map(|(id, r)| r.as_ref().filter(|r| r.is_leader()).map(|r| (r.term(), *id))).max().map(|(_, id)| id)
@@ -85,6 +108,38 @@ impl SimCluster {
 
     fn live(&self) -> Vec<u64> {
         self.replicas.iter().filter(|(_, r)| r.is_some()).map(|(id, _)| *id).collect()
+    }
+
+    /// Disks complete part of their backlog, each at its own rate.
+    fn run_disks(&mut self, all: bool) -> Result<(), String> {
+        for id in self.live() {
+            let r = self.replicas.get_mut(&id).and_then(Option::as_mut).expect("live");
+            let backlog = r.disk_backlog();
+            if backlog == 0 || !(all || self.rng.gen_bool(self.disk_rate[&id])) {
+                continue;
+            }
+            let n = if all { backlog } else { self.rng.gen_range(1..=backlog) };
+            for job in r.complete_disk(n) {
+                job.write_to(&self.storages[&id], self.lying_disks.contains(&id)).map_err(|e| format!("replica {id} disk: {e}"))?;
+                for m in job.messages {
+                    if self.in_flight.len() < IN_FLIGHT_MAX {
+                        self.in_flight.push(m);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts replica `id` again from what its disk holds.
+    fn restart(&mut self, id: u64) -> Result<(), String> {
+        let live = copy_storage(&self.storages[&id]).map_err(|e| e.to_string())?;
+        let mut r = ReplicaCore::restart(id, live, self.timing[&id]).map_err(|e| format!("restart {id}: {e}"))?.async_disk();
+        r.lying_disk = self.lying_disks.contains(&id);
+        r.early_acks = self.early_acks.contains(&id);
+        self.replicas.insert(id, Some(r));
+        self.applied.insert(id, Vec::new());
+        Ok(())
     }
 
     /// One random action, then every replica's ready loop, then the checks.
@@ -99,8 +154,9 @@ impl SimCluster {
         } else if roll < 0.97 {
             self.propose();
         } else {
-            self.nemesis();
+            self.nemesis()?;
         }
+        self.run_disks(false)?;
         self.turn_all()?;
         self.check()
     }
@@ -126,9 +182,9 @@ impl SimCluster {
         let _ = self.replicas.get_mut(&l).and_then(Option::as_mut).expect("leader is live").propose(data);
     }
 
-    fn nemesis(&mut self) {
+    fn nemesis(&mut self) -> Result<(), String> {
         let id = self.ids[self.rng.gen_range(0..self.ids.len())];
-        match self.rng.gen_range(0..5) {
+        match self.rng.gen_range(0..7) {
             0 => {
                 for o in self.ids.clone() {
                     if o != id {
@@ -147,27 +203,47 @@ impl SimCluster {
             }
             2 => {
                 self.cut.clear();
+                for rate in self.disk_rate.values_mut() {
+                    *rate = DISK_RATE;
+                }
                 self.note("heal".into());
             }
             3 => {
-                // Crash: the process is gone, its storage (the disk) stays.
+                // Crash: the process is gone, its disk stays with what was durable, and
+                // perhaps a prefix of what was still being written.
                 let down = self.replicas.values().filter(|r| r.is_none()).count();
                 if self.replicas[&id].is_some() && down + 1 < self.ids.len().div_ceil(2) + 1 {
-                    self.replicas.insert(id, None);
+                    let mut r = self.replicas.insert(id, None).flatten().expect("live");
+                    let kept = self.rng.gen_range(0..=r.disk_backlog());
+                    for job in r.complete_disk(kept) {
+                        job.write_to(&self.storages[&id], self.lying_disks.contains(&id)).map_err(|e| format!("replica {id} disk: {e}"))?;
+                    }
                     self.in_flight.retain(|m| m.to != id);
-                    self.note(format!("crash {id}"));
+                    self.note(format!("crash {id} (kept {kept} unflushed writes)"));
+                }
+            }
+            4 => {
+                self.disk_rate.insert(id, SLOW_DISK_RATE);
+                self.note(format!("slow disk {id}"));
+            }
+            5 => {
+                // The replica's timer fires a burst of ticks at once.
+                if let Some(Some(r)) = self.replicas.get_mut(&id) {
+                    let ticks = self.rng.gen_range(ELECTION_TICKS..3 * ELECTION_TICKS);
+                    for _ in 0..ticks {
+                        r.tick();
+                    }
+                    self.note(format!("clock jump {id} ({ticks} ticks)"));
                 }
             }
             _ => {
                 if self.replicas[&id].is_none() {
-                    let mut r = ReplicaCore::restart(id, self.storages[&id].clone(), self.timing[&id]).expect("restart from storage");
-                    r.lying_disk = self.lying_disks.contains(&id);
-                    self.replicas.insert(id, Some(r));
-                    self.applied.insert(id, Vec::new());
+                    self.restart(id)?;
                     self.note(format!("restart {id}"));
                 }
             }
         }
+        Ok(())
     }
 
     fn turn_all(&mut self) -> Result<(), String> {
@@ -211,15 +287,14 @@ impl SimCluster {
         self.drop_rate = 0.0;
         for id in self.ids.clone() {
             if self.replicas[&id].is_none() {
-                let r = ReplicaCore::restart(id, self.storages[&id].clone(), self.timing[&id]).map_err(|e| e.to_string())?;
-                self.replicas.insert(id, Some(r));
-                self.applied.insert(id, Vec::new());
+                self.restart(id)?;
             }
         }
         // Make sure the last term commits something, so everything before it commits too.
         for round in 0..20_000 {
-            while !self.in_flight.is_empty() {
+            while !self.in_flight.is_empty() || self.replicas.values().flatten().any(|r| r.disk_backlog() > 0) {
                 self.deliver_one();
+                self.run_disks(true)?;
                 self.turn_all()?;
             }
             for id in self.live() {
