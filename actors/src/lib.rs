@@ -88,7 +88,83 @@ impl From<backwaters_storage::StorageError> for PartitionError {
 
 /// Time as the node sees it; injected so tests can move it.
 pub trait Clock: Send + Sync {
+    /// Wall time, ms since the epoch.
     fn now_ms(&self) -> i64;
+
+    /// A reading of a clock that never jumps (only differences between readings mean
+    /// anything). By default the wall time itself: a test clock that is moved forward makes
+    /// timeouts expire, as time passing would.
+    fn monotonic_ms(&self) -> i64 {
+        self.now_ms()
+    }
+}
+
+/// A clock set off from another by an offset that can change while it runs: the node's
+/// clock, so fault injection can make a node's wall clock jump (chaos runs).
+pub struct SkewedClock {
+    inner: std::sync::Arc<dyn Clock>,
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl SkewedClock {
+    pub fn new(inner: std::sync::Arc<dyn Clock>) -> SkewedClock {
+        SkewedClock { inner, offset_ms: Default::default() }
+    }
+
+    pub fn set_offset_ms(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clock for SkewedClock {
+    fn now_ms(&self) -> i64 {
+        self.inner.now_ms().saturating_add(self.offset_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn monotonic_ms(&self) -> i64 {
+        self.inner.monotonic_ms()
+    }
+}
+
+/// Real elapsed time on the scale of the wall clock it was anchored to: a later jump of that
+/// clock does not move it. Timeouts run on it (group sessions, transaction timeouts), so a
+/// node whose clock jumps ahead does not expire every consumer and transaction at once.
+pub struct SteadyClock {
+    wall: std::sync::Arc<dyn Clock>,
+    base_ms: i64,
+    base_monotonic_ms: i64,
+}
+
+impl SteadyClock {
+    pub fn anchored(wall: std::sync::Arc<dyn Clock>) -> SteadyClock {
+        let (base_ms, base_monotonic_ms) = (wall.now_ms(), wall.monotonic_ms());
+        SteadyClock { wall, base_ms, base_monotonic_ms }
+    }
+}
+
+impl Clock for SteadyClock {
+    fn now_ms(&self) -> i64 {
+        self.base_ms.saturating_add(self.wall.monotonic_ms() - self.base_monotonic_ms)
+    }
+
+    fn monotonic_ms(&self) -> i64 {
+        self.wall.monotonic_ms()
+    }
+}
+
+/// The earlier of a wall clock and a steady one: the time partitions go by, deleting by age
+/// included (retention.ms, delete.retention.ms, idle producers). A wall clock that jumps
+/// ahead cannot make a replica delete records early (every record would look a day older
+/// after a jump of a day); one that falls behind only keeps them longer.
+pub struct DeletionClock {
+    pub wall: std::sync::Arc<dyn Clock>,
+    pub steady: std::sync::Arc<dyn Clock>,
+}
+
+impl Clock for DeletionClock {
+    fn now_ms(&self) -> i64 {
+        self.wall.now_ms().min(self.steady.now_ms())
+    }
 }
 
 /// The wall clock.
@@ -97,5 +173,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    }
+
+    fn monotonic_ms(&self) -> i64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed().as_millis() as i64
     }
 }

@@ -40,6 +40,11 @@ impl backwaters_actors::Clock for SteppedClock {
     fn now_ms(&self) -> i64 {
         backwaters_actors::SystemClock.now_ms() + self.offset_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// The host's monotonic clock does not jump with its wall clock.
+    fn monotonic_ms(&self) -> i64 {
+        backwaters_actors::SystemClock.monotonic_ms()
+    }
 }
 
 /// The shared in-memory network.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "backwaters-chaos", version, about = "Kill, pause and wipe nodes of a local Backwaters cluster under load, then check the history")]
+#[command(name = "backwaters-chaos", version, about = "Kill, pause, cut off and wipe nodes of a local Backwaters cluster, slow their disks and move their clocks, under load; then check the history")]
 struct Args {
     /// Nodes, spread over the zones east, central and west.
     #[arg(long, default_value_t = 3)]
@@ -42,6 +42,10 @@ struct Args {
     /// Kafka clients stay on plaintext.
     #[arg(long)]
     tls: bool,
+    /// Only these faults, drawn evenly, comma-separated (default: all, kills most often);
+    /// without a killing one, pass --min-kills 0.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    faults: Vec<backwaters_chaos::run::Fault>,
     /// Check a recorded history.jsonl again (no cluster is started) and print the table.
     #[arg(long, value_name = "HISTORY")]
     check: Option<PathBuf>,
@@ -84,7 +88,7 @@ fn main() {
     }
     let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) % 1_000_000);
     let a_out = a.out.clone();
-    let opts = Options { nodes: a.nodes, duration: a.duration, min_kills: a.min_kills, seed, partitions: a.partitions, producers: a.producers, fault_every: a.fault_every, out: a.out, tls: a.tls, txn_producers: a.txn_producers };
+    let opts = Options { nodes: a.nodes, duration: a.duration, min_kills: a.min_kills, seed, partitions: a.partitions, producers: a.producers, fault_every: a.fault_every, out: a.out, tls: a.tls, txn_producers: a.txn_producers, faults: a.faults };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match rt.block_on(run(opts)) {
         Ok(o) => {

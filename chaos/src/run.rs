@@ -42,6 +42,8 @@ pub struct Options {
     pub tls: bool,
     /// Transactional producers (see [`crate::txn`]); 0 for none.
     pub txn_producers: u32,
+    /// Only these faults, drawn evenly (empty: all of them, kills most often).
+    pub faults: Vec<Fault>,
 }
 
 /// The cluster CA when the run uses TLS: every gRPC call of the run trusts it.
@@ -57,7 +59,7 @@ fn tls_section(out: &std::path::Path) -> Result<String, String> {
 }
 
 /// The fault kinds (each one at a time; the cluster heals before the next).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Fault {
     KillRandom,
     KillLeader,
@@ -67,18 +69,31 @@ pub enum Fault {
     DiskLoss,
     /// The network between one node and the others is cut (both ways), then healed.
     Partition,
+    /// One node's disk turns slow: every flush first waits 0.2-1.5 s.
+    SlowDisk,
+    /// One node's wall clock jumps (an hour back to a day ahead), then back.
+    ClockJump,
 }
 
 impl Fault {
-    fn draw(rng: &mut StdRng) -> Fault {
-        // Weighted: kills of leaders and the controller most, pauses and disk loss sometimes.
-        match rng.gen_range(0..11) {
+    fn kills(self) -> bool {
+        matches!(self, Fault::KillRandom | Fault::KillLeader | Fault::KillController | Fault::ZoneLoss | Fault::DiskLoss)
+    }
+
+    fn draw(rng: &mut StdRng, only: &[Fault]) -> Fault {
+        if !only.is_empty() {
+            return only[rng.gen_range(0..only.len())];
+        }
+        // Weighted: kills of leaders and the controller most, the others sometimes.
+        match rng.gen_range(0..13) {
             0 | 1 => Fault::KillRandom,
             2..=4 => Fault::KillLeader,
             5 | 6 => Fault::KillController,
             7 => Fault::ZoneLoss,
             8 => Fault::Pause,
             9 => Fault::DiskLoss,
+            10 => Fault::SlowDisk,
+            11 => Fault::ClockJump,
             _ => Fault::Partition,
         }
     }
@@ -121,6 +136,20 @@ async fn leader_of(nodes: &[TestNode], partition: i32) -> Option<i32> {
     None
 }
 
+/// Sets a slow disk or a clock offset on one node (see `FaultRequest`).
+async fn inject(node: &TestNode, flush_delay_ms: Option<u32>, clock_offset_ms: Option<i64>) {
+    use backwaters_proto::grpc::v1::FaultRequest;
+    let request = FaultRequest { cluster_name: "test".into(), blocked_peers: vec![], flush_delay_ms, clock_offset_ms };
+    match backwaters_tests::internal_client_with(&node.grpc, CA.get().map(Vec::as_slice)).await {
+        Ok(mut c) => {
+            if let Err(e) = c.inject_fault(request).await {
+                eprintln!("chaos: fault injection on node {}: {}", node.id, e.message());
+            }
+        }
+        Err(e) => eprintln!("chaos: fault injection on node {}: {e}", node.id),
+    }
+}
+
 /// Cuts `node` off from every other node (both directions), or heals everything when `None`.
 async fn partition(nodes: &[TestNode], node: Option<i32>) {
     use backwaters_proto::grpc::v1::FaultRequest;
@@ -131,7 +160,7 @@ async fn partition(nodes: &[TestNode], node: Option<i32>) {
             Some(x) => vec![x],
         };
         if let Ok(mut c) = backwaters_tests::internal_client_with(&n.grpc, CA.get().map(Vec::as_slice)).await {
-            if let Err(e) = c.inject_fault(FaultRequest { cluster_name: "test".into(), blocked_peers }).await {
+            if let Err(e) = c.inject_fault(FaultRequest { cluster_name: "test".into(), blocked_peers, ..Default::default() }).await {
                 eprintln!("chaos: fault injection on node {}: {}", n.id, e.message());
             }
         }
@@ -354,6 +383,9 @@ async fn settle_replicas(nodes: &[TestNode], partitions: i32, rec: &Recorder) {
 }
 
 pub async fn run(opts: Options) -> Result<Outcome, String> {
+    if !opts.faults.is_empty() && opts.min_kills > 0 && !opts.faults.iter().any(|f| f.kills()) {
+        return Err(format!("min_kills is {} but none of the faults {:?} kills a node: set it to 0", opts.min_kills, opts.faults));
+    }
     std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
     let history = opts.out.join("history.jsonl");
     let rec = Arc::new(Recorder::create(&history).map_err(|e| format!("{}: {e}", history.display()))?);
@@ -407,10 +439,10 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     let paused: Arc<Mutex<Vec<usize>>> = Arc::default();
     while started.elapsed() < opts.duration || kills < opts.min_kills {
         tokio::time::sleep(opts.fault_every).await;
-        let fault = Fault::draw(&mut rng);
+        let fault = Fault::draw(&mut rng, &opts.faults);
         let down = Duration::from_millis(rng.gen_range(2000..5000));
         let mut victims: Vec<usize> = match fault {
-            Fault::KillRandom | Fault::Pause | Fault::DiskLoss | Fault::Partition => vec![rng.gen_range(0..nodes.len())],
+            Fault::KillRandom | Fault::Pause | Fault::DiskLoss | Fault::Partition | Fault::SlowDisk | Fault::ClockJump => vec![rng.gen_range(0..nodes.len())],
             Fault::KillLeader => {
                 let p = rng.gen_range(0..opts.partitions);
                 match leader_of(&nodes, p).await.and_then(|l| nodes.iter().position(|n| n.id == l)) {
@@ -430,13 +462,21 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
         victims.sort();
         victims.dedup();
         let names: Vec<i32> = victims.iter().map(|i| nodes[*i].id).collect();
-        let what = format!("{fault:?} nodes {names:?} for {down:?}");
+        let (delay_ms, offset_ms) = (rng.gen_range(200..1500u32), rng.gen_range(-3_600_000..86_400_000i64));
+        let how = match fault {
+            Fault::SlowDisk => format!(" (flushes wait {delay_ms} ms)"),
+            Fault::ClockJump => format!(" (clock off by {:+.1} h)", offset_ms as f64 / 3_600_000.0),
+            _ => String::new(),
+        };
+        let what = format!("{fault:?} nodes {names:?} for {down:?}{how}");
         eprintln!("chaos: t={:.1}s {what}", started.elapsed().as_secs_f64());
         rec.record(Op::Fault { t: rec.now(), what });
         faults += 1;
         for i in &victims {
             match fault {
                 Fault::Partition => partition(&nodes, Some(nodes[*i].id)).await,
+                Fault::SlowDisk => inject(&nodes[*i], Some(delay_ms), None).await,
+                Fault::ClockJump => inject(&nodes[*i], None, Some(offset_ms)).await,
                 Fault::Pause => {
                     nodes[*i].pause();
                     paused.lock().unwrap().push(*i);
@@ -451,6 +491,8 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
         for i in victims {
             match fault {
                 Fault::Partition => partition(&nodes, None).await,
+                Fault::SlowDisk => inject(&nodes[i], Some(0), None).await,
+                Fault::ClockJump => inject(&nodes[i], None, Some(0)).await,
                 Fault::Pause => {
                     nodes[i].resume();
                     paused.lock().unwrap().retain(|x| *x != i);

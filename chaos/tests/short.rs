@@ -23,6 +23,7 @@ async fn short_chaos_run_loses_nothing() {
         out: out.path().to_path_buf(),
         tls: true,
         txn_producers: 1,
+        faults: vec![],
     };
     let o = run(opts).await.expect("chaos run");
     eprintln!("seed {seed}: {} faults, {} kills, {} client epoch bumps, {} client fatal errors\n{}", o.faults, o.kills, o.epoch_bumps, o.fatal_errors, o.report.table());

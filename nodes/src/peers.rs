@@ -270,9 +270,18 @@ impl internal_server::Internal for InternalApi {
 
     async fn inject_fault(&self, req: Request<pb::FaultRequest>) -> Result<Response<pb::FaultReply>, Status> {
         let f = req.into_inner();
-        self.check(&f.cluster_name)?;
+        let node = self.check(&f.cluster_name)?;
         if !self.allow_fault_injection {
             return Err(Status::permission_denied("fault injection is off; set limits.allow_fault_injection = true (test clusters only)"));
+        }
+        if f.flush_delay_ms.is_some() || f.clock_offset_ms.is_some() {
+            if let Some(ms) = f.flush_delay_ms {
+                node.inject_flush_delay(Duration::from_millis(ms as u64));
+            }
+            if let Some(ms) = f.clock_offset_ms {
+                node.inject_clock_offset(ms);
+            }
+            return Ok(Response::new(pb::FaultReply {}));
         }
         tracing::warn!(peers = ?f.blocked_peers, "fault injection: cut off from these peers");
         *BLOCKED.write().expect("lock") = f.blocked_peers;

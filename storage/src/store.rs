@@ -27,6 +27,8 @@ struct Inner {
     /// Bumped after every write; a flush that starts after a write's bump covers it.
     write_seq: AtomicU64,
     flushed_seq: AtomicU64,
+    /// Fault injection (a slow disk): every flush first waits this long.
+    flush_delay_ms: AtomicU64,
 }
 
 impl Store {
@@ -96,7 +98,7 @@ impl Store {
             }
         }
         Ok(Store {
-            inner: Arc::new(Inner { db, dir, log, meta, write_seq: AtomicU64::new(0), flushed_seq: AtomicU64::new(0) }),
+            inner: Arc::new(Inner { db, dir, log, meta, write_seq: AtomicU64::new(0), flushed_seq: AtomicU64::new(0), flush_delay_ms: AtomicU64::new(0) }),
         })
     }
 
@@ -126,8 +128,18 @@ impl Store {
 
     /// Flushes everything written so far to disk (blocking: call it off the async threads).
     /// Returns the write sequence the flush covers.
+    /// Fault injection for test clusters: from now on every flush first waits `delay` (a slow
+    /// disk; zero ends it).
+    pub fn set_flush_delay(&self, delay: std::time::Duration) {
+        self.inner.flush_delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
     pub fn flush(&self) -> Result<u64> {
         let covers = self.written_seq();
+        let delay = self.inner.flush_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+        }
         self.inner.db.flush()?;
         self.inner.flushed_seq.fetch_max(covers, Ordering::SeqCst);
         Ok(covers)

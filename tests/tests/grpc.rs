@@ -121,7 +121,7 @@ async fn clean_shutdown_keeps_data_for_the_next_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_calls_need_the_clusters_credentials_and_fault_injection_is_off() {
     let node = TestNode::start();
-    let request = || pb::FaultRequest { cluster_name: "test".into(), blocked_peers: vec![2] };
+    let request = || pb::FaultRequest { cluster_name: "test".into(), blocked_peers: vec![2], ..Default::default() };
     // No credentials, and credentials of a cluster with another secret.
     let mut bare = pb::internal_client::InternalClient::connect(node.grpc_url()).await.unwrap();
     let e = bare.inject_fault(request()).await.unwrap_err();
@@ -140,7 +140,7 @@ async fn internal_calls_need_the_clusters_credentials_and_fault_injection_is_off
     let e = c.inject_fault(request()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
     assert!(e.message().contains("allow_fault_injection"), "{e}");
-    let e = c.inject_fault(pb::FaultRequest { cluster_name: "other".into(), blocked_peers: vec![] }).await.unwrap_err();
+    let e = c.inject_fault(pb::FaultRequest { cluster_name: "other".into(), ..Default::default() }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
 }
 
@@ -267,4 +267,53 @@ async fn grpc_client_auth_takes_only_clients_with_a_certificate() {
     assert!(ok.status.success() && String::from_utf8_lossy(&ok.stdout).contains("central"), "shell --cert: {}", String::from_utf8_lossy(&ok.stderr));
     let refused = shell(false);
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--cert"), "shell without --cert: {}", String::from_utf8_lossy(&refused.stderr));
+}
+
+/// A node whose wall clock jumps two days ahead (fault injection) neither deletes records by
+/// age (retention.ms is one hour: every record would look two days old) nor expires its
+/// consumers' sessions: partitions delete by a clock a forward jump cannot advance, and group
+/// sessions run on a steady clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_jump_neither_deletes_records_nor_expires_consumers() {
+    let node = TestNode::start_with("[limits]\nallow_fault_injection = true\nretention_check_ms = 200\n");
+    let mut admin = AdminClient::connect(node.grpc_url()).await.unwrap();
+    let config = vec![pb::TopicConfig { name: "retention.ms".into(), value: "3600000".into() }];
+    admin.create_topic(pb::CreateTopicRequest { name: "jump".into(), partitions: 1, replication_factor: 1, configs: config }).await.unwrap();
+    let mut produce = ProduceClient::connect(node.grpc_url()).await.unwrap();
+    let records = (0..5).map(|i| pb::Record { value: format!("r{i}").into_bytes(), ..Default::default() }).collect();
+    produce.produce(pb::ProduceRequest { topic: "jump".into(), partition: 0, records, acks: 0 }).await.unwrap();
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &node.kafka)
+        .set("group.id", "jumpers")
+        .set("session.timeout.ms", "6000")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["jump"]).unwrap();
+    let mut read = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while read < 5 && std::time::Instant::now() < deadline {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(200)) {
+            read += 1;
+        }
+    }
+    assert_eq!(read, 5);
+    let before = admin.describe_group(pb::DescribeGroupRequest { group_id: "jumpers".into() }).await.unwrap().into_inner();
+    assert_eq!((before.state.as_str(), before.members.len()), ("Stable", 1), "{before:?}");
+
+    let mut internal = backwaters_tests::internal_client_with(&node.grpc, None).await.unwrap();
+    let jump = pb::FaultRequest { cluster_name: "test".into(), clock_offset_ms: Some(2 * 86_400_000), ..Default::default() };
+    internal.inject_fault(jump).await.unwrap();
+    // Many retention checks and session timeouts by the jumped clock, the consumer polling.
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < until {
+        assert!(consumer.poll(Duration::from_millis(200)).is_none_or(|m| m.is_ok()));
+    }
+    let topic = admin.describe_topic(pb::DescribeTopicRequest { name: "jump".into(), local_only: false }).await.unwrap().into_inner();
+    assert_eq!((topic.partitions[0].log_start_offset, topic.partitions[0].high_watermark), (0, 5), "no record deleted");
+    let after = admin.describe_group(pb::DescribeGroupRequest { group_id: "jumpers".into() }).await.unwrap().into_inner();
+    assert_eq!((after.state.as_str(), after.generation, after.members.len()), ("Stable", before.generation, 1), "no session expired: {after:?}");
+    let log = node.log();
+    assert!(!log.contains("member session expired"), "{log}");
 }

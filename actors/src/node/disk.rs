@@ -84,7 +84,7 @@ impl Node {
             Err(e) => {
                 // Noted like any retriable refusal: a later batch of the same producer may get
                 // in first once space is back.
-                shared.note_refused(batches, self.inner.clock.now_ms());
+                shared.note_refused(batches, self.now_ms());
                 Err(e)
             }
             Ok(()) => Ok(()),

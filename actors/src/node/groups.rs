@@ -75,7 +75,7 @@ impl Node {
         if !leads {
             return;
         }
-        let (node, s, settings, clock, metrics) = (self.downgrade(), shared.clone(), self.inner.settings.groups, self.inner.clock.clone(), self.inner.metrics.clone());
+        let (node, s, settings, clock, metrics) = (self.downgrade(), shared.clone(), self.inner.settings.groups, self.inner.steady.clone(), self.inner.metrics.clone());
         let spec = ChildSpec::new(self.coordinator_name(p), Coordinator, move || CoordinatorArgs {
             node: node.clone(),
             metrics: metrics.clone(),

@@ -24,6 +24,8 @@ use thiserror::Error;
 mod checkpoint;
 mod compaction;
 mod disk;
+mod faults;
+mod identity;
 mod security;
 mod txn;
 mod writes;
@@ -201,7 +203,10 @@ struct Inner {
     /// Transactions as the metadata log records them ([`txn`]).
     txns: txn::TxnBook,
     metrics: Arc<Metrics>,
-    clock: Arc<dyn Clock>,
+    /// The wall clock (fault injection may set it off), and the clocks derived from it.
+    clock: Arc<crate::SkewedClock>,
+    steady: Arc<crate::SteadyClock>,
+    deletion: Arc<crate::DeletionClock>,
     flusher_name: String,
     /// Which nodes this node has actor-cluster sessions with ([`membership`]).
     member_view: membership::MemberView,
@@ -233,7 +238,7 @@ impl Node {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot open the data dir {}: {e}", settings.data_dir.display()))?;
-        let cluster_id = check_identity(&store, &settings)?;
+        let cluster_id = identity::check_identity(&store, &settings)?;
         let instance = NODE_INSTANCES.fetch_add(1, Ordering::SeqCst);
         let metrics = Arc::new(Metrics::default());
         let prefix = format!("n{}.{instance}", settings.node_id);
@@ -263,6 +268,9 @@ impl Node {
         let listeners_sup = lookup(&format!("{prefix}/3-listeners"))?;
         let groups_sup = lookup(&format!("{prefix}/4-groups"))?;
         let disk = Arc::new(disk::DiskGuard::new(settings.min_free_disk_bytes));
+        let clock = Arc::new(crate::SkewedClock::new(clock));
+        let steady = Arc::new(crate::SteadyClock::anchored(clock.clone()));
+        let deletion = Arc::new(crate::DeletionClock { wall: clock.clone(), steady: steady.clone() });
         let node = Node {
             inner: Arc::new(Inner {
                 settings,
@@ -292,6 +300,8 @@ impl Node {
                 txns: Default::default(),
                 metrics,
                 clock,
+                steady,
+                deletion,
                 flusher_name,
                 member_view: Default::default(),
             }),
@@ -325,6 +335,11 @@ impl Node {
     }
     pub fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
+    }
+
+    /// Time for timeouts: a jump of the wall clock does not move it (see [`crate::SteadyClock`]).
+    pub fn steady_ms(&self) -> i64 {
+        self.inner.steady.now_ms()
     }
 
     fn prefix(&self) -> String {
@@ -391,7 +406,7 @@ impl Node {
         };
         let flusher_name = self.inner.flusher_name.clone();
         let flusher: Arc<dyn Fn() -> Option<ActorRef<FlusherMsg>> + Send + Sync> = Arc::new(move || ractor::registry::where_is(flusher_name.clone()).map(ActorRef::from));
-        let (s, clock, metrics) = (shared.clone(), self.inner.clock.clone(), self.inner.metrics.clone());
+        let (s, clock, metrics) = (shared.clone(), self.inner.deletion.clone(), self.inner.metrics.clone());
         let (drained, rebalance_ms, tick_ms, disk) = (self.inner.drained.clone(), self.inner.settings.leader_rebalance_ms, self.inner.settings.raft_tick_ms, self.inner.disk.clone());
         let spec = ChildSpec::new(self.partition_actor_name(uid), PartitionActor, move || PartitionArgs {
             shared: s.clone(),
@@ -763,38 +778,4 @@ fn refuse_internal(name: &str) -> Result<(), AdminError> {
         return Err(AdminError::InvalidTopic(format!("{OFFSETS_TOPIC} is managed by the group coordinators and cannot be deleted or grown; delete groups instead")));
     }
     Ok(())
-}
-
-/// Records the cluster and node id on first start; refuses a data dir of another node.
-fn check_identity(store: &Store, s: &NodeSettings) -> Result<String, String> {
-    let ident = format!("{}/{}", s.cluster_name, s.node_id);
-    match store.meta_get("identity").map_err(|e| e.to_string())? {
-        Some(v) if v != ident.as_bytes() => Err(format!(
-            "data dir {} belongs to {:?}, not cluster {:?} node {}; use another --data-dir or the right config",
-            s.data_dir.display(),
-            String::from_utf8_lossy(&v),
-            s.cluster_name,
-            s.node_id
-        )),
-        Some(_) => Ok(String::from_utf8_lossy(&store.meta_get("cluster_id").map_err(|e| e.to_string())?.unwrap_or_default()).into_owned()),
-        None => {
-            let id = cluster_uuid(&s.cluster_name);
-            store.meta_put("identity", ident.as_bytes()).map_err(|e| e.to_string())?;
-            store.meta_put("cluster_id", id.as_bytes()).map_err(|e| e.to_string())?;
-            store.flush().map_err(|e| e.to_string())?;
-            Ok(id)
-        }
-    }
-}
-
-/// A Kafka-style cluster id (22 URL-safe base64 characters of 128 bits), the same on every
-/// node of a cluster: derived from the cluster name, so nodes agree on it without a round of
-/// messages before they can answer Metadata. (Data dirs keep the id they first stored.)
-fn cluster_uuid(cluster_name: &str) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let n = (0u32..4).fold(0u128, |acc, i| {
-        let h = crc32c::crc32c_append(crc32c::crc32c(&i.to_be_bytes()), cluster_name.as_bytes());
-        (acc << 32) | h as u128
-    });
-    (0..22).map(|i| A[((n >> (i * 6)) & 63) as usize] as char).collect()
 }

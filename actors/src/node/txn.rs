@@ -94,7 +94,7 @@ impl Node {
         let current = self.txn_state(op.id());
         let block_end = self.inner.producer_block_end.lock().expect("lock").max(1);
         let granted = std::cell::Cell::new(0);
-        let d = decide(current.as_ref(), op, self.now_ms(), &mut || {
+        let d = decide(current.as_ref(), op, self.steady_ms(), &mut || {
             granted.set(granted.get() + 1);
             block_end + granted.get() - 1
         });
@@ -211,7 +211,7 @@ impl Node {
             });
         }
         if controller {
-            for (id, producer_id, epoch) in crate::txn::expired(states.iter(), self.now_ms()) {
+            for (id, producer_id, epoch) in crate::txn::expired(states.iter(), self.steady_ms()) {
                 if !self.inner.txns.in_flight.lock().expect("lock").insert((id.clone(), epoch, 0, None)) {
                     continue;
                 }

@@ -14,7 +14,7 @@ impl Node {
     pub async fn produce(&self, shared: &PartitionShared, batches: Vec<(BatchHeader, Bytes)>, acks: i16, timeout: Duration) -> Result<ProduceAck, PartitionError> {
         self.check_disk(shared, &batches)?;
         let Some(actor) = shared.actor() else {
-            shared.note_refused(&batches, self.inner.clock.now_ms());
+            shared.note_refused(&batches, self.now_ms());
             return Err(PartitionError::Busy);
         };
         // Kept for noting a refusal (cheap: `Bytes` are shared).
@@ -24,7 +24,7 @@ impl Node {
             Ok(ractor::rpc::CallResult::Timeout) => Err(PartitionError::Timeout),
             // The actor died with the request: it restarts from disk; the client retries.
             Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
-                shared.note_refused(&sent, self.inner.clock.now_ms());
+                shared.note_refused(&sent, self.now_ms());
                 Err(PartitionError::Busy)
             }
         }
