@@ -9,10 +9,9 @@
 //! The partition actor ([`crate::partition`]) drives a `RawNode` over the sled log
 //! ([`log_store`]) with raft-rs's async-persist API: a ready's writes go to sled at once and
 //! become durable at the node's next flush, and only then are the messages that needed them
-//! (append answers, votes) sent. [`ReplicaCore`] runs the same loop over in-memory storage,
-//! either synchronously or, with [`ReplicaCore::async_disk`], the actor's way: each ready
-//! becomes a [`DiskJob`] the simulation completes later (a slow disk completes late), and a
-//! crash loses what was written but not yet completed.
+//! (append answers, votes) sent. [`ReplicaCore`] runs the same loop over in-memory storage:
+//! each ready becomes a [`DiskJob`] the simulation completes later (a slow disk completes
+//! late), and a crash loses what was written but not yet completed.
 
 pub mod log_store;
 pub mod sim;
@@ -55,14 +54,11 @@ pub struct ReplicaCore {
     pub id: u64,
     node: RawNode<MemStorage>,
     storage: MemStorage,
-    /// Fault injection for checker tests: acknowledge entries without storing them (a disk
-    /// that lies). Never set outside tests.
-    pub lying_disk: bool,
     /// Fault injection for checker tests: send append answers and votes as soon as they are
     /// written, before the disk made them durable (what acks=all must never do).
     pub early_acks: bool,
-    /// Readies written but not yet durable, oldest first (`None`: synchronous persistence).
-    pending: Option<VecDeque<DiskJob>>,
+    /// Readies written but not yet durable, oldest first.
+    pending: VecDeque<DiskJob>,
 }
 
 /// One ready's writes, as they must reach the disk, and the messages that wait for them.
@@ -77,11 +73,11 @@ pub struct DiskJob {
 
 impl DiskJob {
     /// Applies the writes to `storage` (in order: snapshot, entries, hard state).
-    pub fn write_to(&self, storage: &MemStorage, lying: bool) -> Result<(), raft::Error> {
+    pub fn write_to(&self, storage: &MemStorage) -> Result<(), raft::Error> {
         if let Some(s) = &self.snapshot {
             storage.wl().apply_snapshot(s.clone())?;
         }
-        if !self.entries.is_empty() && !lying {
+        if !self.entries.is_empty() {
             storage.wl().append(&self.entries)?;
         }
         if let Some(hs) = &self.hard_state {
@@ -192,7 +188,7 @@ impl ReplicaCore {
         let cfg = raft_config(id, timing, 0);
         cfg.validate()?;
         let node = RawNode::new(&cfg, storage.clone(), &discard_logger())?;
-        Ok(ReplicaCore { id, node, storage, lying_disk: false, early_acks: false, pending: None })
+        Ok(ReplicaCore { id, node, storage, early_acks: false, pending: VecDeque::new() })
     }
 
     /// The storage (kept by the simulation across a crash, as a disk would be).
@@ -200,23 +196,16 @@ impl ReplicaCore {
         self.storage.clone()
     }
 
-    /// From now on, readies persist asynchronously (see [`DiskJob`]).
-    pub fn async_disk(mut self) -> ReplicaCore {
-        self.pending = Some(VecDeque::new());
-        self
-    }
-
     /// Readies written and not yet durable.
     pub fn disk_backlog(&self) -> usize {
-        self.pending.as_ref().map_or(0, VecDeque::len)
+        self.pending.len()
     }
 
     /// The disk makes the oldest `n` written readies durable: raft-rs learns they are
     /// persisted, and the jobs (with the messages that waited for them) are returned for
     /// the caller to store on its durable copy and send.
     pub fn complete_disk(&mut self, n: usize) -> Vec<DiskJob> {
-        let Some(pending) = self.pending.as_mut() else { return Vec::new() };
-        let done: Vec<DiskJob> = pending.drain(..n.min(pending.len())).collect();
+        let done: Vec<DiskJob> = self.pending.drain(..n.min(self.pending.len())).collect();
         if let Some(last) = done.last() {
             self.node.on_persist_ready(last.number);
         }
@@ -247,68 +236,37 @@ impl ReplicaCore {
         self.node.raft.raft_log.committed
     }
 
-    /// Runs the ready loop once, in raft-rs's required order.
+    /// Runs the ready loop once, in the partition actor's order (partition/mod.rs `turn`):
+    /// send what may go before persisting (a leader's appends), apply what is committed,
+    /// write (storage reads it back at once, as sled does), queue the job, and hold the
+    /// messages that need the write durable (append answers, votes) until
+    /// [`ReplicaCore::complete_disk`].
     pub fn turn(&mut self) -> Result<Turn, raft::Error> {
         let mut out = Turn::default();
         if !self.node.has_ready() {
             return Ok(out);
         }
-        if self.pending.is_some() {
-            return self.turn_async(out);
-        }
-        let mut ready = self.node.ready();
-        // A leader may send before it persists (the entries are in its unstable log).
-        out.messages.extend(ready.take_messages());
-        if !ready.snapshot().is_empty() {
-            self.storage.wl().apply_snapshot(ready.snapshot().clone())?;
-        }
-        collect(&mut out.applied, ready.take_committed_entries());
-        if !ready.entries().is_empty() && !self.lying_disk {
-            self.storage.wl().append(ready.entries())?;
-        }
-        if let Some(hs) = ready.hs() {
-            self.storage.wl().set_hardstate(hs.clone());
-        }
-        // Votes and appends acknowledged only once persisted.
-        out.messages.extend(ready.take_persisted_messages());
-        let mut light = self.node.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            self.storage.wl().mut_hard_state().set_commit(commit);
-        }
-        out.messages.extend(light.take_messages());
-        collect(&mut out.applied, light.take_committed_entries());
-        self.node.advance_apply();
-        Ok(out)
-    }
-}
-
-impl ReplicaCore {
-    /// The actor's order (partition/mod.rs `turn`): send what may go before persisting,
-    /// write (storage reads it back at once, as sled does), queue the job, and hold the
-    /// messages that need the write durable until [`ReplicaCore::complete_disk`].
-    fn turn_async(&mut self, mut out: Turn) -> Result<Turn, raft::Error> {
         let mut ready = self.node.ready();
         out.messages.extend(ready.take_messages());
         let committed = ready.take_committed_entries();
         let last_committed = committed.last().map(|e| e.index);
         collect(&mut out.applied, committed);
-        let job = DiskJob {
+        let mut job = DiskJob {
             number: ready.number(),
             snapshot: (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone()),
             entries: ready.take_entries(),
             hard_state: ready.hs().cloned(),
             messages: ready.take_persisted_messages(),
         };
-        let mut job = job;
         if self.early_acks {
             out.messages.append(&mut job.messages);
         }
-        job.write_to(&self.storage, false)?;
+        job.write_to(&self.storage)?;
         self.node.advance_append_async(ready);
         if let Some(i) = last_committed {
             self.node.advance_apply_to(i);
         }
-        self.pending.as_mut().expect("async disk").push_back(job);
+        self.pending.push_back(job);
         Ok(out)
     }
 }

@@ -8,7 +8,7 @@
 //! looks at what every replica applied: replicas never disagree about an index, and after
 //! everything heals every committed entry is on every replica, in the same order, once.
 
-use super::{copy_storage, Applied, ReplicaCore, Timing, ELECTION_TICKS};
+use super::{copy_storage, Applied, DiskJob, ReplicaCore, Timing, ELECTION_TICKS};
 use raft::prelude::Message;
 use raft::storage::MemStorage;
 use rand::rngs::StdRng;
@@ -72,7 +72,7 @@ impl SimCluster {
         for id in &ids {
             let t = Timing::Fixed(c.rng.gen_range(ELECTION_TICKS..2 * ELECTION_TICKS));
             c.timing.insert(*id, t);
-            let r = ReplicaCore::new(*id, &ids, t).expect("valid config").async_disk();
+            let r = ReplicaCore::new(*id, &ids, t).expect("valid config");
             c.storages.insert(*id, copy_storage(&r.storage()).expect("copy"));
             c.disk_rate.insert(*id, DISK_RATE);
             c.replicas.insert(*id, Some(r));
@@ -88,9 +88,6 @@ impl SimCluster {
     /// Makes replica `id`'s disk lie from now on.
     pub fn lie(&mut self, id: u64) {
         self.lying_disks.insert(id);
-        if let Some(Some(r)) = self.replicas.get_mut(&id) {
-            r.lying_disk = true;
-        }
     }
 
     /// Makes replica `id` answer before its writes are durable, from now on.
@@ -120,7 +117,7 @@ impl SimCluster {
             }
             let n = if all { backlog } else { self.rng.gen_range(1..=backlog) };
             for job in r.complete_disk(n) {
-                job.write_to(&self.storages[&id], self.lying_disks.contains(&id)).map_err(|e| format!("replica {id} disk: {e}"))?;
+                self.make_durable(id, &job)?;
                 for m in job.messages {
                     if self.in_flight.len() < IN_FLIGHT_MAX {
                         self.in_flight.push(m);
@@ -131,11 +128,16 @@ impl SimCluster {
         Ok(())
     }
 
+    /// Writes a job the disk of replica `id` completed (a lying disk keeps no entries).
+    fn make_durable(&self, id: u64, job: &DiskJob) -> Result<(), String> {
+        let kept = self.lying_disks.contains(&id).then(|| DiskJob { entries: Vec::new(), ..job.clone() });
+        kept.as_ref().unwrap_or(job).write_to(&self.storages[&id]).map_err(|e| format!("replica {id} disk: {e}"))
+    }
+
     /// Starts replica `id` again from what its disk holds.
     fn restart(&mut self, id: u64) -> Result<(), String> {
         let live = copy_storage(&self.storages[&id]).map_err(|e| e.to_string())?;
-        let mut r = ReplicaCore::restart(id, live, self.timing[&id]).map_err(|e| format!("restart {id}: {e}"))?.async_disk();
-        r.lying_disk = self.lying_disks.contains(&id);
+        let mut r = ReplicaCore::restart(id, live, self.timing[&id]).map_err(|e| format!("restart {id}: {e}"))?;
         r.early_acks = self.early_acks.contains(&id);
         self.replicas.insert(id, Some(r));
         self.applied.insert(id, Vec::new());
@@ -216,7 +218,7 @@ impl SimCluster {
                     let mut r = self.replicas.insert(id, None).flatten().expect("live");
                     let kept = self.rng.gen_range(0..=r.disk_backlog());
                     for job in r.complete_disk(kept) {
-                        job.write_to(&self.storages[&id], self.lying_disks.contains(&id)).map_err(|e| format!("replica {id} disk: {e}"))?;
+                        self.make_durable(id, &job)?;
                     }
                     self.in_flight.retain(|m| m.to != id);
                     self.note(format!("crash {id} (kept {kept} unflushed writes)"));
