@@ -89,6 +89,8 @@ pub struct Metrics {
     pub kafka_authorization_denied: Counter,
     pub grpc_login_failures: Counter,
     pub grpc_authorization_denied: Counter,
+    pub http_login_failures: Counter,
+    pub http_authorization_denied: Counter,
     pub produce_batches: Counter,
     pub produce_bytes: Counter,
     pub produce_duplicates: Counter,
@@ -158,7 +160,7 @@ impl Metrics {
     /// Renders the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &Counter); 25] = [
+        let counters: [(&str, &str, &Counter); 27] = [
             ("backwaters_kafka_connections_total", "Kafka connections accepted", &self.kafka_connections),
             ("backwaters_kafka_connections_closed_total", "Kafka connections closed", &self.kafka_connections_closed),
             ("backwaters_kafka_requests_total", "Kafka requests handled", &self.kafka_requests),
@@ -167,6 +169,8 @@ impl Metrics {
             ("backwaters_kafka_authorization_denied_total", "Kafka operations denied by the ACLs", &self.kafka_authorization_denied),
             ("backwaters_grpc_login_failures_total", "gRPC calls refused for a wrong user or password", &self.grpc_login_failures),
             ("backwaters_grpc_authorization_denied_total", "gRPC calls denied by the ACLs", &self.grpc_authorization_denied),
+            ("backwaters_http_login_failures_total", "HTTP ingest requests refused for a wrong user or password", &self.http_login_failures),
+            ("backwaters_http_authorization_denied_total", "HTTP ingest requests denied by the ACLs", &self.http_authorization_denied),
             ("backwaters_kafka_sasl_login_failures_total", "Kafka SASL authentications refused (wrong credentials, malformed tokens, unsupported mechanisms)", &self.kafka_login_failures),
             ("backwaters_produce_batches_total", "Record batches appended", &self.produce_batches),
             ("backwaters_produce_bytes_total", "Record batch bytes appended", &self.produce_bytes),

@@ -1,7 +1,7 @@
 //! The public gRPC API (`backwaters.v1`): Produce, Consume, Admin, plus the standard health
 //! service and server reflection (grpcurl works without the .proto files).
 
-use crate::grpc_auth::GrpcAuth;
+use crate::access::{self, Access};
 use backwaters_actors::acl::{self, op, resource};
 use backwaters_actors::node::{AdminError, ConfigOp, Node};
 use backwaters_actors::PartitionError;
@@ -34,8 +34,8 @@ pub struct Api {
     others: Arc<Vec<pb::NodeStatus>>,
     /// This node's client side of TLS, for calls to the other nodes.
     tls: Option<tonic::transport::ClientTlsConfig>,
-    /// Who calls, and what the ACLs let them do (`grpc_auth.rs`).
-    auth: Arc<GrpcAuth>,
+    /// Who calls, and what the ACLs let them do (`access.rs`).
+    auth: Arc<Access>,
     /// The cluster token, for this node's own calls to the other nodes' Admin service.
     attach: backwaters_proto::grpc::auth::Attach,
 }
@@ -69,14 +69,11 @@ fn partition_status(e: PartitionError) -> Status {
 #[tonic::async_trait]
 impl produce_server::Produce for Api {
     async fn produce(&self, req: Request<pb::ProduceRequest>) -> Result<Response<pb::ProduceResponse>, Status> {
-        let caller = self.auth.check(&req, op::WRITE, resource::TOPIC, &req.get_ref().topic)?;
+        let caller = self.auth.caller(&req)?;
+        self.auth.require_write(access::Api::Grpc, &caller, &req.get_ref().topic)?;
         let req = req.into_inner();
         if req.records.is_empty() {
             return Err(Status::invalid_argument("records: at least one record is needed"));
-        }
-        if self.node.topic(&req.topic).is_none() && !self.auth.may(&caller, op::CREATE, resource::CLUSTER, acl::CLUSTER_NAME) {
-            // Auto-creation, as in Kafka, needs CREATE too.
-            self.auth.require(&caller, op::CREATE, resource::TOPIC, &req.topic)?;
         }
         let topic = self.node.topic_or_auto_create(&req.topic).await.ok_or_else(|| Status::not_found(format!("topic {:?} does not exist", req.topic)))?;
         if topic.record.name == backwaters_actors::group::OFFSETS_TOPIC {
@@ -467,7 +464,7 @@ fn summary(t: &backwaters_actors::node::Topic) -> pb::TopicSummary {
 /// Serves the gRPC API on `listener` until `stop` turns true.
 /// With `tls`, the port speaks only TLS (see `tls.rs`).
 #[allow(clippy::too_many_arguments)]
-pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), others: Arc<Vec<pb::NodeStatus>>, cluster: String, secret: String, allow_fault_injection: bool, tls: Option<crate::tls::NodeTls>, auth: Arc<GrpcAuth>, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn serve(node: Node, listener: std::net::TcpListener, max_message_bytes: usize, addrs: (String, String), others: Arc<Vec<pb::NodeStatus>>, cluster: String, secret: String, allow_fault_injection: bool, tls: Option<crate::tls::NodeTls>, auth: Arc<Access>, mut stop: watch::Receiver<bool>) -> Result<(), String> {
     let require = backwaters_proto::grpc::auth::Require::new(&cluster, &secret);
     let attach = backwaters_proto::grpc::auth::Attach::new(&cluster, &secret);
     let internal = crate::peers::InternalApi { node: Arc::new(std::sync::OnceLock::from(node.clone())), cluster, allow_fault_injection };

@@ -59,12 +59,12 @@ fn no_transparent_huge_pages() {
     }
 }
 
+mod access;
 mod bench;
 mod bench_native;
 mod bench_syslog;
 mod config;
 mod grpc;
-mod grpc_auth;
 mod grpc_groups;
 mod http;
 mod ingest;

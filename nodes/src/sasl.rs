@@ -12,7 +12,7 @@
 //!
 //! What a user may do is up to the ACLs (`[authorization]`, kafka/authz.rs); without them an
 //! authenticated user may do everything, as in Kafka without an authorizer. The same users
-//! log in to the gRPC API with `authorization: Basic` (grpc_auth.rs).
+//! log in to the gRPC API with `authorization: Basic` (access.rs; the HTTP ingest's topic endpoints too).
 
 use backwaters_actors::node::Node;
 use backwaters_proto::sasl::{Mechanism, ScramCredential, Server, MIN_ITERATIONS};

@@ -65,8 +65,10 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
     let others: Vec<(i32, String)> = cluster.nodes.iter().filter(|n| n.id != nc.id).map(|n| (n.id, n.advertised_grpc.clone().unwrap_or_else(|| n.grpc.clone()))).collect();
     let peers = crate::peers::GrpcPeers::start(&cluster.cluster_name, &secret, nc.id, &others, cluster.limits.grpc_max_message_bytes, tls.as_ref().map(|t| t.grpc_client()).as_ref())?;
     let node = Node::start_with(settings, Arc::new(backwaters_actors::SystemClock), peers).await?;
+    let sasl = cluster.sasl.as_ref().map(|c| crate::sasl::Authenticator::new(c, node.clone()).map(Arc::new)).transpose()?;
+    let access = Arc::new(crate::access::Access::new(node.clone(), cluster.authorization.as_ref().map(Into::into), sasl.clone(), &cluster.cluster_name, &secret));
     // Ingest first: once the Kafka port answers, every listener of the node is up.
-    let ingest_addrs = crate::ingest::start(&node, &nc.ingest).await?;
+    let ingest_addrs = crate::ingest::start(&node, &nc.ingest, &access).await?;
     let ingest = nc.ingest.iter().zip(ingest_addrs).map(|(c, a)| (c.kind.name().to_string(), a, c.topic.clone())).collect();
 
     let mut brokers = Vec::new();
@@ -79,8 +81,6 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
     if let Some(b) = brokers.iter_mut().find(|b| b.node_id == nc.id) {
         *b = me.clone();
     }
-    let sasl = cluster.sasl.as_ref().map(|c| crate::sasl::Authenticator::new(c, node.clone()).map(Arc::new)).transpose()?;
-    let grpc_auth = Arc::new(crate::grpc_auth::GrpcAuth::new(node.clone(), cluster.authorization.as_ref().map(Into::into), sasl.clone(), &cluster.cluster_name, &secret));
     let ctx = Arc::new(KafkaCtx { node: node.clone(), broker: me, brokers, max_frame_bytes: cluster.limits.max_frame_bytes, idle_timeout: (cluster.limits.kafka_idle_timeout_ms > 0).then(|| std::time::Duration::from_millis(cluster.limits.kafka_idle_timeout_ms)), sasl, authz: cluster.authorization.as_ref().map(Into::into) });
     let max_conn = cluster.limits.max_connections;
     let kafka_l = Arc::new(kafka_l);
@@ -118,7 +118,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
     let faults = cluster.limits.allow_fault_injection;
     let grpc_tls = tls.clone();
     let run: RunFn = Arc::new(move |stop| {
-        let (n, l, addrs, others, cluster_name, secret, tls, auth) = (n.clone(), grpc_l.clone(), addrs.clone(), others.clone(), cluster_name.clone(), grpc_secret.clone(), grpc_tls.clone(), grpc_auth.clone());
+        let (n, l, addrs, others, cluster_name, secret, tls, auth) = (n.clone(), grpc_l.clone(), addrs.clone(), others.clone(), cluster_name.clone(), grpc_secret.clone(), grpc_tls.clone(), access.clone());
         Box::pin(async move { crate::grpc::serve(n, l.try_clone().map_err(|e| e.to_string())?, max_msg, addrs, others, cluster_name, secret, faults, tls, auth, stop).await })
     });
     node.start_service("grpc", run, true).await?;

@@ -354,3 +354,49 @@ fn grpc_calls_obey_the_same_users_and_acls() {
     let (ok, text) = shell(None, "");
     assert!(!ok && text.contains("User:ANONYMOUS may not DESCRIBE the cluster"), "{text}");
 }
+
+/// The HTTP ingest's topic endpoints (REST Proxy, NDJSON) check the caller as the gRPC API
+/// does: no login or a wrong password is 401 with a Basic challenge, a user the ACLs do not
+/// allow is 403, an ACL made with Kafka's CreateAcls lets the user write. HEC keeps its tokens.
+#[test]
+fn http_topic_endpoints_obey_the_acls() {
+    use base64::Engine;
+    let port = backwaters_tests::free_port();
+    let node = TestNode::start_full(CONFIG, &format!("[[nodes.ingest]]\nkind = \"http\"\nlisten = \"127.0.0.1:{port}\"\ntopic = \"hec.events\"\nhec_tokens = [\"s3cret\"]\n"));
+    let login = |user: &str, password: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+    let (admin, bob, wrong) = (login("admin", "admin-pw"), login("bob", "bob-pw"), login("bob", "nope"));
+    let ct = ("Content-Type", "application/vnd.kafka.json.v2+json");
+    let body = br#"{"records":[{"value":{"msg":"one"}}]}"#;
+    let post = |auth: Option<&str>, path: &str, body: &[u8]| {
+        let mut headers = vec![ct];
+        if let Some(a) = auth {
+            headers.push(("Authorization", a));
+        }
+        backwaters_tests::http_exchange(port, "POST", path, &headers, body)
+    };
+    let (status, head, text) = post(None, "/topics/feed", body);
+    assert_eq!(status, 401, "{head}\n{text}");
+    assert!(head.to_ascii_lowercase().contains("www-authenticate: basic"), "{head}");
+    assert!(text.contains("User:ANONYMOUS may not WRITE topic \\\"feed\\\""), "{text}");
+    let (status, _, text) = post(Some(&wrong), "/topics/feed", body);
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("login as \\\"bob\\\" failed"), "{text}");
+    let (status, _, text) = post(Some(&bob), "/topics/feed", body);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("User:bob may not WRITE topic"), "{text}");
+    let (status, _, text) = post(Some(&admin), "/topics/feed", body);
+    assert_eq!(status, 200, "the super user writes (creating the topic): {text}");
+
+    create_acl_as(&node, ("admin", "admin-pw"), 2, "feed", "User:bob", 4);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (status, _, text) = post(Some(&bob), "/topics/feed", body);
+    assert_eq!(status, 200, "{text}");
+    let (status, _, text) = post(Some(&bob), "/ndjson/feed", b"{\"n\":1}\n{\"n\":2}\n");
+    assert_eq!(status, 200, "{text}");
+    let (status, _, text) = post(Some(&bob), "/ndjson/other", b"{\"n\":1}\n");
+    assert_eq!(status, 403, "WRITE on feed is not WRITE on other: {text}");
+    let (status, _, text) = backwaters_tests::http_exchange(port, "POST", "/services/collector/event", &[("Authorization", "Splunk s3cret")], br#"{"event":"login"}"#);
+    assert_eq!(status, 200, "HEC authenticates with its tokens: {text}");
+    assert!(backwaters_tests::metric(&node.metrics, "backwaters_http_authorization_denied_total") >= 3.0);
+    assert!(backwaters_tests::metric(&node.metrics, "backwaters_http_login_failures_total") >= 1.0);
+}

@@ -10,9 +10,15 @@
 //!
 //! A 2xx answer means every record is durable (acks=all). Too many requests at once get 429,
 //! a partition that is restarting or overloaded 503, both with Retry-After.
+//!
+//! On a cluster with ACLs (`[authorization]`) the topic endpoints check the caller as the
+//! gRPC API does (`access.rs`): `Authorization: Basic` of a SASL user, else
+//! `User:ANONYMOUS`, needs WRITE on the topic (and CREATE for a new one); a wrong password is
+//! 401 with or without ACLs. HEC requests carry the listener's tokens instead.
 
 use super::sink::{Prepared, Sink, WriteError};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use crate::access::{Access, Api, Refusal};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +27,7 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{watch, Semaphore};
 
@@ -29,14 +36,15 @@ const MAX_CONCURRENT: usize = 256;
 
 struct App {
     sink: Arc<Sink>,
+    access: Arc<Access>,
     permits: Semaphore,
 }
 
-pub async fn serve(sink: Arc<Sink>, listener: std::net::TcpListener, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn serve(sink: Arc<Sink>, access: Arc<Access>, listener: std::net::TcpListener, mut stop: watch::Receiver<bool>) -> Result<(), String> {
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
     let limit = sink.cfg.max_message_bytes;
-    let app = Arc::new(App { sink, permits: Semaphore::new(MAX_CONCURRENT) });
+    let app = Arc::new(App { sink, access, permits: Semaphore::new(MAX_CONCURRENT) });
     let router = Router::new()
         .route("/topics/{topic}", post(rest_proxy))
         .route("/ndjson/{topic}", post(ndjson))
@@ -45,7 +53,7 @@ pub async fn serve(sink: Arc<Sink>, listener: std::net::TcpListener, mut stop: w
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app);
-    axum::serve(listener, router)
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             let _ = stop.changed().await;
         })
@@ -72,14 +80,34 @@ fn too_busy() -> Response {
     error(StatusCode::TOO_MANY_REQUESTS, 42901, "too many requests at once; retry")
 }
 
-/// A topic named in the URL must be valid, and must exist unless the node auto-creates
-/// topics (as the REST Proxy answers 404 for a missing topic).
-fn unknown_topic(app: &App, topic: &str) -> Option<Response> {
+/// The caller must be allowed to write to the topic (see the module doc); a topic named in
+/// the URL must be valid, and must exist unless the node auto-creates topics (as the REST
+/// Proxy answers 404 for a missing topic).
+fn refused(app: &App, headers: &HeaderMap, peer: SocketAddr, topic: &str) -> Option<Response> {
+    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if let Err(r) = app.access.http_caller(auth, Some(peer)).and_then(|caller| app.access.require_write(Api::Http, &caller, topic)) {
+        return Some(refusal(r));
+    }
     if let Err(e) = backwaters_actors::topic::validate_topic_name(topic) {
         return Some(error(StatusCode::NOT_FOUND, 40401, &e));
     }
     let node = &app.sink.node;
     (node.topic(topic).is_none() && !node.settings().auto_create_topics).then(|| error(StatusCode::NOT_FOUND, 40401, &format!("topic {topic} does not exist and auto-create is off")))
+}
+
+/// 401 (with a Basic challenge) for a caller that is not logged in or whose login failed,
+/// 403 for one the ACLs do not allow (the REST Proxy's 40101 and 40301).
+fn refusal(r: Refusal) -> Response {
+    let (status, code, message) = match r {
+        Refusal::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, 40101, m),
+        Refusal::Denied { anonymous: true, message } => (StatusCode::UNAUTHORIZED, 40101, format!("{message}; log in with Authorization: Basic")),
+        Refusal::Denied { message, .. } => (StatusCode::FORBIDDEN, 40301, message),
+    };
+    let mut r = error(status, code, &message);
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"backwaters\""));
+    }
+    r
 }
 
 fn json_bytes(v: &Value) -> Bytes {
@@ -93,8 +121,11 @@ fn count(sink: &Sink, n: usize, bytes: usize) {
 }
 
 /// Confluent REST Proxy v2: `{"records":[{"key":..,"value":..,"partition":n}]}`.
-async fn rest_proxy(State(app): State<Arc<App>>, Path(topic): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn rest_proxy(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Path(topic): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(_permit) = app.permits.try_acquire() else { return too_busy() };
+    if let Some(r) = refused(&app, &headers, peer, &topic) {
+        return r;
+    }
     let binary = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.contains("binary"));
     let doc: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -106,9 +137,6 @@ async fn rest_proxy(State(app): State<Arc<App>>, Path(topic): Path<String>, head
     let Some(records) = doc.get("records").and_then(Value::as_array) else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, 42201, "the body needs a \"records\" array");
     };
-    if let Some(r) = unknown_topic(&app, &topic) {
-        return r;
-    }
     let now = app.sink.node.now_ms();
     let mut prepared = Vec::with_capacity(records.len());
     for (i, r) in records.iter().enumerate() {
@@ -142,9 +170,9 @@ async fn rest_proxy(State(app): State<Arc<App>>, Path(topic): Path<String>, head
 }
 
 /// NDJSON bulk: each line one JSON record.
-async fn ndjson(State(app): State<Arc<App>>, Path(topic): Path<String>, Query(q): Query<HashMap<String, String>>, body: Bytes) -> Response {
+async fn ndjson(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Path(topic): Path<String>, Query(q): Query<HashMap<String, String>>, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(_permit) = app.permits.try_acquire() else { return too_busy() };
-    if let Some(r) = unknown_topic(&app, &topic) {
+    if let Some(r) = refused(&app, &headers, peer, &topic) {
         return r;
     }
     let now = app.sink.node.now_ms();

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 /// Binds every listener of `cfgs` (errors name the listener) and starts each as a service.
 /// Returns the bound address of each, in order.
-pub async fn start(node: &Node, cfgs: &[IngestConfig]) -> Result<Vec<String>, String> {
+pub async fn start(node: &Node, cfgs: &[IngestConfig], access: &Arc<crate::access::Access>) -> Result<Vec<String>, String> {
     let mut addrs = Vec::new();
     for cfg in cfgs {
         let name = cfg.name();
@@ -42,14 +42,14 @@ pub async fn start(node: &Node, cfgs: &[IngestConfig]) -> Result<Vec<String>, St
                     (Kind::SyslogTls, ..) => return Err(format!("ingest {name}: syslog-tls needs tls_cert and tls_key")),
                     _ => None,
                 };
-                let kind = cfg.kind;
+                let (kind, access) = (cfg.kind, access.clone());
                 Arc::new(move |stop| {
-                    let (sink, l, tls) = (sink.clone(), l.clone(), tls.clone());
+                    let (sink, l, tls, access) = (sink.clone(), l.clone(), tls.clone(), access.clone());
                     Box::pin(async move {
                         let l = l.try_clone().map_err(|e| e.to_string())?;
                         match kind {
                             Kind::Relp => relp::serve(sink, l, stop).await,
-                            Kind::Http => http::serve(sink, l, stop).await,
+                            Kind::Http => http::serve(sink, access, l, stop).await,
                             _ => syslog::serve_tcp(sink, l, tls, stop).await,
                         }
                     })

@@ -1,12 +1,13 @@
-//! Who a call to the public gRPC API comes from, and whether the ACLs let it do what it asks.
+//! Who a call to the gRPC API or the HTTP ingest's topic endpoints comes from, and whether
+//! the ACLs let it do what it asks.
 //!
 //! The same principals and ACLs as on the Kafka listeners (`kafka/authz.rs`), so one
-//! `CreateAcls` governs both doors:
+//! `CreateAcls` governs every door:
 //! - a call carrying `authorization: Basic base64(user:password)` is `User:<user>` once the
 //!   password matches the user's SCRAM-SHA-256 credential (a `[[sasl.users]]` entry or a user
 //!   made with AlterUserScramCredentials); a wrong password is refused (UNAUTHENTICATED)
 //!   whether ACLs are on or not;
-//! - else a TLS client certificate makes `User:<subject in RFC 2253 form>`;
+//! - else a TLS client certificate makes `User:<subject in RFC 2253 form>` (gRPC);
 //! - else the caller is `User:ANONYMOUS`.
 //!
 //! Calls between nodes (a node asking another for its replica states or passing a
@@ -35,8 +36,32 @@ const VERIFIED_FOR: Duration = Duration::from_secs(60);
 /// Cached logins at most (the cache is emptied when full).
 const MAX_VERIFIED: usize = 1024;
 
-/// The gRPC side of authentication and authorization for one node.
-pub struct GrpcAuth {
+/// Which API a check is for (each counts its denials and refused logins apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Grpc,
+    Http,
+}
+
+/// A refusal: the caller is not who it claims (wrong password, malformed header), or may
+/// not do what it asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Unauthenticated(String),
+    Denied { anonymous: bool, message: String },
+}
+
+impl From<Refusal> for Status {
+    fn from(r: Refusal) -> Status {
+        match r {
+            Refusal::Unauthenticated(m) => Status::unauthenticated(m),
+            Refusal::Denied { message, .. } => Status::permission_denied(message),
+        }
+    }
+}
+
+/// Authentication and authorization of API callers for one node.
+pub struct Access {
     node: Node,
     authz: Option<Authorizer>,
     sasl: Option<Arc<crate::sasl::Authenticator>>,
@@ -57,13 +82,13 @@ pub enum Caller {
     User(Requester),
 }
 
-impl GrpcAuth {
-    pub fn new(node: Node, authz: Option<Authorizer>, sasl: Option<Arc<crate::sasl::Authenticator>>, cluster_name: &str, secret: &str) -> GrpcAuth {
+impl Access {
+    pub fn new(node: Node, authz: Option<Authorizer>, sasl: Option<Arc<crate::sasl::Authenticator>>, cluster_name: &str, secret: &str) -> Access {
         let node_token = backwaters_proto::grpc::auth::token(cluster_name, secret).into();
-        GrpcAuth { node, authz, sasl, node_token, verified: Mutex::new(HashMap::new()) }
+        Access { node, authz, sasl, node_token, verified: Mutex::new(HashMap::new()) }
     }
 
-    /// The caller of `req`; UNAUTHENTICATED for credentials that do not check out.
+    /// The caller of a gRPC request; UNAUTHENTICATED for credentials that do not check out.
     pub fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
         let md = req.metadata();
         if let Some(t) = md.get(backwaters_proto::grpc::auth::AUTH_HEADER) {
@@ -75,22 +100,35 @@ impl GrpcAuth {
         }
         let host = req.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
         let principal = match md.get("authorization") {
-            Some(v) => format!("User:{}", self.login(v.as_bytes())?),
+            Some(v) => format!("User:{}", self.login(Api::Grpc, v.as_bytes())?),
             None => req.peer_certs().and_then(|c| c.first().and_then(crate::tls::principal_of)).unwrap_or_else(|| ANONYMOUS.to_string()),
         };
         Ok(Caller::User(Requester { principal, host }))
     }
 
+    /// The caller of an HTTP request, from its `Authorization` header (if any) and address.
+    pub fn http_caller(&self, authorization: Option<&[u8]>, peer: Option<std::net::SocketAddr>) -> Result<Caller, Refusal> {
+        let principal = match authorization {
+            Some(v) => format!("User:{}", self.login(Api::Http, v)?),
+            None => ANONYMOUS.to_string(),
+        };
+        Ok(Caller::User(Requester { principal, host: peer.map(|a| a.ip().to_string()).unwrap_or_default() }))
+    }
+
     /// Checks `Basic base64(user:password)`; returns the user.
-    fn login(&self, header: &[u8]) -> Result<String, Status> {
+    fn login(&self, api: Api, header: &[u8]) -> Result<String, Refusal> {
         let (user, password) = parse_basic(header)?;
         let Some(sasl) = &self.sasl else {
-            return Err(Status::unauthenticated("this cluster has no [sasl] users: gRPC callers are told apart by TLS client certificates (or call without an authorization header)"));
+            return Err(Refusal::Unauthenticated("this cluster has no [sasl] users to log in as (call without an authorization header; gRPC callers can show a TLS client certificate)".into()));
         };
         let failed = || {
-            self.node.metrics().grpc_login_failures.inc();
-            tracing::info!(user = %user, "gRPC login refused: unknown user or wrong password");
-            Status::unauthenticated(format!("login as {user:?} failed: unknown user or wrong password"))
+            let m = self.node.metrics();
+            match api {
+                Api::Grpc => m.grpc_login_failures.inc(),
+                Api::Http => m.http_login_failures.inc(),
+            }
+            tracing::info!(user = %user, ?api, "login refused: unknown user or wrong password");
+            Refusal::Unauthenticated(format!("login as {user:?} failed: unknown user or wrong password"))
         };
         let Some(cred) = sasl.credential(&user, Mechanism::ScramSha256) else { return Err(failed()) };
         let key: [u8; 32] = Sha256::new().chain_update(user.as_bytes()).chain_update([0]).chain_update(password.as_bytes()).finalize().into();
@@ -122,12 +160,21 @@ impl GrpcAuth {
         }
     }
 
-    /// As [`GrpcAuth::may`], refusing with PERMISSION_DENIED (counted and logged).
+    /// As [`Access::may`] for a gRPC call, refusing with PERMISSION_DENIED (counted and logged).
     pub fn require(&self, caller: &Caller, operation: i8, resource_type: i8, name: &str) -> Result<(), Status> {
+        self.require_for(Api::Grpc, caller, operation, resource_type, name).map_err(Status::from)
+    }
+
+    /// As [`Access::may`], refusing with a message that says who may not do what (counted
+    /// per API and logged).
+    pub fn require_for(&self, api: Api, caller: &Caller, operation: i8, resource_type: i8, name: &str) -> Result<(), Refusal> {
         if self.may(caller, operation, resource_type, name) {
             return Ok(());
         }
-        self.node.metrics().grpc_authorization_denied.inc();
+        match api {
+            Api::Grpc => self.node.metrics().grpc_authorization_denied.inc(),
+            Api::Http => self.node.metrics().http_authorization_denied.inc(),
+        }
         let Caller::User(who) = caller else { unreachable!("nodes may do everything") };
         let what = match resource_type {
             resource::CLUSTER => "the cluster".to_string(),
@@ -135,12 +182,15 @@ impl GrpcAuth {
             resource::TRANSACTIONAL_ID => format!("transactional id {name:?}"),
             _ => format!("topic {name:?}"),
         };
-        tracing::debug!(principal = %who.principal, host = %who.host, operation, resource_type, name, "gRPC call denied by the ACLs");
-        Err(Status::permission_denied(format!(
-            "{} may not {} {what}: no ACL allows it (an operator can grant it with Kafka's CreateAcls, e.g. kafka-acls.sh or confluent-kafka's create_acls)",
-            who.principal,
-            op_name(operation)
-        )))
+        tracing::debug!(principal = %who.principal, host = %who.host, operation, resource_type, name, ?api, "call denied by the ACLs");
+        Err(Refusal::Denied {
+            anonymous: who.principal == ANONYMOUS,
+            message: format!(
+                "{} may not {} {what}: no ACL allows it (an operator can grant it with Kafka's CreateAcls, e.g. kafka-acls.sh or confluent-kafka's create_acls)",
+                who.principal,
+                op_name(operation)
+            ),
+        })
     }
 
     /// Checks the caller of `req` for one operation on one resource.
@@ -153,10 +203,26 @@ impl GrpcAuth {
     /// Creating a topic: CREATE on the cluster or on the topic (as Kafka's CreateTopics).
     pub fn check_create_topic<T>(&self, req: &Request<T>, topic: &str) -> Result<Caller, Status> {
         let caller = self.caller(req)?;
-        if !self.may(&caller, op::CREATE, resource::CLUSTER, acl::CLUSTER_NAME) {
-            self.require(&caller, op::CREATE, resource::TOPIC, topic)?;
-        }
+        self.require_create(Api::Grpc, &caller, topic)?;
         Ok(caller)
+    }
+
+    /// CREATE on the cluster or on `topic`.
+    pub fn require_create(&self, api: Api, caller: &Caller, topic: &str) -> Result<(), Refusal> {
+        if self.may(caller, op::CREATE, resource::CLUSTER, acl::CLUSTER_NAME) {
+            return Ok(());
+        }
+        self.require_for(api, caller, op::CREATE, resource::TOPIC, topic)
+    }
+
+    /// Writing to `topic`: WRITE on it, and CREATE too when it does not exist yet and the
+    /// write would create it (auto-creation on, as in Kafka).
+    pub fn require_write(&self, api: Api, caller: &Caller, topic: &str) -> Result<(), Refusal> {
+        self.require_for(api, caller, op::WRITE, resource::TOPIC, topic)?;
+        if self.node.topic(topic).is_none() && self.node.settings().auto_create_topics {
+            self.require_create(api, caller, topic)?;
+        }
+        Ok(())
     }
 }
 
@@ -177,8 +243,8 @@ fn op_name(operation: i8) -> &'static str {
 }
 
 /// `Basic base64(user:password)` (RFC 7617) into its user and password.
-pub fn parse_basic(header: &[u8]) -> Result<(String, String), Status> {
-    let bad = |why: &str| Status::unauthenticated(format!("authorization header: {why} (send \"Basic \" and base64 of user:password)"));
+pub fn parse_basic(header: &[u8]) -> Result<(String, String), Refusal> {
+    let bad = |why: &str| Refusal::Unauthenticated(format!("authorization header: {why} (send \"Basic \" and base64 of user:password)"));
     let text = std::str::from_utf8(header).map_err(|_| bad("not ASCII"))?;
     let (scheme, b64) = text.split_once(' ').ok_or_else(|| bad("no scheme"))?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -208,9 +274,8 @@ mod tests {
         assert_eq!(parse_basic(h.as_bytes()).unwrap(), ("alice".to_string(), "p:w".to_string()));
         assert_eq!(parse_basic(b"basic YWxpY2U6cHc=").unwrap().0, "alice");
         for (bad, why) in [("Bearer x", "not supported"), ("Basic !!!", "not base64"), ("Basic YWxpY2U=", "no ':'"), ("Basic OnB3", "empty user"), ("Basic", "no scheme")] {
-            let e = parse_basic(bad.as_bytes()).unwrap_err();
-            assert_eq!(e.code(), tonic::Code::Unauthenticated);
-            assert!(e.message().contains(why), "{bad}: {}", e.message());
+            let Refusal::Unauthenticated(m) = parse_basic(bad.as_bytes()).unwrap_err() else { panic!("{bad}: not an authentication failure") };
+            assert!(m.contains(why), "{bad}: {m}");
         }
     }
 
