@@ -171,6 +171,17 @@ def kafka_python_transaction_admin():
     p.flush()
     ongoing = [t for t in listing(state_filters=["Ongoing"]) if t.transactional_id == "kp-open-" + RUN]
     assert len(ongoing) == 1, listing()
+    # ListTransactions v2: the whole id must match the pattern.
+    by_pattern = [t.transactional_id for t in listing(transactional_id_pattern="kp-op.n-" + RUN)]
+    assert by_pattern == ["kp-open-" + RUN], by_pattern
+    assert listing(transactional_id_pattern="kp-open") == [], "a pattern matches whole ids only"
+    try:
+        listing(transactional_id_pattern="kp-(")
+        raise AssertionError("a pattern that does not compile is refused")
+    except AssertionError:
+        raise
+    except Exception as e:  # error 128, INVALID_REGULAR_EXPRESSION (kafka-python has no name for it)
+        assert "128" in str(e) or "Unrecognized" in type(e).__name__, repr(e)
     d = admin.describe_transactions(["kp-open-" + RUN])["kp-open-" + RUN]
     assert str(d.state).endswith(("Ongoing", "ONGOING")) and d.transaction_start_time_ms > 0, d
     assert TopicPartition(topic, 0) in d.topic_partitions, d

@@ -46,8 +46,12 @@ impl Node {
 
     async fn record_tombstone_horizons(&self, recorded: &mut HashMap<u64, i64>) {
         let me = self.inner.settings.node_id;
-        let now = self.now_ms();
-        for t in self.topics() {
+        let now = self.steady_ms();
+        // Partitions deleted, or no longer compacted, are forgotten.
+        let topics = self.topics();
+        let compacted: std::collections::HashSet<u64> = topics.iter().filter(|t| t.config().cleanup_policy_compact()).flat_map(|t| t.record.partition_uids.iter().copied()).collect();
+        recorded.retain(|uid, _| compacted.contains(uid));
+        for t in topics {
             let config = t.config();
             if !config.cleanup_policy_compact() {
                 continue;
