@@ -25,6 +25,9 @@ pub enum TxnStatus {
     PrepareAbort,
     CompleteCommit,
     CompleteAbort,
+    /// The id expired (`transactional.id.expiration.ms` without a transaction): applying
+    /// this state removes it.
+    Dead,
 }
 
 impl TxnStatus {
@@ -37,13 +40,22 @@ impl TxnStatus {
             TxnStatus::PrepareAbort => "PrepareAbort",
             TxnStatus::CompleteCommit => "CompleteCommit",
             TxnStatus::CompleteAbort => "CompleteAbort",
+            TxnStatus::Dead => "Dead",
         }
+    }
+
+    /// No transaction is open or being completed.
+    fn idle(self) -> bool {
+        matches!(self, TxnStatus::Empty | TxnStatus::CompleteCommit | TxnStatus::CompleteAbort)
     }
 
     fn preparing(self) -> bool {
         matches!(self, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort)
     }
 }
+
+/// Kafka's default `transactional.id.expiration.ms`: seven days.
+pub const DEFAULT_ID_EXPIRATION_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// A partition in a transaction: (topic, partition).
 pub type TxnPartition = (String, i32);
@@ -84,12 +96,14 @@ pub enum TxnOp {
     MarkersWritten { id: String, producer_id: i64, epoch: i16, partitions: Vec<TxnPartition> },
     /// The coordinator aborts a transaction past its timeout (fencing its producer).
     Expire { id: String, producer_id: i64, epoch: i16 },
+    /// The coordinator forgets an id idle past `transactional.id.expiration.ms`.
+    Forget { id: String, producer_id: i64, epoch: i16 },
 }
 
 impl TxnOp {
     pub fn id(&self) -> &str {
         match self {
-            TxnOp::Init { id, .. } | TxnOp::AddPartitions { id, .. } | TxnOp::AddGroup { id, .. } | TxnOp::End { id, .. } | TxnOp::MarkersWritten { id, .. } | TxnOp::Expire { id, .. } => id,
+            TxnOp::Init { id, .. } | TxnOp::AddPartitions { id, .. } | TxnOp::AddGroup { id, .. } | TxnOp::End { id, .. } | TxnOp::MarkersWritten { id, .. } | TxnOp::Expire { id, .. } | TxnOp::Forget { id, .. } => id,
         }
     }
 }
@@ -230,6 +244,13 @@ pub fn decide(current: Option<&TxnState>, op: TxnOp, now_ms: i64, new_producer_i
             next.epoch += 1;
             Decision::ok(Some(prepare(next, false, now_ms)))
         }
+        TxnOp::Forget { producer_id, epoch, .. } => {
+            // Only the idle state it was found in: a producer that came back since keeps it.
+            let Some(s) = current.filter(|s| s.status.idle() && s.producer_id == producer_id && s.epoch == epoch) else {
+                return Decision::ok(None);
+            };
+            Decision::ok(Some(TxnState { status: TxnStatus::Dead, updated_ms: now_ms, ..s.clone() }))
+        }
     }
 }
 
@@ -256,6 +277,12 @@ fn add(current: Option<&TxnState>, producer_id: i64, epoch: i16, partitions: Vec
     }
     next.updated_ms = now_ms;
     Decision::ok(Some(next))
+}
+
+/// Ids with no transaction open that have not changed for `expiration_ms` (Kafka's
+/// `transactional.id.expiration.ms`): (id, producer id, epoch).
+pub fn idle_past<'a>(states: impl Iterator<Item = &'a TxnState>, now_ms: i64, expiration_ms: i64) -> Vec<(String, i64, i16)> {
+    states.filter(|s| s.status.idle() && now_ms - s.updated_ms > expiration_ms).map(|s| (s.transactional_id.clone(), s.producer_id, s.epoch)).collect()
 }
 
 /// Ongoing transactions past their timeout at `now_ms`: (id, producer id, epoch).
@@ -334,6 +361,25 @@ mod tests {
         run(&mut s, TxnOp::Expire { id: "a".into(), producer_id: 101, epoch: 0 }, 1_011).unwrap();
         assert_eq!((s.as_ref().unwrap().status, s.as_ref().unwrap().epoch), (TxnStatus::PrepareAbort, 1));
         assert_eq!(run(&mut s, TxnOp::End { id: "a".into(), producer_id: 101, epoch: 0, commit: true }, 1_012), Err(TxnError::ProducerFenced { current: 1 }));
+    }
+
+    #[test]
+    fn an_idle_id_expires_but_not_one_with_a_transaction_open() {
+        let mut s = None;
+        run(&mut s, TxnOp::Init { id: "a".into(), timeout_ms: 60_000, producer_id: -1, epoch: -1 }, 0).unwrap();
+        run(&mut s, TxnOp::AddPartitions { id: "a".into(), producer_id: 101, epoch: 0, partitions: vec![tp(0)] }, 10).unwrap();
+        assert!(idle_past(s.iter(), 1_000_000, 100).is_empty(), "a transaction is open");
+        run(&mut s, TxnOp::Forget { id: "a".into(), producer_id: 101, epoch: 0 }, 1_000_000).unwrap();
+        assert_eq!(s.as_ref().unwrap().status, TxnStatus::Ongoing, "forgetting an open transaction does nothing");
+        run(&mut s, TxnOp::End { id: "a".into(), producer_id: 101, epoch: 0, commit: false }, 20).unwrap();
+        run(&mut s, TxnOp::MarkersWritten { id: "a".into(), producer_id: 101, epoch: 0, partitions: vec![tp(0)] }, 30).unwrap();
+        assert!(idle_past(s.iter(), 130, 100).is_empty());
+        assert_eq!(idle_past(s.iter(), 131, 100), vec![("a".to_string(), 101, 0)]);
+        // A stale request (another epoch) changes nothing; the right one marks the id dead.
+        run(&mut s, TxnOp::Forget { id: "a".into(), producer_id: 101, epoch: 1 }, 131).unwrap();
+        assert_eq!(s.as_ref().unwrap().status, TxnStatus::CompleteAbort);
+        run(&mut s, TxnOp::Forget { id: "a".into(), producer_id: 101, epoch: 0 }, 131).unwrap();
+        assert_eq!(s.as_ref().unwrap().status, TxnStatus::Dead);
     }
 }
 

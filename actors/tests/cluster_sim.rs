@@ -141,6 +141,7 @@ fn settings(id: i32, dir: &std::path::Path) -> NodeSettings {
         members: (1..=NODES).map(|i| Member { id: i, zone: zones[(i as usize - 1) % 3].into() }).collect(),
         leader_rebalance_ms: 1_000,
         metadata_checkpoint_records: 0,
+        transactional_id_expiration_ms: backwaters_actors::txn::DEFAULT_ID_EXPIRATION_MS,
         min_free_disk_bytes: 0,
         store_cache_bytes: 256 << 20,
     }

@@ -176,6 +176,10 @@ pub struct Limits {
     /// Memory for each node's store page cache (sled), in bytes: the B-tree pages of
     /// recent writes and reads stay there. At least 16 MiB.
     pub store_cache_bytes: u64,
+    /// A transactional id with no transaction for this long is forgotten (Kafka's
+    /// `transactional.id.expiration.ms`, 7 days); its next producer starts with a new
+    /// producer id. At least one second.
+    pub transactional_id_expiration_ms: i64,
     /// Test clusters only: accept `Internal.InjectFault` (cut this node off from chosen
     /// peers, for chaos runs without root or iptables).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -188,7 +192,7 @@ pub const DEFAULT_MIN_FREE_DISK_BYTES: u64 = 512 * 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, kafka_idle_timeout_ms: 600_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100, leader_rebalance_ms: 10_000, metadata_checkpoint_records: 50_000, min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES, store_cache_bytes: backwaters_storage::store::DEFAULT_CACHE_BYTES, allow_fault_injection: false }
+        Limits { max_frame_bytes: backwaters_proto::kafka::frame::DEFAULT_MAX_FRAME_BYTES, max_connections: 10_000, kafka_idle_timeout_ms: 600_000, retention_check_ms: 5_000, grpc_max_message_bytes: 64 * 1024 * 1024, raft_tick_ms: 100, leader_rebalance_ms: 10_000, metadata_checkpoint_records: 50_000, min_free_disk_bytes: DEFAULT_MIN_FREE_DISK_BYTES, store_cache_bytes: backwaters_storage::store::DEFAULT_CACHE_BYTES, transactional_id_expiration_ms: backwaters_actors::txn::DEFAULT_ID_EXPIRATION_MS, allow_fault_injection: false }
     }
 }
 
@@ -277,6 +281,9 @@ impl ClusterConfig {
         }
         if self.limits.max_connections == 0 {
             return Err("limits.max_connections: must be at least 1".into());
+        }
+        if self.limits.transactional_id_expiration_ms < 1000 {
+            return Err(format!("limits.transactional_id_expiration_ms: {} is below the one-second minimum", self.limits.transactional_id_expiration_ms));
         }
         if self.limits.store_cache_bytes < 16 << 20 {
             return Err(format!("limits.store_cache_bytes: {} is below the 16 MiB minimum", self.limits.store_cache_bytes));

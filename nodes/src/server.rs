@@ -51,6 +51,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
         metadata_checkpoint_records: cluster.limits.metadata_checkpoint_records,
         min_free_disk_bytes: nc.min_free_disk_bytes.unwrap_or(cluster.limits.min_free_disk_bytes),
         store_cache_bytes: cluster.limits.store_cache_bytes,
+        transactional_id_expiration_ms: cluster.limits.transactional_id_expiration_ms,
         members: cluster.nodes.iter().map(|n| Member { id: n.id, zone: n.zone.clone() }).collect(),
     };
     // Authenticates node-to-node gRPC calls and actor-cluster sessions.

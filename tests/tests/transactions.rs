@@ -211,6 +211,45 @@ async fn a_transaction_left_open_is_aborted_at_its_timeout() {
     assert!(backwaters_tests::metric(&node.metrics, "backwaters_txn_markers_total") >= 2.0, "the abort marker and the other producer's commit marker");
 }
 
+/// DescribeTransactions of one id: (error code, producer id).
+fn describe_txn(kafka: &str, id: &str) -> (i16, i64) {
+    use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactionsResponse, TransactionalId};
+    let mut s = raw::connect(kafka);
+    let req = DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(StrBytes::from_string(id.to_string()))]);
+    let resp: DescribeTransactionsResponse = raw::call(&mut s, ApiKey::DescribeTransactions, 0, &req);
+    let t = &resp.transaction_states[0];
+    (t.error_code, t.producer_id.0)
+}
+
+/// A transactional id with no transaction for `limits.transactional_id_expiration_ms` is
+/// forgotten (DescribeTransactions: TRANSACTIONAL_ID_NOT_FOUND); the next producer with that
+/// id starts over with a new producer id, and its transactions work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_transactional_id_expires() {
+    let node = TestNode::start_with("[limits]\ntransactional_id_expiration_ms = 2000\n");
+    create_topic(&node.kafka, TOPIC, 1).await;
+    let first = producer(&node.kafka, "idle", &[]);
+    first.init_transactions(Duration::from_secs(30)).unwrap();
+    assert!(run_txn(&first, 1, 3, true));
+    let (code, old_pid) = describe_txn(&node.kafka, "idle");
+    assert_eq!(code, 0);
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while describe_txn(&node.kafka, "idle").0 != 105 {
+        assert!(Instant::now() < deadline, "the idle id was never forgotten");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(node.log().contains("transactional id expired"));
+    let second = producer(&node.kafka, "idle", &[]);
+    second.init_transactions(Duration::from_secs(30)).unwrap();
+    let (code, new_pid) = describe_txn(&node.kafka, "idle");
+    assert_eq!(code, 0);
+    assert_ne!(new_pid, old_pid, "a forgotten id starts over with a new producer id");
+    assert!(run_txn(&second, 2, 3, true));
+    let read = read_all(&node.kafka, "read_committed", 6, Duration::from_secs(30));
+    assert_eq!(read.len(), 6, "{read:?}");
+}
+
 /// The Python client families (confluent-kafka exactly-once with send_offsets_to_transaction
 /// and fencing, kafka-python, aiokafka) and kafkajs (transactions with sendOffsets), each
 /// against three nodes: every client finds the coordinator and the partition leaders its

@@ -64,6 +64,8 @@ pub struct NodeSettings {
     pub min_free_disk_bytes: u64,
     /// sled's page cache, in bytes.
     pub store_cache_bytes: u64,
+    /// Transactional ids idle this long are forgotten ([`crate::txn::idle_past`]).
+    pub transactional_id_expiration_ms: i64,
 }
 
 impl NodeSettings {

@@ -114,6 +114,11 @@ impl Node {
     }
 
     pub(super) fn apply_txn(&self, state: TxnState) {
+        if state.status == TxnStatus::Dead {
+            tracing::info!(id = %state.transactional_id, producer_id = state.producer_id, "transactional id expired: no transaction for transactional_id_expiration_ms");
+            self.inner.txns.states.write().expect("lock").remove(&state.transactional_id);
+            return;
+        }
         let preparing = matches!(state.status, TxnStatus::PrepareCommit | TxnStatus::PrepareAbort);
         tracing::debug!(id = %state.transactional_id, producer_id = state.producer_id, epoch = state.epoch, status = state.status.kafka_name(), "transaction state");
         self.inner.txns.states.write().expect("lock").insert(state.transactional_id.clone(), state);
@@ -211,6 +216,21 @@ impl Node {
             });
         }
         if controller {
+            let expiration = self.inner.settings.transactional_id_expiration_ms;
+            for (id, producer_id, epoch) in crate::txn::idle_past(states.iter(), self.steady_ms(), expiration) {
+                // Guarded like the timeouts below; a marker of `i64::MIN` tells the two apart.
+                if !self.inner.txns.in_flight.lock().expect("lock").insert((id.clone(), epoch, i64::MIN, None)) {
+                    continue;
+                }
+                let n = self.clone();
+                tokio::spawn(async move {
+                    let op = TxnOp::Forget { id: id.clone(), producer_id, epoch };
+                    if let Err(e) = n.controller(ControllerRequest::Txn { op }).await {
+                        tracing::info!(id = %id, error = %e, "forgetting an expired transactional id failed; retrying");
+                    }
+                    n.inner.txns.in_flight.lock().expect("lock").remove(&(id, epoch, i64::MIN, None));
+                });
+            }
             for (id, producer_id, epoch) in crate::txn::expired(states.iter(), self.steady_ms()) {
                 if !self.inner.txns.in_flight.lock().expect("lock").insert((id.clone(), epoch, 0, None)) {
                     continue;

@@ -18,6 +18,7 @@ pub fn settings(dir: &std::path::Path) -> NodeSettings {
         members: vec![],
         leader_rebalance_ms: 10_000,
         metadata_checkpoint_records: 0,
+        transactional_id_expiration_ms: backwaters_actors::txn::DEFAULT_ID_EXPIRATION_MS,
         min_free_disk_bytes: 0,
         store_cache_bytes: 256 << 20,
     }
