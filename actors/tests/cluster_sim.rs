@@ -1,7 +1,8 @@
 //! Three real nodes in one process (partition actors, sled logs, the metadata log, the
 //! controller) joined by an in-memory network that cuts links, isolates nodes, delays,
 //! reorders and drops messages, restarts nodes and steps their wall clocks (forward or back,
-//! up to an hour, as a bad NTP step would), all on a schedule drawn from one seed.
+//! up to an hour, as a bad NTP step would, or eight days ahead for two seconds), all on a
+//! schedule drawn from one seed.
 //! Idempotent writers produce acks=all through random nodes (passed on to leaders) the whole
 //! time, retrying unacknowledged batches as librdkafka does. The
 //! checker then heals the network and looks at every replica's log: every acknowledged record
@@ -27,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const NODES: i32 = 3;
+const EIGHT_DAYS_MS: i64 = 8 * 24 * 3600 * 1000;
 const PARTITIONS: i32 = 3;
 const TOPIC: &str = "sim";
 
@@ -240,6 +242,16 @@ async fn run(seed: u64) -> usize {
                     nodes.insert(a, Some(start(&net, a, dir.path()).await));
                 }
                 format!("restart {a}")
+            }
+            8 if schedule.gen_bool(0.3) => {
+                // A spike: the wall clock runs eight days ahead for two seconds (retention
+                // checks run every second) and comes back. Retention is seven days: every
+                // record would look old enough to delete by the jumped clock alone.
+                let clock = net.clocks.lock().unwrap()[&a].clone();
+                clock.offset_ms.fetch_add(EIGHT_DAYS_MS, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                clock.offset_ms.fetch_sub(EIGHT_DAYS_MS, std::sync::atomic::Ordering::Relaxed);
+                format!("clock of {a} eight days ahead for 2 s")
             }
             8 => {
                 // Leases and elections run on monotonic time; what reads the wall clock
