@@ -338,20 +338,23 @@ fn grpc_calls_obey_the_same_users_and_acls() {
     assert!(backwaters_tests::metric(&node.metrics, "backwaters_grpc_login_failures_total") >= 1.0);
 
     // The shell logs in with --user and the password from the environment.
-    let shell = |user: Option<&str>, password: &str| {
+    let shell = |user: Option<&str>, password: &str, command: &str| {
         let mut c = Command::new(backwaters_tests::binary());
-        c.args(["shell", "--bootstrap", &node.grpc, "-c", "topic list"]).env("BACKWATERS_PASSWORD", password).env_remove("BACKWATERS_USER");
+        c.args(["shell", "--bootstrap", &node.grpc, "-c", command]).env("BACKWATERS_PASSWORD", password).env_remove("BACKWATERS_USER");
         if let Some(u) = user {
             c.args(["--user", u]);
         }
         let out = c.output().unwrap();
         (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     };
-    let (ok, text) = shell(Some("admin"), "admin-pw");
+    let (ok, text) = shell(Some("admin"), "admin-pw", "topic list");
     assert!(ok && text.contains("grpc.logs") && text.contains("grpc.other"), "{text}");
-    let (ok, text) = shell(Some("admin"), "wrong");
+    let (ok, text) = shell(Some("admin"), "wrong", "topic list");
     assert!(!ok && text.contains("login as \"admin\" failed"), "{text}");
-    let (ok, text) = shell(None, "");
+    // bob may not describe the cluster, yet his shell connects and lists what he may see.
+    let (ok, text) = shell(Some("bob"), "bob-pw", "topic list");
+    assert!(ok && text.contains("grpc.logs") && !text.contains("grpc.other"), "{text}");
+    let (ok, text) = shell(None, "", "cluster status");
     assert!(!ok && text.contains("User:ANONYMOUS may not DESCRIBE the cluster"), "{text}");
 }
 
