@@ -165,6 +165,49 @@ impl Clock for DeletionClock {
     fn now_ms(&self) -> i64 {
         self.wall.now_ms().min(self.steady.now_ms())
     }
+
+    fn monotonic_ms(&self) -> i64 {
+        self.steady.monotonic_ms()
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    /// A wall clock that jumps, over a monotonic clock the test moves.
+    #[derive(Default)]
+    struct Host {
+        wall_offset: AtomicI64,
+        monotonic: AtomicI64,
+    }
+
+    impl Clock for Host {
+        fn now_ms(&self) -> i64 {
+            1_000_000 + self.monotonic.load(Ordering::SeqCst) + self.wall_offset.load(Ordering::SeqCst)
+        }
+        fn monotonic_ms(&self) -> i64 {
+            self.monotonic.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn steady_time_ignores_jumps_and_deletion_time_never_runs_ahead() {
+        let host = Arc::new(Host::default());
+        let steady = Arc::new(SteadyClock::anchored(host.clone()));
+        let deletion = DeletionClock { wall: host.clone(), steady: steady.clone() };
+        host.monotonic.store(500, Ordering::SeqCst);
+        assert_eq!((steady.now_ms(), deletion.now_ms()), (1_000_500, 1_000_500));
+        host.wall_offset.store(86_400_000, Ordering::SeqCst); // a day ahead
+        assert_eq!((steady.now_ms(), deletion.now_ms()), (1_000_500, 1_000_500), "a forward jump moves neither");
+        host.wall_offset.store(-3_600_000, Ordering::SeqCst); // an hour back
+        assert_eq!(steady.now_ms(), 1_000_500);
+        assert_eq!(deletion.now_ms(), 1_000_500 - 3_600_000, "a backward jump only makes deletion later");
+        host.monotonic.store(1_500, Ordering::SeqCst);
+        assert_eq!((steady.now_ms(), deletion.monotonic_ms()), (1_001_500, 1_500), "real time still passes");
+    }
 }
 
 /// The wall clock.
