@@ -158,6 +158,32 @@ pub fn parse_plain(token: &[u8]) -> Result<(String, String, String), SaslError> 
     Ok((authz.to_string(), user.to_string(), pass.to_string()))
 }
 
+/// HTTP Basic credentials (RFC 7617, `Basic base64(user:password)`): how callers of the gRPC
+/// API and the HTTP ingest log in as a SASL user. The error says what is wrong.
+pub fn parse_basic(header: &[u8]) -> Result<(String, String), String> {
+    let bad = |why: &str| format!("authorization header: {why} (send \"Basic \" and base64 of user:password)");
+    if header.len() > MAX_TOKEN {
+        return Err(bad("too long"));
+    }
+    let text = std::str::from_utf8(header).map_err(|_| bad("not ASCII"))?;
+    let (scheme, b64) = text.split_once(' ').ok_or_else(|| bad("no scheme"))?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad(&format!("scheme {scheme:?} is not supported")));
+    }
+    let raw = B64.decode(b64.trim()).map_err(|_| bad("not base64"))?;
+    let raw = String::from_utf8(raw).map_err(|_| bad("user:password is not UTF-8"))?;
+    let (user, password) = raw.split_once(':').ok_or_else(|| bad("no ':' between user and password"))?;
+    if user.is_empty() {
+        return Err(bad("empty user name"));
+    }
+    Ok((user.to_string(), password.to_string()))
+}
+
+/// The header value a client sends for [`parse_basic`].
+pub fn basic_header(user: &str, password: &str) -> String {
+    format!("Basic {}", B64.encode(format!("{user}:{password}")))
+}
+
 /// A SCRAM client-first message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientFirst {

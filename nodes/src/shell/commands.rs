@@ -171,7 +171,7 @@ pub struct Login(Option<tonic::metadata::AsciiMetadataValue>);
 
 impl Login {
     pub fn new(user: &str, password: &str) -> Result<Login, String> {
-        let v = crate::access::basic_header(user, password).parse().map_err(|_| "--user: the user name and password must be printable".to_string())?;
+        let v = backwaters_proto::sasl::basic_header(user, password).parse().map_err(|_| "--user: the user name and password must be printable".to_string())?;
         Ok(Login(Some(v)))
     }
 }

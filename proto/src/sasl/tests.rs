@@ -117,6 +117,16 @@ fn mechanism_names_and_codes() {
 
 proptest! {
     #[test]
+    fn basic_credentials_round_trip(user in "[^:]{1,20}", password in ".{0,20}") {
+        prop_assert_eq!(parse_basic(basic_header(&user, &password).as_bytes()), Ok((user, password)));
+    }
+
+    #[test]
+    fn any_authorization_header_is_parsed_or_refused(raw in proptest::collection::vec(any::<u8>(), 0..100)) {
+        let _ = parse_basic(&raw);
+    }
+
+    #[test]
     fn saslname_round_trips(user in "[a-zA-Z0-9=,@._-]{1,24}") {
         prop_assert_eq!(decode_saslname(&encode_saslname(&user)), Some(user.clone()));
         let first = parse_client_first(Mechanism::ScramSha512, format!("n,,n={},r=N0nce", encode_saslname(&user)).as_bytes()).unwrap();
