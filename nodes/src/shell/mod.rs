@@ -51,7 +51,8 @@ pub struct ShellArgs {
     pub cert: Option<std::path::PathBuf>,
     /// The client certificate's private key (PEM).
     #[arg(long, value_name = "FILE", env = "BACKWATERS_KEY", requires = "cert")]
-    pub key: Option<std::path::PathBuf>,    /// Log in as this user (a [[sasl.users]] entry or a user made with Kafka's
+    pub key: Option<std::path::PathBuf>,
+    /// Log in as this user (a [[sasl.users]] entry or a user made with Kafka's
     /// AlterUserScramCredentials); the ACLs then decide what the shell may do. The password
     /// comes from BACKWATERS_PASSWORD or --password-file. Send it only over TLS (--ca).
     #[arg(long, value_name = "NAME", env = "BACKWATERS_USER")]
