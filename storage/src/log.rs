@@ -550,6 +550,68 @@ impl PartitionLog {
         Ok(self.first_entry()?.map(|e| e.index))
     }
 
+    /// Kafka's OffsetForLeaderEpoch over this log, with Raft terms as leader epochs: the
+    /// highest term at or below `term` that an entry holds (None: no entry has one) and the
+    /// base offset of the first entry with a higher term (None: no entry has one). A term's
+    /// first entry is its leader's no-op, so that offset is where the older terms' records
+    /// end. Terms never decrease along a Raft log: a binary search over entry heads.
+    pub fn term_bounds(&self, term: u64) -> Result<(Option<u64>, Option<i64>)> {
+        let Some((mut lo, _)) = self.head_at_or_after(0)? else { return Ok((None, None)) };
+        let Some((last, _)) = self.head_before(u64::MAX)? else { return Ok((None, None)) };
+        let mut hi = last + 1;
+        // The first entry found so far with a higher term.
+        let mut higher: Option<(u64, i64)> = None;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.head_at_or_after(mid)? {
+                Some((i, head)) if i < hi && head.term > term => {
+                    higher = Some((i, head.base_offset));
+                    hi = mid;
+                }
+                Some((i, _)) if i < hi => lo = i + 1,
+                _ => hi = mid,
+            }
+        }
+        let floor = self.head_before(higher.map_or(u64::MAX, |(i, _)| i))?.map(|(_, head)| head.term);
+        debug_assert!(floor.is_none_or(|f| f <= term), "terms decrease along partition {}", self.uid);
+        Ok((floor, higher.map(|(_, offset)| offset)))
+    }
+
+    /// The term of the entry holding `offset` (the first entry when the offset is before it;
+    /// None for an empty log).
+    pub fn term_at_offset(&self, offset: i64) -> Result<Option<u64>> {
+        let lo = keys::key(self.uid, OFFSET, 0);
+        let hi = keys::key(self.uid, OFFSET, offset.max(0) as u64);
+        let index = match self.tree().range(lo..=hi).next_back() {
+            Some(kv) => {
+                let (_, v) = kv?;
+                u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StorageError::Corrupt { what: "offset index".into(), why: "not 8 bytes".into() })?)
+            }
+            None => 0,
+        };
+        Ok(self.head_at_or_after(index)?.map(|(_, head)| head.term))
+    }
+
+    /// The first entry at or after `index`: its index and head.
+    fn head_at_or_after(&self, index: u64) -> Result<Option<(u64, Head)>> {
+        let range = keys::key(self.uid, ENTRY, index)..=keys::key(self.uid, ENTRY, u64::MAX);
+        self.tree().range(range).next().map(|kv| -> Result<(u64, Head)> {
+            let (k, v) = kv?;
+            let i = keys::key_suffix(&k);
+            Ok((i, Head::parse(i, &v)?))
+        }).transpose()
+    }
+
+    /// The last entry before `index`: its index and head.
+    fn head_before(&self, index: u64) -> Result<Option<(u64, Head)>> {
+        let range = keys::key(self.uid, ENTRY, 0)..keys::key(self.uid, ENTRY, index);
+        self.tree().range(range).next_back().map(|kv| -> Result<(u64, Head)> {
+            let (k, v) = kv?;
+            let i = keys::key_suffix(&k);
+            Ok((i, Head::parse(i, &v)?))
+        }).transpose()
+    }
+
     /// The largest timestamp in the time index (-1 when empty).
     fn time_index_max(&self) -> Result<i64> {
         Ok(match self.tree().scan_prefix(keys::prefix(self.uid, TIME)).next_back() {

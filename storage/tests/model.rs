@@ -319,3 +319,42 @@ fn compaction_rewrites_keep_each_entry_in_place() {
     let rec = log.recover().unwrap();
     assert_eq!((rec.meta, rec.next_offset), (meta, 12));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// OffsetForLeaderEpoch's lookup (a binary search over entry heads) agrees with a scan of
+    /// every entry, before and after retention removes a prefix.
+    #[test]
+    fn term_bounds_match_a_scan(steps in prop::collection::vec((0u64..3, prop::bool::weighted(0.3), 1usize..4), 1..40), removed in 0usize..10) {
+        let store = Store::temporary().unwrap();
+        let (log, _) = PartitionLog::open(&store, 11).unwrap();
+        let (mut term, mut next, mut entries) = (1u64, 0i64, Vec::new());
+        for (i, (bump, noop, records)) in steps.into_iter().enumerate() {
+            term += bump;
+            let e = if noop {
+                Entry { index: i as u64 + 1, term, base_offset: next, kind: EntryKind::Noop, payload: Bytes::new() }
+            } else {
+                Entry { index: i as u64 + 1, term, base_offset: next, kind: EntryKind::Batch, payload: batch(records, next) }
+            };
+            next = e.next_offset();
+            log.append(std::slice::from_ref(&e), &[], &PartitionMeta::default()).unwrap();
+            entries.push(e);
+        }
+        let removed = removed.min(entries.len() - 1);
+        if removed > 0 {
+            let meta = PartitionMeta { log_start_offset: entries[removed - 1].next_offset(), ..Default::default() };
+            log.remove_prefix(entries[removed - 1].index, &meta).unwrap();
+            entries.drain(..removed);
+        }
+        for q in 0..=term + 1 {
+            let floor = entries.iter().filter(|e| e.term <= q).map(|e| e.term).max();
+            let higher = entries.iter().find(|e| e.term > q).map(|e| e.base_offset);
+            prop_assert_eq!(log.term_bounds(q).unwrap(), (floor, higher), "term {}", q);
+        }
+        for e in &entries {
+            if e.kind == EntryKind::Batch {
+                prop_assert_eq!(log.term_at_offset(e.base_offset).unwrap(), Some(e.term));
+            }
+        }
+    }
+}

@@ -14,6 +14,7 @@
 
 pub mod core;
 mod compaction;
+pub mod epochs;
 mod produce;
 mod retention;
 mod replicas;
@@ -594,6 +595,16 @@ impl PartitionState {
                     tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, leader, term = self.raft.raft.term, "partition leader changed");
                     *self.shared.leader_term.lock().expect("lock") = self.raft.raft.term;
                     (self.on_leader)(leader == self.node_id as i64, self.raft.raft.term);
+                }
+            }
+            // A leader re-elected in a later term keeps its node id and may leave no
+            // soft-state change: the term (Kafka's leader epoch) still moves, and the leader
+            // records it for the nodes without a replica.
+            let leader = self.shared.leader.load(Ordering::SeqCst);
+            if leader >= 0 && self.shared.leader_term() != self.raft.raft.term {
+                *self.shared.leader_term.lock().expect("lock") = self.raft.raft.term;
+                if leader == self.node_id as i64 {
+                    (self.on_leader)(true, self.raft.raft.term);
                 }
             }
             // A leader sends its appends before it persists them (Raft thesis 10.2.1).

@@ -97,7 +97,7 @@ impl LogStore {
         if e.get_entry_type() != EntryType::EntryNormal {
             return Err(format!("entry {} is a configuration change; replica sets are fixed per partition", e.index));
         }
-        let data = e.data.clone();
+        let mut data = e.data.clone();
         let (kind, base_offset) = if data.is_empty() {
             (EntryKind::Noop, tail)
         } else {
@@ -106,6 +106,14 @@ impl LogStore {
                 Payload::Batches => {
                     if data.len() < backwaters_proto::kafka::batch::HEADER_BYTES {
                         return Err(format!("entry {} is too short for a record batch", e.index));
+                    }
+                    // The batch carries its entry's term as its partition leader epoch (Kafka's
+                    // leader epoch is the Raft term): every replica stamps the same bytes.
+                    let epoch = i32::try_from(e.term).unwrap_or(i32::MAX);
+                    if data[12..16] != epoch.to_be_bytes() {
+                        let mut stamped = data.to_vec();
+                        backwaters_proto::kafka::batch::set_partition_leader_epoch(&mut stamped, epoch);
+                        data = stamped.into();
                     }
                     (EntryKind::Batch, i64::from_be_bytes(data[0..8].try_into().expect("8 bytes")))
                 }

@@ -2,6 +2,7 @@
 
 use backwaters_actors::group::state::GroupError;
 use backwaters_actors::node::AdminError;
+use backwaters_actors::partition::epochs::EpochCheck;
 use backwaters_actors::PartitionError;
 use backwaters_proto::kafka::batch::BatchError;
 use kafka_protocol::ResponseError as E;
@@ -23,6 +24,15 @@ pub fn partition_error(e: &PartitionError) -> i16 {
         PartitionError::Storage(_) | PartitionError::DiskFull { .. } => E::KafkaStorageError,
     }
     .code()
+}
+
+/// A request's `current_leader_epoch` against the partition's: the error, if any.
+pub fn epoch_error(check: EpochCheck) -> Option<i16> {
+    match check {
+        EpochCheck::Current => None,
+        EpochCheck::Fenced => Some(E::FencedLeaderEpoch.code()),
+        EpochCheck::Unknown => Some(E::UnknownLeaderEpoch.code()),
+    }
 }
 
 pub fn batch_error(e: &BatchError) -> i16 {

@@ -1,6 +1,6 @@
 //! Record batch v2 (magic 2), the unit Backwaters stores: batches are kept exactly as the
-//! producer sent them, whatever their compression; only the base offset is rewritten (the
-//! CRC does not cover it, so rewriting keeps the batch valid).
+//! producer sent them, whatever their compression; only the base offset and the partition
+//! leader epoch are rewritten (the CRC covers neither, so rewriting keeps the batch valid).
 //!
 //! Header layout (61 bytes, big-endian):
 //! `base_offset:i64 batch_length:i32 leader_epoch:i32 magic:i8 crc:u32 attributes:i16
@@ -192,6 +192,14 @@ pub fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, Batch
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     assert!(batch.len() >= HEADER_BYTES, "not a record batch");
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Writes the partition leader epoch (the Raft term of the entry holding the batch) into a
+/// batch, as a Kafka leader stamps what it appends; consumers remember it with their position
+/// and check it with OffsetForLeaderEpoch after a leader change (KIP-320). Not under the CRC.
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    assert!(batch.len() >= HEADER_BYTES, "not a record batch");
+    batch[12..16].copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// Copies `batch` with `base_offset` rewritten.
@@ -407,6 +415,17 @@ mod tests {
                 timestamp_ms: 1_700_000_000_000 + i as i64,
             })
             .collect()
+    }
+
+    #[test]
+    fn stamping_offsets_and_epochs_keeps_the_crc() {
+        let mut b = encode_batch_with(&sample(5), Compression::Lz4).unwrap().to_vec();
+        set_base_offset(&mut b, 1234);
+        set_partition_leader_epoch(&mut b, 77);
+        let h = parse_batch(&b).unwrap();
+        assert_eq!((h.base_offset, h.partition_leader_epoch, h.record_count), (1234, 77, 5));
+        let recs = decode_records(&Bytes::from(b)).unwrap();
+        assert_eq!(recs.iter().map(|r| r.offset).collect::<Vec<_>>(), (1234..1239).collect::<Vec<_>>());
     }
 
     #[test]

@@ -52,14 +52,14 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DescribeTopicPartit
                 break;
             }
             budget -= 1;
-            let (code, leader) = reported_leader(p, &departed);
+            let (code, leader, epoch) = reported_leader(p, &departed);
             let replicas: Vec<BrokerId> = p.replicas.iter().map(|r| BrokerId(*r)).collect();
             partitions.push(
                 DescribeTopicPartitionsResponsePartition::default()
                     .with_error_code(code)
                     .with_partition_index(p.partition)
                     .with_leader_id(BrokerId(leader))
-                    .with_leader_epoch(-1)
+                    .with_leader_epoch(epoch)
                     .with_isr_nodes(replicas.clone())
                     .with_replica_nodes(replicas),
             );

@@ -13,6 +13,8 @@
 //! read_committed fetches (isolation level 1) stop at the last stable offset (no open
 //! transaction's records) and list the aborted transactions among the batches returned, so
 //! the client drops their records.
+//! From v9 a fetch names the leader epoch the consumer knows: a replica with another one
+//! answers FENCED_LEADER_EPOCH (the consumer's is older) or UNKNOWN_LEADER_EPOCH (newer).
 //! Fetch sessions (KIP-227) are not kept: every answer is a full one with session id 0, which
 //! clients take as "no session".
 
@@ -55,13 +57,21 @@ enum Role {
     NotReplica,
     /// The ACLs do not let the requester READ the topic.
     Denied,
+    /// The requester's `current_leader_epoch` is older or newer than this replica's: the
+    /// error code (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH).
+    Epoch(i16),
 }
 
-fn role(ctx: &KafkaCtx, part: Option<&Arc<PartitionShared>>, version: i16, rack: &str) -> Role {
+fn role(ctx: &KafkaCtx, part: Option<&Arc<PartitionShared>>, version: i16, rack: &str, current_leader_epoch: i32) -> Role {
     let Some(p) = part else { return Role::NotReplica };
     let me = ctx.broker.node_id;
     if !p.replicas.contains(&me) {
         return Role::NotReplica;
+    }
+    // v9+ names the leader epoch the consumer knows; a leader or follower of another epoch
+    // sends it back to its metadata (KIP-320).
+    if let Some(code) = errors::epoch_error(p.check_epoch(current_leader_epoch)).filter(|_| version >= 9) {
+        return Role::Epoch(code);
     }
     if p.leader() != Some(me) {
         return if version >= 11 { Role::Follower } else { Role::NotReplica };
@@ -90,7 +100,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FetchRequest) -> Opt
                     partition: p.partition,
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
-                    role: if readable { role(ctx, part.as_ref(), version, &rack) } else { Role::Denied },
+                    role: if readable { role(ctx, part.as_ref(), version, &rack, p.current_leader_epoch) } else { Role::Denied },
                     part,
                 }
             })
@@ -130,6 +140,10 @@ fn read_all(ctx: &KafkaCtx, wants: &[Want], max_bytes: usize, committed: bool) -
             (None, _) => {
                 any_error = true;
                 pd = pd.with_error_code(ResponseError::UnknownTopicOrPartition.code()).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);
+            }
+            (_, Role::Epoch(code)) => {
+                any_error = true;
+                pd = pd.with_error_code(code).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);
             }
             (Some(_), Role::NotReplica) => {
                 any_error = true;

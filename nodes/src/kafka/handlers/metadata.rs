@@ -1,4 +1,5 @@
-//! Metadata (key 3): brokers (with their zone as rack), topics and partition leaders.
+//! Metadata (key 3): brokers (with their zone as rack), topics and partition leaders with
+//! their leader epochs (v7+; the leader's Raft term, see `partition::epochs`).
 
 use super::{str, topic_name, KafkaCtx, AUTHORIZED_OPS_OMITTED};
 use crate::kafka::errors;
@@ -33,7 +34,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
     let departed = ctx.node.departed_nodes();
     match requested {
         // All topics: those the requester may DESCRIBE, as Kafka lists them.
-        None => topics.extend(ctx.node.topics().iter().filter(|t| ctx.visible_topic(&t.record.name)).map(|t| topic_entry(t, &departed))),
+        None => topics.extend(ctx.node.topics().iter().filter(|t| ctx.visible_topic(&t.record.name)).map(|t| topic_entry(t, &departed, v))),
         Some(names) => {
             for name in names {
                 if !ctx.allowed_topic(op::DESCRIBE, &name) {
@@ -48,7 +49,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
                     None => None,
                 };
                 topics.push(match found {
-                    Some(t) => topic_entry(&t, &departed),
+                    Some(t) => topic_entry(&t, &departed, v),
                     None => {
                         let code = if validate_topic_name(&name).is_err() { ResponseError::InvalidTopicException } else { ResponseError::UnknownTopicOrPartition };
                         MetadataResponseTopic::default().with_name(Some(topic_name(&name))).with_error_code(code.code()).with_topic_authorized_operations(AUTHORIZED_OPS_OMITTED)
@@ -69,13 +70,13 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
     )
 }
 
-/// The leader a partition is reported with, and the partition's error code.
-/// `departed`: nodes whose actor-cluster session closed. A leader there is gone before Raft
-/// notices: the partition is reported leaderless (see [`topic_entry`]).
-pub fn reported_leader(p: &backwaters_actors::partition::PartitionShared, departed: &std::collections::BTreeSet<i32>) -> (i16, i32) {
+/// The partition's error code, and the leader and leader epoch (its Raft term) it is
+/// reported with. `departed`: nodes whose actor-cluster session closed. A leader there is gone
+/// before Raft notices: the partition is reported leaderless (see [`topic_entry`]).
+pub fn reported_leader(p: &backwaters_actors::partition::PartitionShared, departed: &std::collections::BTreeSet<i32>) -> (i16, i32, i32) {
     match p.leader() {
-        Some(l) if !departed.contains(&l) => (errors::NONE, l),
-        _ => (ResponseError::LeaderNotAvailable.code(), -1),
+        Some(l) if !departed.contains(&l) => (errors::NONE, l, p.leader_epoch()),
+        _ => (ResponseError::LeaderNotAvailable.code(), -1, -1),
     }
 }
 
@@ -83,18 +84,19 @@ pub fn reported_leader(p: &backwaters_actors::partition::PartitionShared, depart
 /// notices (its election timeout is 1-1.5 s; a dropped session is seen in ~0.1 s): the
 /// partition is reported leaderless, and clients look again soon instead of backing off
 /// while reconnecting to a dead broker.
-fn topic_entry(t: &Arc<Topic>, departed: &std::collections::BTreeSet<i32>) -> MetadataResponseTopic {
+fn topic_entry(t: &Arc<Topic>, departed: &std::collections::BTreeSet<i32>, v: i16) -> MetadataResponseTopic {
     let partitions = t
         .partitions
         .iter()
         .map(|p| {
             let replicas: Vec<BrokerId> = p.replicas.iter().map(|r| BrokerId(*r)).collect();
-            let (code, leader) = reported_leader(p, departed);
+            let (code, leader, epoch) = reported_leader(p, departed);
             MetadataResponsePartition::default()
                 .with_error_code(code)
                 .with_partition_index(p.partition)
                 .with_leader_id(BrokerId(leader))
-                .with_leader_epoch(-1)
+                // Leader epochs exist from v7 on; before that the field keeps its default.
+                .with_leader_epoch(if v >= 7 { epoch } else { -1 })
                 .with_isr_nodes(replicas.clone())
                 .with_replica_nodes(replicas)
         })

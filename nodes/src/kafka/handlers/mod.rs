@@ -41,6 +41,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
@@ -109,6 +110,7 @@ handlers! {
     ListOffsets => list_offsets,
     OffsetCommit => offset_commit,
     OffsetFetch => offset_fetch,
+    OffsetForLeaderEpoch => offset_for_leader_epoch,
     FindCoordinator => find_coordinator,
     JoinGroup => join_group,
     Heartbeat => heartbeat,
