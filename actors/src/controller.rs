@@ -4,7 +4,7 @@
 //! by Raft over every node, holds one JSON record per change (topics with their partition
 //! assignments and configs, partition leaders, producer-id blocks, node drains, node
 //! liveness as the controller sees it in the actor cluster, Kafka users' SCRAM
-//! credentials and ACLs). Every node applies the
+//! credentials, ACLs and client quotas). Every node applies the
 //! committed records in order to its own copy (the catalog behind Metadata), starting the
 //! replicas it is assigned and stopping those of deleted topics. Changes are decided by the
 //! leader of that group (the controller): a node forwards a request to it, the controller
@@ -59,6 +59,8 @@ pub enum MetaRecord {
     ElectPreferred { uids: Vec<u64> },
     /// A transactional id's state as it is now (see [`crate::txn`]).
     Txn { state: crate::txn::TxnState },
+    /// A client quota of `entity` set (`Some`) or removed (see [`crate::quota`]).
+    Quota { entity: crate::quota::QuotaEntity, key: String, value: Option<crate::quota::QuotaValue> },
 }
 
 /// What a node asks of the controller.
@@ -83,6 +85,8 @@ pub enum ControllerRequest {
     ElectPreferred { uids: Vec<u64> },
     /// A transaction coordinator request (the controller is the coordinator).
     Txn { op: crate::txn::TxnOp },
+    /// Set (`Some`) or remove (`None`) client quotas of one entity (AlterClientQuotas).
+    Quotas { entity: crate::quota::QuotaEntity, ops: Vec<(String, Option<crate::quota::QuotaValue>)> },
     /// Writes nothing: answered with the controller's applied offset, so the asking node,
     /// once it has applied that far, knows everything the controller knew when asked.
     Barrier,

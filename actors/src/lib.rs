@@ -43,6 +43,7 @@ pub mod group;
 pub mod metrics;
 pub mod node;
 pub mod partition;
+pub mod quota;
 pub mod replica;
 pub mod service;
 pub mod supervisor;

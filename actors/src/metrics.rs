@@ -87,6 +87,9 @@ pub struct Metrics {
     pub kafka_logins: Counter,
     pub kafka_login_failures: Counter,
     pub kafka_authorization_denied: Counter,
+    /// Kafka requests whose answer carried a quota throttle, and the throttle they got.
+    pub kafka_throttled_requests: Counter,
+    pub kafka_throttle_ms: Counter,
     pub grpc_login_failures: Counter,
     pub grpc_authorization_denied: Counter,
     pub http_login_failures: Counter,
@@ -160,13 +163,15 @@ impl Metrics {
     /// Renders the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &Counter); 27] = [
+        let counters: [(&str, &str, &Counter); 29] = [
             ("backwaters_kafka_connections_total", "Kafka connections accepted", &self.kafka_connections),
             ("backwaters_kafka_connections_closed_total", "Kafka connections closed", &self.kafka_connections_closed),
             ("backwaters_kafka_requests_total", "Kafka requests handled", &self.kafka_requests),
             ("backwaters_kafka_request_errors_total", "Kafka requests refused or failed", &self.kafka_request_errors),
             ("backwaters_kafka_sasl_logins_total", "Kafka SASL authentications that succeeded", &self.kafka_logins),
             ("backwaters_kafka_authorization_denied_total", "Kafka operations denied by the ACLs", &self.kafka_authorization_denied),
+            ("backwaters_kafka_throttled_requests_total", "Kafka requests throttled by a client quota", &self.kafka_throttled_requests),
+            ("backwaters_kafka_throttle_milliseconds_total", "Throttle time handed out by client quotas", &self.kafka_throttle_ms),
             ("backwaters_grpc_login_failures_total", "gRPC calls refused for a wrong user or password", &self.grpc_login_failures),
             ("backwaters_grpc_authorization_denied_total", "gRPC calls denied by the ACLs", &self.grpc_authorization_denied),
             ("backwaters_http_login_failures_total", "HTTP ingest requests refused for a wrong user or password", &self.http_login_failures),

@@ -82,7 +82,7 @@ pub async fn start(cluster: &ClusterConfig, id: i32) -> Result<Running, String> 
     if let Some(b) = brokers.iter_mut().find(|b| b.node_id == nc.id) {
         *b = me.clone();
     }
-    let ctx = Arc::new(KafkaCtx { node: node.clone(), broker: me, brokers, max_frame_bytes: cluster.limits.max_frame_bytes, idle_timeout: (cluster.limits.kafka_idle_timeout_ms > 0).then(|| std::time::Duration::from_millis(cluster.limits.kafka_idle_timeout_ms)), sasl, authz: cluster.authorization.as_ref().map(Into::into) });
+    let ctx = Arc::new(KafkaCtx { node: node.clone(), broker: me, brokers, max_frame_bytes: cluster.limits.max_frame_bytes, idle_timeout: (cluster.limits.kafka_idle_timeout_ms > 0).then(|| std::time::Duration::from_millis(cluster.limits.kafka_idle_timeout_ms)), sasl, authz: cluster.authorization.as_ref().map(Into::into), throttler: Default::default() });
     let max_conn = cluster.limits.max_connections;
     let kafka_l = Arc::new(kafka_l);
     let kafka_tls = match (&tls, &cluster.tls) {

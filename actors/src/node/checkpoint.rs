@@ -109,6 +109,9 @@ impl Node {
         out.extend(scram.into_iter().map(|((user, mechanism), c)| MetaRecord::Scram { user, mechanism: mechanism.name().to_string(), credential: Some(c) }));
         out.extend(self.acls().iter().map(|b| MetaRecord::Acl { binding: b.clone(), present: true }));
         out.extend(self.txn_states().into_iter().map(|state| MetaRecord::Txn { state }));
+        for (entity, values) in self.quotas().iter() {
+            out.extend(values.iter().map(|(key, v)| MetaRecord::Quota { entity: entity.clone(), key: key.clone(), value: Some(*v) }));
+        }
         out
     }
 

@@ -166,6 +166,20 @@ impl Node {
                 };
                 tracing::info!(%user, %mechanism, "SCRAM credential changed");
             }
+            MetaRecord::Quota { entity, key, value } => {
+                let mut quotas = self.inner.quotas.write().expect("lock");
+                let mut next = (**quotas).clone();
+                let values = next.entry(entity.clone()).or_default();
+                match value {
+                    Some(v) => values.insert(key.clone(), v),
+                    None => values.remove(&key),
+                };
+                if values.is_empty() {
+                    next.remove(&entity);
+                }
+                *quotas = Arc::new(next);
+                tracing::info!(?entity, %key, value = ?value.map(|v| v.0), "client quota changed");
+            }
             MetaRecord::Acl { binding, present } => {
                 let mut acls = self.inner.acls.write().expect("lock");
                 let mut next: Vec<crate::acl::AclBinding> = acls.iter().filter(|b| **b != binding).cloned().collect();
@@ -358,6 +372,13 @@ impl Node {
                     return Err(AdminError::NotFound(format!("user {user:?} has no {mechanism} credential")));
                 }
                 vec![MetaRecord::Scram { user, mechanism, credential }]
+            }
+            ControllerRequest::Quotas { entity, ops } => {
+                let parts: Vec<(String, Option<String>)> = entity.clone().into_iter().collect();
+                for (key, value) in &ops {
+                    crate::quota::validate(&parts, key, value.map(|v| v.0)).map_err(AdminError::InvalidConfig)?;
+                }
+                ops.into_iter().map(|(key, value)| MetaRecord::Quota { entity: entity.clone(), key, value }).collect()
             }
             ControllerRequest::ElectPreferred { uids } => vec![MetaRecord::ElectPreferred { uids }],
             ControllerRequest::Txn { op } => self.plan_txn(op)?,

@@ -37,6 +37,9 @@ mod metadata;
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
+/// Client quotas by entity, then quota key (see [`crate::quota`]).
+pub type Quotas = BTreeMap<crate::quota::QuotaEntity, BTreeMap<String, crate::quota::QuotaValue>>;
+
 /// What a node needs to know to start.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
@@ -202,6 +205,8 @@ struct Inner {
     scram: RwLock<BTreeMap<(String, backwaters_proto::sasl::Mechanism), backwaters_proto::sasl::ScramCredential>>,
     /// Kafka ACLs from the metadata log (shared with every request that checks them).
     acls: RwLock<Arc<Vec<crate::acl::AclBinding>>>,
+    /// Client quotas as the metadata log sets them (see [`crate::quota`]).
+    quotas: RwLock<Arc<Quotas>>,
     /// Transactions as the metadata log records them ([`txn`]).
     txns: txn::TxnBook,
     metrics: Arc<Metrics>,
@@ -299,6 +304,7 @@ impl Node {
                 liveness: Default::default(),
                 scram: Default::default(),
                 acls: Default::default(),
+                quotas: Default::default(),
                 txns: Default::default(),
                 metrics,
                 clock,

@@ -1,5 +1,5 @@
-//! What the Kafka edge asks about who may do what: Kafka users' SCRAM credentials and the
-//! ACLs, both applied from the metadata log (`metadata.rs` applies the records).
+//! What the Kafka edge asks about who may do what: Kafka users' SCRAM credentials, the ACLs
+//! and the client quotas, all applied from the metadata log (`metadata.rs` applies the records).
 
 use super::*;
 
@@ -17,5 +17,10 @@ impl Node {
     /// The ACLs as applied here (sorted, no duplicates).
     pub fn acls(&self) -> Arc<Vec<crate::acl::AclBinding>> {
         self.inner.acls.read().expect("lock").clone()
+    }
+
+    /// The client quotas as applied here.
+    pub fn quotas(&self) -> Arc<Quotas> {
+        self.inner.quotas.read().expect("lock").clone()
     }
 }

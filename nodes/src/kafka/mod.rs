@@ -13,6 +13,7 @@ pub mod authz;
 pub mod errors;
 pub mod handlers;
 mod login;
+pub mod quotas;
 
 use backwaters_actors::node::Node;
 use backwaters_proto::kafka::frame::{decode_frame, decode_request_header, request_prefix, FrameError};
@@ -59,6 +60,8 @@ pub struct KafkaCtx {
     pub sasl: Option<Arc<crate::sasl::Authenticator>>,
     /// Set when requests are checked against the ACLs (`[authorization]`).
     pub authz: Option<authz::Authorizer>,
+    /// Client quota buckets (see [`quotas`]).
+    pub throttler: quotas::Throttler,
 }
 
 /// Longest a client may take to log in on a SASL listener.
@@ -125,9 +128,12 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
     let idle_for = ctx.idle_timeout.unwrap_or(std::time::Duration::from_secs(86_400 * 365));
     let idle = tokio::time::sleep(idle_for);
     tokio::pin!(idle);
+    // Set by a handler that throttles this client (a quota): nothing more is read until then.
+    let mute = Arc::new(quotas::Mute::default());
     loop {
+        let muted = mute.until();
         // Start every whole request already buffered (up to the in-flight cap).
-        while in_flight.len() < MAX_IN_FLIGHT {
+        while in_flight.len() < MAX_IN_FLIGHT && muted.is_none() {
             match decode_frame(&mut buf, ctx.max_frame_bytes) {
                 // Before authentication requests are answered one at a time (nothing is in
                 // flight then), so answers stay in order.
@@ -154,7 +160,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
                         login = None;
                     }
                 }
-                Ok(Some(frame)) => in_flight.push_back(Box::pin(authz::PRINCIPAL.scope(principal.clone(), answer(ctx.clone(), frame, peer)))),
+                Ok(Some(frame)) => in_flight.push_back(Box::pin(quotas::MUTE.scope(mute.clone(), authz::PRINCIPAL.scope(principal.clone(), answer(ctx.clone(), frame, peer))))),
                 Ok(None) => break,
                 Err(e) => return Err(refuse(&ctx, e)),
             }
@@ -163,7 +169,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
             return Ok(());
         }
         tokio::select! {
-            n = rd.read_buf(&mut buf), if !eof && in_flight.len() < MAX_IN_FLIGHT => {
+            n = rd.read_buf(&mut buf), if !eof && in_flight.len() < MAX_IN_FLIGHT && muted.is_none() => {
                 let n = n.map_err(|e| e.to_string())?;
                 idle.as_mut().reset(tokio::time::Instant::now() + idle_for);
                 if n == 0 {
@@ -185,6 +191,8 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
             }
             // Idle: nothing read for a while and nothing being answered (a long-poll Fetch is
             // in flight, so it never counts as idle).
+            // A throttle's end: read again.
+            _ = tokio::time::sleep_until(muted.unwrap_or_else(tokio::time::Instant::now)), if muted.is_some() => {}
             _ = &mut idle, if in_flight.is_empty() => return Err(format!("idle for {idle_for:?}")),
             _ = &mut login_deadline, if login.is_some() => return Err(format!("no SASL login within {LOGIN_TIMEOUT:?}")),
             _ = stop.changed() => return Ok(()),

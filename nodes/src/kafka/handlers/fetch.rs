@@ -111,17 +111,20 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FetchRequest) -> Opt
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     // Subscribe before the first read so a write landing in between still wakes us.
     let mut watches: Vec<_> = wants.iter().filter_map(|w| w.part.as_ref().map(|p| p.subscribe())).collect();
-    loop {
+    let (resp, bytes) = loop {
         let (resp, bytes, errors) = read_all(ctx, &wants, max_bytes, req.isolation_level == 1);
         if bytes >= min_bytes.max(1) || errors || Instant::now() >= deadline || watches.is_empty() {
-            return Some(resp);
+            break (resp, bytes);
         }
         let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            let (resp, _, _) = read_all(ctx, &wants, max_bytes, req.isolation_level == 1);
-            return Some(resp);
+            let (resp, bytes, _) = read_all(ctx, &wants, max_bytes, req.isolation_level == 1);
+            break (resp, bytes);
         }
-    }
+    };
+    // Client quotas count the record bytes handed out.
+    let throttle_ms = ctx.throttler.charge(&ctx.node, backwaters_actors::quota::CONSUMER_BYTE_RATE, h.client_id.as_deref(), bytes as u64);
+    Some(resp.with_throttle_time_ms(throttle_ms))
 }
 
 /// One pass over every partition: the response, the record bytes in it, and whether any

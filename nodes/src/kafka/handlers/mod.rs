@@ -4,6 +4,7 @@
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
@@ -14,6 +15,7 @@ pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_client_quotas;
 pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
@@ -151,6 +153,8 @@ handlers! {
     DescribeTransactions => describe_transactions,
     ListTransactions => list_transactions,
     WriteTxnMarkers => write_txn_markers,
+    DescribeClientQuotas => describe_client_quotas,
+    AlterClientQuotas => alter_client_quotas,
 }
 
 /// Frames a response: length, response header (its version follows from key and version),

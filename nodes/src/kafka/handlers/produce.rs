@@ -20,8 +20,11 @@ pub const VERSIONS: VersionRange = VersionRange { min: 3, max: 11 };
 /// Advertised from v0: librdkafka checks that Produce v0 exists (KAFKA-18659).
 pub const ADVERTISED: VersionRange = VersionRange { min: 0, max: 11 };
 
-pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> Option<ProduceResponse> {
+pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: ProduceRequest) -> Option<ProduceResponse> {
     let acks = req.acks;
+    // Client quotas count what was sent, answered or not (acks=0 is throttled too).
+    let sent: usize = req.topic_data.iter().flat_map(|t| &t.partition_data).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+    let throttle_ms = ctx.throttler.charge(&ctx.node, backwaters_actors::quota::PRODUCER_BYTE_RATE, h.client_id.as_deref(), sent as u64);
     let timeout = timeout_ms(req.timeout_ms);
     // A transactional producer's batches need WRITE on its transactional id too.
     if let Some(id) = &req.transactional_id {
@@ -100,7 +103,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: ProduceRequest) -> 
             None => topics.push(TopicProduceResponse::default().with_name(topic_name(&name)).with_partition_responses(vec![pr])),
         }
     }
-    Some(ProduceResponse::default().with_responses(topics))
+    Some(ProduceResponse::default().with_responses(topics).with_throttle_time_ms(throttle_ms))
 }
 
 /// Checks a transactional batch against the transaction's recorded state (KIP-890's

@@ -1,0 +1,91 @@
+//! Client quotas on this node's Kafka traffic (the rules: `backwaters_actors::quota`).
+//!
+//! Produce charges the record bytes it was sent, Fetch the record bytes it answers with, to
+//! the bucket of the quota entity that applies to the caller (its user, from the connection's
+//! principal, and the request's client id). A request that goes past the rate is answered at
+//! once with `throttle_time_ms` set, and its connection reads no further request until that
+//! time has passed (Kafka's KIP-219: the client also holds back on its own).
+
+use backwaters_actors::node::Node;
+use backwaters_actors::quota::{self, Bucket};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+tokio::task_local! {
+    /// The mute of the connection whose request is being handled.
+    pub static MUTE: Arc<Mute>;
+}
+
+/// Until when a connection reads nothing (a quota throttle).
+#[derive(Debug, Default)]
+pub struct Mute(Mutex<Option<Instant>>);
+
+impl Mute {
+    /// The end of the mute, while one lasts.
+    pub fn until(&self) -> Option<Instant> {
+        let mut m = self.0.lock().expect("mute");
+        match *m {
+            Some(t) if t > Instant::now() => Some(t),
+            _ => {
+                *m = None;
+                None
+            }
+        }
+    }
+
+    fn extend(&self, to: Instant) {
+        let mut m = self.0.lock().expect("mute");
+        *m = Some(m.map_or(to, |t| t.max(to)));
+    }
+}
+
+/// Buckets kept before idle ones are dropped (a default quota makes one per client id).
+const MAX_BUCKETS: usize = 4096;
+/// A bucket untouched this long is full again and can go.
+const IDLE_MS: u64 = 60_000;
+
+/// The quota buckets of this node, shared by its Kafka listeners.
+pub struct Throttler {
+    buckets: Mutex<HashMap<(&'static str, Option<String>, Option<String>), Bucket>>,
+    started: std::time::Instant,
+}
+
+impl Default for Throttler {
+    fn default() -> Self {
+        Throttler { buckets: Mutex::new(HashMap::new()), started: std::time::Instant::now() }
+    }
+}
+
+impl Throttler {
+    /// Charges `bytes` of quota `key` to the caller of the request being handled: the
+    /// throttle time in milliseconds (0: within its quota, or no quota applies), for which
+    /// its connection is also muted.
+    pub fn charge(&self, node: &Node, key: &'static str, client_id: Option<&str>, bytes: u64) -> i32 {
+        let quotas = node.quotas();
+        if quotas.is_empty() {
+            return 0;
+        }
+        let principal = super::authz::PRINCIPAL.try_with(|p| p.to_string()).unwrap_or_else(|_| super::authz::ANONYMOUS.to_string());
+        let user = principal.strip_prefix("User:").unwrap_or(&principal);
+        let Some((rate, (u, c))) = quota::resolve(&quotas, user, client_id.unwrap_or(""), key) else { return 0 };
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let wait = {
+            let mut buckets = self.buckets.lock().expect("buckets");
+            if buckets.len() >= MAX_BUCKETS {
+                buckets.retain(|_, b| now_ms.saturating_sub(b.last_ms()) < IDLE_MS);
+            }
+            buckets.entry((key, u, c)).or_insert_with(|| Bucket::new(rate, now_ms)).take(rate, bytes, now_ms)
+        };
+        if wait == Duration::ZERO {
+            return 0;
+        }
+        let _ = MUTE.try_with(|m| m.extend(Instant::now() + wait));
+        let ms = wait.as_millis() as i32;
+        node.metrics().kafka_throttled_requests.inc();
+        node.metrics().kafka_throttle_ms.add(ms as u64);
+        tracing::debug!(%principal, client_id = ?client_id, key, bytes, throttle_ms = ms, "client quota throttle");
+        ms
+    }
+}
