@@ -4,7 +4,8 @@
 //! - this file: the accept loop and one task per connection. A connection reads frames
 //!   (the size limit is checked from the length prefix, before the body is buffered), runs up
 //!   to [`MAX_IN_FLIGHT`] requests at once (pipelining), and writes the answers in request
-//!   order. Only this file writes to a socket.
+//!   order. A client over its quota is muted: nothing more is read for its throttle time
+//!   ([`quotas`]). Only this file writes to a socket.
 //! - [`handlers`]: one file per API key; the dispatch table there is also what ApiVersions
 //!   advertises, so the two never disagree.
 //! - [`errors`]: the one place where internal errors become Kafka error codes.
@@ -189,10 +190,10 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(ctx: Arc<KafkaCt
                     wr.write_all(&out).await.map_err(|e| e.to_string())?;
                 }
             }
-            // Idle: nothing read for a while and nothing being answered (a long-poll Fetch is
-            // in flight, so it never counts as idle).
             // A throttle's end: read again.
             _ = tokio::time::sleep_until(muted.unwrap_or_else(tokio::time::Instant::now)), if muted.is_some() => {}
+            // Idle: nothing read for a while and nothing being answered (a long-poll Fetch is
+            // in flight, so it never counts as idle).
             _ = &mut idle, if in_flight.is_empty() => return Err(format!("idle for {idle_for:?}")),
             _ = &mut login_deadline, if login.is_some() => return Err(format!("no SASL login within {LOGIN_TIMEOUT:?}")),
             _ = stop.changed() => return Ok(()),
