@@ -398,6 +398,30 @@ impl admin_server::Admin for Api {
         Ok(Response::new(pb::DrainNodeResponse { still_leading: leading(&self.node), drained_nodes: self.node.drained() }))
     }
 
+    async fn list_quotas(&self, req: Request<pb::ListQuotasRequest>) -> Result<Response<pb::ListQuotasResponse>, Status> {
+        self.auth.check(&req, op::DESCRIBE_CONFIGS, resource::CLUSTER, acl::CLUSTER_NAME)?;
+        let quotas = self
+            .node
+            .quotas()
+            .iter()
+            .map(|(entity, values)| pb::Quota {
+                entity: entity.iter().map(|(t, n)| pb::QuotaEntityPart { r#type: t.clone(), name: n.clone() }).collect(),
+                values: values.iter().map(|(k, v)| (k.clone(), v.0)).collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListQuotasResponse { quotas }))
+    }
+
+    async fn alter_quota(&self, req: Request<pb::AlterQuotaRequest>) -> Result<Response<pb::AlterQuotaResponse>, Status> {
+        self.auth.check(&req, op::ALTER_CONFIGS, resource::CLUSTER, acl::CLUSTER_NAME)?;
+        let r = req.into_inner();
+        let parts: Vec<(String, Option<String>)> = r.entity.into_iter().map(|p| (p.r#type, p.name)).collect();
+        backwaters_actors::quota::validate(&parts, &r.key, r.value).map_err(Status::invalid_argument)?;
+        let change = backwaters_actors::controller::ControllerRequest::Quotas { entity: parts.into_iter().collect(), ops: vec![(r.key, r.value.map(backwaters_actors::quota::QuotaValue))] };
+        self.node.controller(change).await.map_err(admin_status)?;
+        Ok(Response::new(pb::AlterQuotaResponse {}))
+    }
+
     async fn list_groups(&self, req: Request<pb::ListGroupsRequest>) -> Result<Response<pb::ListGroupsResponse>, Status> {
         // As Kafka's ListGroups: every group with DESCRIBE on the cluster, else those the
         // caller may describe.

@@ -1,10 +1,10 @@
 //! Client quotas (KIP-13 / KIP-546): set and read with AlterClientQuotas and
 //! DescribeClientQuotas (raw requests, as `kafka-configs` sends them), kept in the metadata log
-//! across a restart, and enforced on librdkafka clients: a producer and a consumer over their
+//! across a restart, shown and changed by the admin shell, and enforced on librdkafka clients: a producer and a consumer over their
 //! byte rates are slowed to them (`throttle_time_ms`, muted connections), others are not.
 
 use backwaters_tests::raw::{call, connect};
-use backwaters_tests::{metric, TestNode};
+use backwaters_tests::{binary, metric, output_within, TestNode};
 use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
 use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
 use kafka_protocol::messages::*;
@@ -13,6 +13,7 @@ use kafka_protocol::ResponseError;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const RATE: f64 = 100_000.0;
@@ -43,6 +44,12 @@ fn describe(kafka: &str, components: &[(&str, i8, Option<&str>)], strict: bool) 
         .map(|e| (e.entity.iter().map(|x| (x.entity_type.to_string(), x.entity_name.as_ref().map(|n| n.to_string()))).collect(), e.values.iter().map(|v| (v.key.to_string(), v.value)).collect()))
         .collect();
     (r.error_code, entries)
+}
+
+/// `backwaters shell -c COMMAND` against the node: (success, stdout, stderr).
+fn shell(node: &TestNode, command: &str) -> (bool, String, String) {
+    let out = output_within(Command::new(binary()).args(["shell", "--bootstrap", &node.grpc, "-c", command]), Duration::from_secs(60));
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Sends RECORDS records of 1 KiB as `client_id`, in six rounds of 100 KiB, each
@@ -114,6 +121,22 @@ async fn quotas_are_set_described_kept_and_enforced() {
     tokio::task::block_in_place(|| node.restart());
     let kafka = node.kafka.clone();
     assert_eq!(tokio::task::block_in_place(|| describe(&kafka, &[("client-id", 0, Some("slow"))], false)).1, vec![slow]);
+
+    // The admin shell (gRPC) shows and changes the same quotas.
+    tokio::task::block_in_place(|| {
+        let (ok, list, err) = shell(&node, "quota list");
+        assert!(ok && list.lines().any(|l| l.contains("client-id 'slow'") && l.contains("producer_byte_rate") && l.contains("100000")), "{list}{err}");
+        let (ok, out, err) = shell(&node, "quota set --user bob --default-client consumer_byte_rate=2048");
+        assert!(ok, "{out}{err}");
+        let bob = (vec![("client-id".to_string(), None), ("user".to_string(), Some("bob".to_string()))], vec![("consumer_byte_rate".to_string(), 2048.0)]);
+        assert_eq!(describe(&kafka, &[("user", 0, Some("bob"))], false).1, vec![bob]);
+        assert!(shell(&node, "quota remove --user bob --default-client consumer_byte_rate").0);
+        assert_eq!(describe(&kafka, &[("user", 0, Some("bob"))], false).1, vec![]);
+        let (ok, _, err) = shell(&node, "quota set --client-id x producer_byte_rate=1.5");
+        assert!(!ok && err.contains("whole number"), "{err}");
+        let (ok, _, err) = shell(&node, "quota set producer_byte_rate=10");
+        assert!(!ok && !err.is_empty(), "an entity is required");
+    });
 
     // 600 KiB at 100 kB/s: one second's burst, then about five seconds of throttling.
     let throttled = |n: &TestNode| metric(&n.metrics, "backwaters_kafka_throttled_requests_total");

@@ -38,6 +38,11 @@ pub enum Cmd {
         #[command(subcommand)]
         verb: super::groups::GroupVerb,
     },
+    /// Client quotas: byte rates per user / client id (list, set, remove).
+    Quota {
+        #[command(subcommand)]
+        verb: super::quotas::QuotaVerb,
+    },
     /// Write records: VALUEs as arguments, lines from --file, or lines typed at the prompt
     /// (end with a line holding a single ".").
     Produce {

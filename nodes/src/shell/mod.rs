@@ -9,12 +9,14 @@
 
 pub mod commands;
 pub mod groups;
+pub mod quotas;
 pub mod render;
 
 use backwaters_proto::grpc::v1 as pb;
 use clap::{Args, Parser, ValueEnum};
 use commands::{Api, ClusterVerb, Cmd, Line, Login, NodeVerb, TopicVerb};
 use groups::GroupVerb;
+use quotas::QuotaVerb;
 use render::Out;
 use rustyline::completion::{Completer, Pair};
 use rustyline::{Context, Helper, Highlighter, Hinter, Validator};
@@ -184,6 +186,11 @@ async fn execute(api: &mut Api, line: &str, output: Output, mode: Mode, out: &mu
                 }
             }
         },
+        Cmd::Quota { verb } => match verb {
+            QuotaVerb::List => quotas::list(api).await?,
+            QuotaVerb::Set { entity, rate } => quotas::set(api, entity, rate).await?,
+            QuotaVerb::Remove { entity, key } => quotas::remove(api, entity, key).await?,
+        },
         Cmd::Group { verb } => match verb {
             GroupVerb::List => groups::list(api).await?,
             GroupVerb::Describe { group } => groups::describe(api, group).await?,
@@ -228,7 +235,7 @@ fn one_line_error(e: &clap::Error, words: &[String]) -> String {
         first = format!("{first} {}", lines.next().unwrap_or_default().trim());
     }
     let hint = match words.first() {
-        Some(w) if ["cluster", "node", "topic", "group", "produce", "tail"].contains(&w.as_str()) => format!("try: help {w}"),
+        Some(w) if ["cluster", "node", "topic", "group", "quota", "produce", "tail"].contains(&w.as_str()) => format!("try: help {w}"),
         _ => "try: help".to_string(),
     };
     format!("{first} ({hint})")
@@ -338,6 +345,9 @@ const COMMANDS: &[&str] = &[
     "group describe",
     "group reset-offsets",
     "group delete",
+    "quota list",
+    "quota set",
+    "quota remove",
     "produce",
     "tail",
     "help",
