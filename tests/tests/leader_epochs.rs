@@ -1,7 +1,8 @@
 //! Kafka leader epochs are Raft terms (KIP-101, KIP-320). Three nodes, one partition:
 //! Metadata reports the leader's term as its epoch, every stored batch carries the term it was
 //! written in, OffsetForLeaderEpoch says where each epoch ends, and Fetch / ListOffsets /
-//! OffsetForLeaderEpoch fence a stale epoch and refuse a future one. A librdkafka consumer
+//! OffsetForLeaderEpoch fence a stale epoch and refuse a future one, and a produce refused by
+//! the old leader names the new one (KIP-951). A librdkafka consumer
 //! reading across a leader change validates its position with the new leader (a wrong answer
 //! would send it back and repeat records), and a new member of its group resumes at the
 //! commit, which carries the old epoch (with `auto.offset.reset=error`: a truncation found by
@@ -15,6 +16,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -182,6 +184,17 @@ async fn leader_epochs_are_raft_terms_and_consumers_validate_across_a_leader_cha
             assert!(Instant::now() < deadline, "follower answers {:?}", end_of_epoch(&old, -2, e2, e1));
             std::thread::sleep(Duration::from_millis(100));
         }
+
+        // Produce to the old leader: refused, naming the new leader and its address (KIP-951).
+        let batch = backwaters_proto::kafka::batch::encode_batch(&[backwaters_proto::kafka::batch::NewRecord { value: Some("x".into()), timestamp_ms: 1, ..Default::default() }]).unwrap();
+        let part = PartitionProduceData::default().with_index(0).with_records(Some(batch));
+        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default().with_name(name()).with_partition_data(vec![part])]);
+        let r: ProduceResponse = call(&mut connect(&old), ApiKey::Produce, 11, &req);
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, ResponseError::NotLeaderOrFollower.code());
+        assert_eq!((p.current_leader.leader_id.0, p.current_leader.leader_epoch), (to, e2));
+        let port: i32 = new.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(r.node_endpoints.iter().any(|e| e.node_id.0 == to && e.port == port), "{:?}", r.node_endpoints);
 
         // Fetch: a stale epoch is fenced, a future one unknown; the new batches carry e2.
         assert_eq!(fetch(&new, 10, e1).0, ResponseError::FencedLeaderEpoch.code());

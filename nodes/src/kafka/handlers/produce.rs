@@ -2,6 +2,7 @@
 //! the partition actors in parallel, and answer once they are durable. acks=0 gets no answer.
 //! Transactional batches are appended like idempotent ones; the partition keeps them
 //! unstable (above the last stable offset) until the coordinator's marker closes them.
+//! A partition refused for not leading it names the leader this node knows (v10+, KIP-951).
 
 use backwaters_actors::acl::op;
 use backwaters_actors::group::OFFSETS_TOPIC;
@@ -10,8 +11,8 @@ use super::{topic_name, timeout_ms, KafkaCtx};
 use crate::kafka::errors;
 use backwaters_proto::kafka::batch::split_batches;
 use futures::future::join_all;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::messages::produce_response::{LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, RequestHeader};
 use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::ResponseError;
 
@@ -87,23 +88,47 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: ProduceRequest) -> O
         return None;
     }
     let mut topics: Vec<TopicProduceResponse> = Vec::new();
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     for (name, index, r, msg) in results {
         let pr = match r {
             Ok(ack) => PartitionProduceResponse::default().with_index(index).with_base_offset(ack.base_offset).with_log_append_time_ms(-1).with_log_start_offset(ack.log_start_offset),
-            Err(code) => PartitionProduceResponse::default()
-                .with_index(index)
-                .with_error_code(code)
-                .with_base_offset(-1)
-                .with_log_append_time_ms(-1)
-                .with_log_start_offset(-1)
-                .with_error_message(msg.map(|m| super::str(&m))),
+            Err(code) => {
+                let pr = PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_error_code(code)
+                    .with_base_offset(-1)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(-1)
+                    .with_error_message(msg.map(|m| super::str(&m)));
+                match leader_hint(ctx, h.request_api_version, code, &name, index, &mut endpoints) {
+                    Some(leader) => pr.with_current_leader(leader),
+                    None => pr,
+                }
+            }
         };
         match topics.iter_mut().find(|t| t.name.0.as_str() == name) {
             Some(t) => t.partition_responses.push(pr),
             None => topics.push(TopicProduceResponse::default().with_name(topic_name(&name)).with_partition_responses(vec![pr])),
         }
     }
-    Some(ProduceResponse::default().with_responses(topics).with_throttle_time_ms(throttle_ms))
+    Some(ProduceResponse::default().with_responses(topics).with_throttle_time_ms(throttle_ms).with_node_endpoints(endpoints))
+}
+
+/// KIP-951: a v10+ answer that refuses a partition for not leading it names the leader this
+/// node knows, with its epoch and address (`endpoints`), so the producer moves there at once
+/// instead of after a metadata refresh.
+fn leader_hint(ctx: &KafkaCtx, version: i16, code: i16, topic: &str, partition: i32, endpoints: &mut Vec<NodeEndpoint>) -> Option<LeaderIdAndEpoch> {
+    if version < 10 || code != ResponseError::NotLeaderOrFollower.code() {
+        return None;
+    }
+    let part = ctx.node.partition(topic, partition)?;
+    // A leader whose node left the actor cluster is gone (Metadata reports none either).
+    let leader = part.leader().filter(|l| *l != ctx.broker.node_id && !ctx.node.departed_nodes().contains(l))?;
+    let broker = ctx.brokers.iter().find(|b| b.node_id == leader)?;
+    if !endpoints.iter().any(|e| e.node_id.0 == leader) {
+        endpoints.push(NodeEndpoint::default().with_node_id(BrokerId(leader)).with_host(super::str(&broker.host)).with_port(broker.port).with_rack(broker.rack.as_deref().map(super::str)));
+    }
+    Some(LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(part.leader_epoch()))
 }
 
 /// Checks a transactional batch against the transaction's recorded state (KIP-890's
