@@ -1,4 +1,5 @@
-//! Client quotas (Kafka's KIP-13, KIP-55, KIP-546): byte-rate limits per user and client id.
+//! Client quotas (Kafka's KIP-13, KIP-55, KIP-546, KIP-599): byte-rate limits and the
+//! controller mutation rate per user and client id.
 //!
 //! A quota entity names a user, a client id, or both; each part is a name or the default
 //! (`None`, Kafka's `<default>`). The quotas live in the metadata log (set with
@@ -22,8 +23,11 @@ pub const CLIENT_ID: &str = "client-id";
 pub const PRODUCER_BYTE_RATE: &str = "producer_byte_rate";
 /// Bytes per second a consumer may receive (Fetch answers' record bytes).
 pub const CONSUMER_BYTE_RATE: &str = "consumer_byte_rate";
+/// Partitions per second a client may create or delete (CreateTopics, CreatePartitions,
+/// DeleteTopics; KIP-599).
+pub const CONTROLLER_MUTATION_RATE: &str = "controller_mutation_rate";
 /// The quota keys served, all enforced.
-pub const KEYS: [&str; 2] = [PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE];
+pub const KEYS: [&str; 3] = [PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE, CONTROLLER_MUTATION_RATE];
 
 /// Longest throttle handed out at once (Kafka bounds it by its quota window, about 10 s).
 pub const MAX_THROTTLE: Duration = Duration::from_secs(10);
@@ -64,11 +68,11 @@ pub fn validate(entity: &[(String, Option<String>)], key: &str, value: Option<f6
     if !KEYS.contains(&key) {
         return Err(format!("unknown or unsupported quota key {key:?}: served keys are {}", KEYS.join(", ")));
     }
-    if let Some(v) = value {
-        if !v.is_finite() || v <= 0.0 || v.fract() != 0.0 {
-            return Err(format!("{key} must be a whole number of bytes per second above 0, not {v}"));
-        }
-    }
+    match value {
+        Some(v) if key == CONTROLLER_MUTATION_RATE && (!v.is_finite() || v <= 0.0) => Err(format!("{key} must be a number of partitions per second above 0, not {v}")),
+        Some(v) if key != CONTROLLER_MUTATION_RATE && (!v.is_finite() || v <= 0.0 || v.fract() != 0.0) => Err(format!("{key} must be a whole number of bytes per second above 0, not {v}")),
+        _ => Ok(()),
+    }?;
     Ok(())
 }
 
@@ -125,6 +129,12 @@ impl Bucket {
     /// When it was last charged (the caller's clock).
     pub fn last_ms(&self) -> u64 {
         self.at_ms
+    }
+
+    /// How long the sender must wait before the bucket is out of debt at `now_ms`, without
+    /// taking anything (KIP-599's strict check before a controller mutation).
+    pub fn debt(&mut self, rate: f64, now_ms: u64) -> Duration {
+        self.take(rate, 0, now_ms)
     }
 
     /// Counts `bytes` at `now_ms` against `rate` (bytes/s); how long the sender must wait.
@@ -193,6 +203,8 @@ mod tests {
         assert!(validate(&e(USER, Some("a")), "request_percentage", Some(1.0)).unwrap_err().contains("unsupported"));
         assert!(validate(&e(USER, Some("a")), PRODUCER_BYTE_RATE, Some(0.0)).is_err());
         assert!(validate(&e(USER, Some("a")), PRODUCER_BYTE_RATE, Some(10.5)).is_err());
+        assert!(validate(&e(USER, Some("a")), CONTROLLER_MUTATION_RATE, Some(0.5)).is_ok(), "mutations per second need not be whole");
+        assert!(validate(&e(USER, Some("a")), CONTROLLER_MUTATION_RATE, Some(-1.0)).is_err());
         assert!(validate(&[], PRODUCER_BYTE_RATE, Some(1.0)).is_err());
         let twice = vec![(USER.to_string(), None), (USER.to_string(), Some("b".to_string()))];
         assert!(validate(&twice, PRODUCER_BYTE_RATE, Some(1.0)).unwrap_err().contains("twice"));

@@ -163,3 +163,39 @@ async fn quotas_are_set_described_kept_and_enforced() {
     tokio::task::block_in_place(|| consume(&kafka, "reader-2", 2 * RECORDS));
     assert_eq!(throttled(&node), before, "throttled after the quotas were removed");
 }
+
+/// CreateTopics v`version` of `topics` (name, partitions) as client id "raw": each topic's
+/// error code, and the answer's throttle.
+fn create_topics(kafka: &str, version: i16, topics: &[(&str, i32)]) -> (Vec<i16>, i32) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let topics = topics.iter().map(|(n, p)| CreatableTopic::default().with_name(TopicName(s(n))).with_num_partitions(*p).with_replication_factor(1)).collect();
+    let r: CreateTopicsResponse = call(&mut connect(kafka), ApiKey::CreateTopics, version, &CreateTopicsRequest::default().with_topics(topics).with_timeout_ms(10_000));
+    (r.topics.iter().map(|t| t.error_code).collect(), r.throttle_time_ms)
+}
+
+/// KIP-599: partitions created or deleted count against `controller_mutation_rate`. A caller
+/// in debt is refused with THROTTLING_QUOTA_EXCEEDED from CreateTopics v6 on (older versions
+/// are only throttled), and is let through again once its quota has recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn controller_mutations_are_rate_limited() {
+    let node = tokio::task::spawn_blocking(TestNode::start).await.unwrap();
+    let kafka = node.kafka.clone();
+    let exceeded = ResponseError::ThrottlingQuotaExceeded.code();
+    tokio::task::block_in_place(|| {
+        // The raw client's requests carry client id "raw".
+        assert_eq!(alter(&kafka, &[("client-id", Some("raw"))], &[("controller_mutation_rate", Some(2.0))], false).0, 0);
+        // Three partitions at once go through (the bucket holds two) and leave a debt; the
+        // topics after them in the same request are refused.
+        let (codes, throttle) = create_topics(&kafka, 7, &[("m1", 3), ("m2", 1), ("m3", 1)]);
+        assert_eq!(codes, vec![0, exceeded, exceeded]);
+        assert!(throttle > 0, "throttle {throttle}");
+        // Before v6 the caller is throttled, not refused.
+        let (codes, throttle) = create_topics(&kafka, 5, &[("m4", 1)]);
+        assert_eq!(codes, vec![0]);
+        assert!(throttle > 0);
+        // Once the debt is paid the next creation goes through.
+        std::thread::sleep(Duration::from_millis(2_000));
+        assert_eq!(create_topics(&kafka, 7, &[("m2", 1)]).0, vec![0]);
+    });
+    assert!(metric(&node.metrics, "backwaters_kafka_throttled_requests_total") >= 2.0);
+}

@@ -1,6 +1,7 @@
 //! Client quotas on this node's Kafka traffic (the rules: `backwaters_actors::quota`).
 //!
-//! Produce charges the record bytes it was sent, Fetch the record bytes it answers with, to
+//! Produce charges the record bytes it was sent, Fetch the record bytes it answers with, and
+//! CreateTopics / CreatePartitions / DeleteTopics the partitions they create or delete, to
 //! the bucket of the quota entity that applies to the caller (its user, from the connection's
 //! principal, and the request's client id). A request that goes past the rate is answered at
 //! once with `throttle_time_ms` set, and its connection reads no further request until that
@@ -59,10 +60,30 @@ impl Default for Throttler {
 }
 
 impl Throttler {
-    /// Charges `bytes` of quota `key` to the caller of the request being handled: the
-    /// throttle time in milliseconds (0: within its quota, or no quota applies), for which
-    /// its connection is also muted.
-    pub fn charge(&self, node: &Node, key: &'static str, client_id: Option<&str>, bytes: u64) -> i32 {
+    /// Charges `amount` (bytes, or partitions for the mutation rate) of quota `key` to the
+    /// caller of the request being handled: the throttle time in milliseconds (0: within its
+    /// quota, or no quota applies), for which its connection is also muted.
+    pub fn charge(&self, node: &Node, key: &'static str, client_id: Option<&str>, amount: u64) -> i32 {
+        self.with_bucket(node, key, client_id, |b, rate, now_ms| b.take(rate, amount, now_ms))
+    }
+
+    /// KIP-599's strict check before a controller mutation (`strict`: CreateTopics v6+,
+    /// CreatePartitions v3+, DeleteTopics v5+; older versions are only throttled): the throttle
+    /// in milliseconds while the caller's mutation quota is still in debt, when the topic is
+    /// refused with THROTTLING_QUOTA_EXCEEDED. A mutation that goes ahead is then charged with
+    /// [`Self::charge`].
+    pub fn mutation_refused(&self, node: &Node, client_id: Option<&str>, strict: bool) -> Option<i32> {
+        if !strict {
+            return None;
+        }
+        match self.with_bucket(node, quota::CONTROLLER_MUTATION_RATE, client_id, |b, rate, now_ms| b.debt(rate, now_ms)) {
+            0 => None,
+            ms => Some(ms),
+        }
+    }
+
+    /// Runs `f` on the caller's bucket for `key` and turns the wait it gives into a throttle.
+    fn with_bucket(&self, node: &Node, key: &'static str, client_id: Option<&str>, f: impl FnOnce(&mut Bucket, f64, u64) -> Duration) -> i32 {
         let quotas = node.quotas();
         if quotas.is_empty() {
             return 0;
@@ -76,16 +97,16 @@ impl Throttler {
             if buckets.len() >= MAX_BUCKETS {
                 buckets.retain(|_, b| now_ms.saturating_sub(b.last_ms()) < IDLE_MS);
             }
-            buckets.entry((key, u, c)).or_insert_with(|| Bucket::new(rate, now_ms)).take(rate, bytes, now_ms)
+            f(buckets.entry((key, u, c)).or_insert_with(|| Bucket::new(rate, now_ms)), rate, now_ms)
         };
         if wait == Duration::ZERO {
             return 0;
         }
         let _ = MUTE.try_with(|m| m.extend(Instant::now() + wait));
-        let ms = wait.as_millis() as i32;
+        let ms = (wait.as_millis() as i32).max(1);
         node.metrics().kafka_throttled_requests.inc();
         node.metrics().kafka_throttle_ms.add(ms as u64);
-        tracing::debug!(%principal, client_id = ?client_id, key, bytes, throttle_ms = ms, "client quota throttle");
+        tracing::debug!(%principal, client_id = ?client_id, key, throttle_ms = ms, "client quota throttle");
         ms
     }
 }

@@ -10,11 +10,12 @@ use clap::{Args, Subcommand};
 pub enum QuotaVerb {
     /// Every quota entity with its rates.
     List,
-    /// Set a rate: KEY=BYTES_PER_SECOND, KEY producer_byte_rate or consumer_byte_rate.
+    /// Set a rate: KEY=RATE, KEY producer_byte_rate or consumer_byte_rate (bytes per second)
+    /// or controller_mutation_rate (partitions created or deleted per second).
     Set {
         #[command(flatten)]
         entity: Entity,
-        #[arg(value_name = "KEY=BYTES_PER_SECOND")]
+        #[arg(value_name = "KEY=RATE")]
         rate: String,
     },
     /// Remove a rate (KEY) from an entity.
@@ -64,16 +65,16 @@ fn show(entity: &[pb::QuotaEntityPart]) -> String {
 pub async fn list(api: &mut Api) -> Result<Out, String> {
     let r = api.admin.list_quotas(pb::ListQuotasRequest {}).await.map_err(status_error)?.into_inner();
     let rows = r.quotas.iter().flat_map(|q| q.values.iter().map(|(k, v)| vec![show(&q.entity), k.clone(), format!("{v}")])).collect();
-    Ok(Out::table(None, &["entity", "key", "bytes/s"], rows))
+    Ok(Out::table(None, &["entity", "key", "rate"], rows))
 }
 
 pub async fn set(api: &mut Api, entity: Entity, rate: String) -> Result<Out, String> {
     let (key, value) = super::commands::kv(&rate)?;
-    let value: f64 = value.trim().parse().map_err(|_| format!("{value:?} is not a number of bytes per second"))?;
+    let value: f64 = value.trim().parse().map_err(|_| format!("{value:?} is not a number"))?;
     let entity = entity.parts();
     let shown = show(&entity);
     api.admin.alter_quota(pb::AlterQuotaRequest { entity, key: key.clone(), value: Some(value) }).await.map_err(status_error)?;
-    Ok(Out::Done(format!("{shown}: {key} = {value} bytes/s")))
+    Ok(Out::Done(format!("{shown}: {key} = {value}")))
 }
 
 pub async fn remove(api: &mut Api, entity: Entity, key: String) -> Result<Out, String> {

@@ -1,8 +1,11 @@
-//! CreateTopics (key 19).
+//! CreateTopics (key 19). The partitions created count against the caller's
+//! `controller_mutation_rate` quota (KIP-599): from v6 a caller over it is refused with
+//! THROTTLING_QUOTA_EXCEEDED until its quota recovers, before that it is only throttled.
 
 use super::{str, KafkaCtx};
 use crate::kafka::errors;
 use backwaters_actors::node::AdminError;
+use backwaters_actors::quota;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, RequestHeader};
 use kafka_protocol::protocol::VersionRange;
@@ -16,13 +19,21 @@ pub const ADVERTISED: VersionRange = VERSIONS;
 pub const SOURCE_TOPIC: i8 = 1;
 pub const SOURCE_DEFAULT: i8 = 5;
 
-pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: CreateTopicsRequest) -> Option<CreateTopicsResponse> {
+pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: CreateTopicsRequest) -> Option<CreateTopicsResponse> {
     let mut results = Vec::new();
+    let client = h.client_id.as_deref();
+    let mut throttle_ms = 0;
     for t in req.topics {
         let name = t.name.0.to_string();
         let base = CreatableTopicResult::default().with_name(t.name.clone()).with_num_partitions(-1).with_replication_factor(-1);
         if !ctx.may_create_topic(&name) {
             results.push(base.with_error_code(ResponseError::TopicAuthorizationFailed.code()).with_error_message(Some(str("CreateTopics needs CREATE on the cluster or the topic"))));
+            continue;
+        }
+        // KIP-599: from v6 a caller whose mutation quota is used up is refused (it retries).
+        if let Some(ms) = ctx.throttler.mutation_refused(&ctx.node, client, h.request_api_version >= 6) {
+            throttle_ms = throttle_ms.max(ms);
+            results.push(base.with_error_code(ResponseError::ThrottlingQuotaExceeded.code()).with_error_message(Some(str(&format!("controller mutation quota exceeded; retry in {ms} ms")))));
             continue;
         }
         if !t.assignments.is_empty() {
@@ -42,6 +53,9 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: CreateTopicsRequest
         }
         match ctx.node.create_topic(&name, partitions, rf, overrides, req.validate_only).await {
             Ok(topic) => {
+                if !req.validate_only {
+                    throttle_ms = throttle_ms.max(ctx.throttler.charge(&ctx.node, quota::CONTROLLER_MUTATION_RATE, client, topic.partitions.len() as u64));
+                }
                 let config = topic.config();
                 let configs = config
                     .entries(&topic.record.overrides)
@@ -58,7 +72,7 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: CreateTopicsRequest
             Err(e) => results.push(error(base, &e)),
         }
     }
-    Some(CreateTopicsResponse::default().with_topics(results))
+    Some(CreateTopicsResponse::default().with_topics(results).with_throttle_time_ms(throttle_ms))
 }
 
 fn error(base: CreatableTopicResult, e: &AdminError) -> CreatableTopicResult {

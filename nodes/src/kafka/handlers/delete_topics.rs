@@ -1,4 +1,6 @@
-//! DeleteTopics (key 20): by name (all versions) or by topic id (v6).
+//! DeleteTopics (key 20): by name (all versions) or by topic id (v6). The partitions deleted
+//! count against the caller's `controller_mutation_rate` quota (KIP-599; refused from v5
+//! while it is used up).
 
 use backwaters_actors::acl::op;
 use super::{str, topic_name, KafkaCtx};
@@ -11,7 +13,9 @@ use kafka_protocol::ResponseError;
 pub const VERSIONS: VersionRange = VersionRange { min: 1, max: 6 };
 pub const ADVERTISED: VersionRange = VERSIONS;
 
-pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DeleteTopicsRequest) -> Option<DeleteTopicsResponse> {
+pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: DeleteTopicsRequest) -> Option<DeleteTopicsResponse> {
+    let client = h.client_id.as_deref();
+    let mut throttle_ms = 0;
     let mut targets: Vec<(Option<String>, uuid::Uuid)> = req.topic_names.iter().map(|n| (Some(n.0.to_string()), uuid::Uuid::nil())).collect();
     targets.extend(req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id)));
     let mut out = Vec::new();
@@ -27,10 +31,20 @@ pub async fn handle(ctx: &KafkaCtx, _h: &RequestHeader, req: DeleteTopicsRequest
             out.push(r.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
             continue;
         }
+        // KIP-599: from v5 a caller whose mutation quota is used up is refused (it retries).
+        if let Some(ms) = ctx.throttler.mutation_refused(&ctx.node, client, h.request_api_version >= 5) {
+            throttle_ms = throttle_ms.max(ms);
+            out.push(r.with_error_code(ResponseError::ThrottlingQuotaExceeded.code()).with_error_message(Some(str(&format!("controller mutation quota exceeded; retry in {ms} ms")))));
+            continue;
+        }
+        let partitions = ctx.node.topic(&name).map_or(0, |t| t.partitions.len() as u64);
         out.push(match ctx.node.delete_topic(&name).await {
-            Ok(()) => r,
+            Ok(()) => {
+                throttle_ms = throttle_ms.max(ctx.throttler.charge(&ctx.node, backwaters_actors::quota::CONTROLLER_MUTATION_RATE, client, partitions));
+                r
+            }
             Err(e) => r.with_error_code(errors::admin_error(&e)).with_error_message(Some(str(&e.to_string()))),
         });
     }
-    Some(DeleteTopicsResponse::default().with_responses(out))
+    Some(DeleteTopicsResponse::default().with_responses(out).with_throttle_time_ms(throttle_ms))
 }
