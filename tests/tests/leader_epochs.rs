@@ -123,7 +123,8 @@ async fn produce(producer: &FutureProducer, prefix: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_epochs_are_raft_terms_and_consumers_validate_across_a_leader_change() {
-    let nodes = tokio::task::spawn_blocking(|| TestNode::start_cluster(3, "")).await.unwrap();
+    // Leadership stays where the test moves it (no drift back to the preferred replica).
+    let nodes = tokio::task::spawn_blocking(|| TestNode::start_cluster(3, "[limits]\nleader_rebalance_ms = 600000\n")).await.unwrap();
     let bootstrap = nodes.iter().map(|n| n.kafka.clone()).collect::<Vec<_>>().join(",");
     let mut admin = AdminClient::connect(format!("http://{}", nodes[0].grpc)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
