@@ -35,6 +35,9 @@ pub const MAX_THROTTLE: Duration = Duration::from_secs(10);
 /// Entity type ("user" / "client-id") to name (`None`: the default entity of that type).
 pub type QuotaEntity = BTreeMap<String, Option<String>>;
 
+/// Client quotas by entity, then quota key.
+pub type Quotas = BTreeMap<QuotaEntity, BTreeMap<String, QuotaValue>>;
+
 /// A quota value (Kafka's are doubles). Equality by bit pattern, so records compare.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -49,6 +52,13 @@ impl Eq for QuotaValue {}
 
 /// Why a quota change is refused (INVALID_REQUEST, with this message).
 pub fn validate(entity: &[(String, Option<String>)], key: &str, value: Option<f64>) -> Result<(), String> {
+    validate_entity(entity)?;
+    validate_value(key, value)
+}
+
+/// Why a quota entity is refused: types other than user and client-id, a type given twice,
+/// an empty name.
+pub fn validate_entity(entity: &[(String, Option<String>)]) -> Result<(), String> {
     if entity.is_empty() {
         return Err("a quota entity names a user, a client id or both".into());
     }
@@ -65,6 +75,11 @@ pub fn validate(entity: &[(String, Option<String>)], key: &str, value: Option<f6
             return Err(format!("an empty {kind} name: leave the name out for the default entity"));
         }
     }
+    Ok(())
+}
+
+/// Why a quota key or value (`None`: removal) is refused.
+pub fn validate_value(key: &str, value: Option<f64>) -> Result<(), String> {
     if !KEYS.contains(&key) {
         return Err(format!("unknown or unsupported quota key {key:?}: served keys are {}", KEYS.join(", ")));
     }
@@ -72,8 +87,7 @@ pub fn validate(entity: &[(String, Option<String>)], key: &str, value: Option<f6
         Some(v) if key == CONTROLLER_MUTATION_RATE && (!v.is_finite() || v <= 0.0) => Err(format!("{key} must be a number of partitions per second above 0, not {v}")),
         Some(v) if key != CONTROLLER_MUTATION_RATE && (!v.is_finite() || v <= 0.0 || v.fract() != 0.0) => Err(format!("{key} must be a whole number of bytes per second above 0, not {v}")),
         _ => Ok(()),
-    }?;
-    Ok(())
+    }
 }
 
 /// Kafka's precedence for a connection of `user` and `client_id`: the entities to look in,
@@ -105,7 +119,7 @@ fn precedence(user: &str, client_id: &str) -> [QuotaEntity; 8] {
 /// The quota `key` for a connection of `user` / `client_id`: its rate and the bucket it is
 /// counted in. A default entity counts each user / client id on its own, so the bucket names
 /// the connection's own user and client id wherever the matched entity has a part.
-pub fn resolve(quotas: &BTreeMap<QuotaEntity, BTreeMap<String, QuotaValue>>, user: &str, client_id: &str, key: &str) -> Option<(f64, (Option<String>, Option<String>))> {
+pub fn resolve(quotas: &Quotas, user: &str, client_id: &str, key: &str) -> Option<(f64, (Option<String>, Option<String>))> {
     precedence(user, client_id).into_iter().find_map(|entity| {
         let v = quotas.get(&entity)?.get(key)?;
         let bucket = (entity.contains_key(USER).then(|| user.to_string()), entity.contains_key(CLIENT_ID).then(|| client_id.to_string()));
@@ -113,7 +127,8 @@ pub fn resolve(quotas: &BTreeMap<QuotaEntity, BTreeMap<String, QuotaValue>>, use
     })
 }
 
-/// A token bucket of bytes: refills at `rate` per second up to one second's worth.
+/// A token bucket (bytes, or partitions for the mutation rate): refills at `rate` per second
+/// up to one second's worth.
 #[derive(Debug, Clone)]
 pub struct Bucket {
     tokens: f64,
@@ -137,13 +152,13 @@ impl Bucket {
         self.take(rate, 0, now_ms)
     }
 
-    /// Counts `bytes` at `now_ms` against `rate` (bytes/s); how long the sender must wait.
-    pub fn take(&mut self, rate: f64, bytes: u64, now_ms: u64) -> Duration {
+    /// Counts `amount` at `now_ms` against `rate` (per second); how long the sender must wait.
+    pub fn take(&mut self, rate: f64, amount: u64, now_ms: u64) -> Duration {
         assert!(rate > 0.0, "quota rates are validated above zero");
         let elapsed = now_ms.saturating_sub(self.at_ms) as f64 / 1000.0;
         self.at_ms = self.at_ms.max(now_ms);
         // A debt never outgrows one longest throttle: a client pays for one huge request once.
-        self.tokens = ((self.tokens + elapsed * rate).min(rate) - bytes as f64).max(-rate * MAX_THROTTLE.as_secs_f64());
+        self.tokens = ((self.tokens + elapsed * rate).min(rate) - amount as f64).max(-rate * MAX_THROTTLE.as_secs_f64());
         if self.tokens >= 0.0 {
             return Duration::ZERO;
         }
@@ -161,7 +176,7 @@ mod tests {
 
     #[test]
     fn the_most_specific_entity_wins_key_by_key() {
-        let mut q: BTreeMap<QuotaEntity, BTreeMap<String, QuotaValue>> = BTreeMap::new();
+        let mut q = Quotas::new();
         let mut set = |e: QuotaEntity, k: &str, v: f64| {
             q.entry(e).or_default().insert(k.to_string(), QuotaValue(v));
         };

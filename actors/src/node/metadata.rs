@@ -375,8 +375,9 @@ impl Node {
             }
             ControllerRequest::Quotas { entity, ops } => {
                 let parts: Vec<(String, Option<String>)> = entity.clone().into_iter().collect();
+                crate::quota::validate_entity(&parts).map_err(AdminError::InvalidConfig)?;
                 for (key, value) in &ops {
-                    crate::quota::validate(&parts, key, value.map(|v| v.0)).map_err(AdminError::InvalidConfig)?;
+                    crate::quota::validate_value(key, value.map(|v| v.0)).map_err(AdminError::InvalidConfig)?;
                 }
                 ops.into_iter().map(|(key, value)| MetaRecord::Quota { entity: entity.clone(), key, value }).collect()
             }

@@ -37,8 +37,7 @@ mod metadata;
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
-/// Client quotas by entity, then quota key (see [`crate::quota`]).
-pub type Quotas = BTreeMap<crate::quota::QuotaEntity, BTreeMap<String, crate::quota::QuotaValue>>;
+pub use crate::quota::Quotas;
 
 /// What a node needs to know to start.
 #[derive(Debug, Clone)]

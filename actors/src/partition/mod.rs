@@ -600,12 +600,10 @@ impl PartitionState {
             // A leader re-elected in a later term keeps its node id and may leave no
             // soft-state change: the term (Kafka's leader epoch) still moves, and the leader
             // records it for the nodes without a replica.
-            let leader = self.shared.leader.load(Ordering::SeqCst);
-            if leader >= 0 && self.shared.leader_term() != self.raft.raft.term {
-                *self.shared.leader_term.lock().expect("lock") = self.raft.raft.term;
-                if leader == self.node_id as i64 {
-                    (self.on_leader)(true, self.raft.raft.term);
-                }
+            let (leader, term) = (self.shared.leader.load(Ordering::SeqCst), self.raft.raft.term);
+            let moved = leader >= 0 && std::mem::replace(&mut *self.shared.leader_term.lock().expect("lock"), term) != term;
+            if moved && leader == self.node_id as i64 {
+                (self.on_leader)(true, term);
             }
             // A leader sends its appends before it persists them (Raft thesis 10.2.1).
             self.transport.send(self.group, rd.take_messages());

@@ -68,18 +68,23 @@ impl Throttler {
     }
 
     /// KIP-599's strict check before a controller mutation (`strict`: CreateTopics v6+,
-    /// CreatePartitions v3+, DeleteTopics v5+; older versions are only throttled): the throttle
-    /// in milliseconds while the caller's mutation quota is still in debt, when the topic is
-    /// refused with THROTTLING_QUOTA_EXCEEDED. A mutation that goes ahead is then charged with
-    /// [`Self::charge`].
-    pub fn mutation_refused(&self, node: &Node, client_id: Option<&str>, strict: bool) -> Option<i32> {
+    /// CreatePartitions v3+, DeleteTopics v5+; older versions are only throttled): while the
+    /// caller's mutation quota is still in debt, the throttle in milliseconds and the message
+    /// the topic is refused with (THROTTLING_QUOTA_EXCEEDED). A mutation that goes ahead is then
+    /// charged with [`Self::charge_mutations`].
+    pub fn mutation_refused(&self, node: &Node, client_id: Option<&str>, strict: bool) -> Option<(i32, String)> {
         if !strict {
             return None;
         }
         match self.with_bucket(node, quota::CONTROLLER_MUTATION_RATE, client_id, |b, rate, now_ms| b.debt(rate, now_ms)) {
             0 => None,
-            ms => Some(ms),
+            ms => Some((ms, format!("controller mutation quota exceeded; retry in {ms} ms"))),
         }
+    }
+
+    /// Charges `partitions` created or deleted to the caller's mutation quota: the throttle.
+    pub fn charge_mutations(&self, node: &Node, client_id: Option<&str>, partitions: u64) -> i32 {
+        self.charge(node, quota::CONTROLLER_MUTATION_RATE, client_id, partitions)
     }
 
     /// Runs `f` on the caller's bucket for `key` and turns the wait it gives into a throttle.

@@ -38,7 +38,7 @@ pub enum Cmd {
         #[command(subcommand)]
         verb: super::groups::GroupVerb,
     },
-    /// Client quotas: byte rates per user / client id (list, set, remove).
+    /// Client quotas: byte and mutation rates per user / client id (list, set, remove).
     Quota {
         #[command(subcommand)]
         verb: super::quotas::QuotaVerb,

@@ -21,17 +21,15 @@ pub const ADVERTISED: VersionRange = VERSIONS;
 /// One entity's changes, checked before any is written.
 fn plan(entry: &Entry) -> Result<ControllerRequest, String> {
     let parts: Vec<(String, Option<String>)> = entry.entity.iter().map(|e| (e.entity_type.to_string(), e.entity_name.as_ref().map(|n| n.to_string()))).collect();
+    quota::validate_entity(&parts)?;
     let mut ops = Vec::new();
     for o in &entry.ops {
         let value = (!o.remove).then_some(o.value);
-        quota::validate(&parts, &o.key, value)?;
+        quota::validate_value(&o.key, value)?;
         if ops.iter().any(|(k, _)| *k == o.key.as_str()) {
             return Err(format!("more than one change to {}", o.key.as_str()));
         }
         ops.push((o.key.to_string(), value.map(QuotaValue)));
-    }
-    if parts.is_empty() {
-        quota::validate(&parts, quota::PRODUCER_BYTE_RATE, None)?;
     }
     let entity: QuotaEntity = parts.into_iter().collect();
     Ok(ControllerRequest::Quotas { entity, ops })

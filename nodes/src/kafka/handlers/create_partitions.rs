@@ -8,7 +8,6 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, RequestHeader};
 use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::ResponseError;
-use backwaters_actors::quota;
 
 pub const VERSIONS: VersionRange = VersionRange { min: 0, max: 3 };
 pub const ADVERTISED: VersionRange = VERSIONS;
@@ -24,9 +23,9 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: CreatePartitionsRequ
             continue;
         }
         // KIP-599: from v3 a caller whose mutation quota is used up is refused (it retries).
-        if let Some(ms) = ctx.throttler.mutation_refused(&ctx.node, client, h.request_api_version >= 3) {
+        if let Some((ms, why)) = ctx.throttler.mutation_refused(&ctx.node, client, h.request_api_version >= 3) {
             throttle_ms = throttle_ms.max(ms);
-            results.push(r.with_error_code(ResponseError::ThrottlingQuotaExceeded.code()).with_error_message(Some(str(&format!("controller mutation quota exceeded; retry in {ms} ms")))));
+            results.push(r.with_error_code(ResponseError::ThrottlingQuotaExceeded.code()).with_error_message(Some(str(&why))));
             continue;
         }
         let before = ctx.node.topic(&t.name.0).map_or(0, |topic| topic.partitions.len() as i32);
@@ -34,7 +33,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: CreatePartitionsRequ
             Ok(()) => {
                 if !req.validate_only {
                     let added = (t.count - before).max(0) as u64;
-                    throttle_ms = throttle_ms.max(ctx.throttler.charge(&ctx.node, quota::CONTROLLER_MUTATION_RATE, client, added));
+                    throttle_ms = throttle_ms.max(ctx.throttler.charge_mutations(&ctx.node, client, added));
                 }
                 r
             }

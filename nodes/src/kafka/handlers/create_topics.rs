@@ -5,7 +5,6 @@
 use super::{str, KafkaCtx};
 use crate::kafka::errors;
 use backwaters_actors::node::AdminError;
-use backwaters_actors::quota;
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, RequestHeader};
 use kafka_protocol::protocol::VersionRange;
@@ -31,9 +30,9 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: CreateTopicsRequest)
             continue;
         }
         // KIP-599: from v6 a caller whose mutation quota is used up is refused (it retries).
-        if let Some(ms) = ctx.throttler.mutation_refused(&ctx.node, client, h.request_api_version >= 6) {
+        if let Some((ms, why)) = ctx.throttler.mutation_refused(&ctx.node, client, h.request_api_version >= 6) {
             throttle_ms = throttle_ms.max(ms);
-            results.push(base.with_error_code(ResponseError::ThrottlingQuotaExceeded.code()).with_error_message(Some(str(&format!("controller mutation quota exceeded; retry in {ms} ms")))));
+            results.push(base.with_error_code(ResponseError::ThrottlingQuotaExceeded.code()).with_error_message(Some(str(&why))));
             continue;
         }
         if !t.assignments.is_empty() {
@@ -54,7 +53,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: CreateTopicsRequest)
         match ctx.node.create_topic(&name, partitions, rf, overrides, req.validate_only).await {
             Ok(topic) => {
                 if !req.validate_only {
-                    throttle_ms = throttle_ms.max(ctx.throttler.charge(&ctx.node, quota::CONTROLLER_MUTATION_RATE, client, topic.partitions.len() as u64));
+                    throttle_ms = throttle_ms.max(ctx.throttler.charge_mutations(&ctx.node, client, topic.partitions.len() as u64));
                 }
                 let config = topic.config();
                 let configs = config

@@ -32,15 +32,15 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: DeleteTopicsRequest)
             continue;
         }
         // KIP-599: from v5 a caller whose mutation quota is used up is refused (it retries).
-        if let Some(ms) = ctx.throttler.mutation_refused(&ctx.node, client, h.request_api_version >= 5) {
+        if let Some((ms, why)) = ctx.throttler.mutation_refused(&ctx.node, client, h.request_api_version >= 5) {
             throttle_ms = throttle_ms.max(ms);
-            out.push(r.with_error_code(ResponseError::ThrottlingQuotaExceeded.code()).with_error_message(Some(str(&format!("controller mutation quota exceeded; retry in {ms} ms")))));
+            out.push(r.with_error_code(ResponseError::ThrottlingQuotaExceeded.code()).with_error_message(Some(str(&why))));
             continue;
         }
         let partitions = ctx.node.topic(&name).map_or(0, |t| t.partitions.len() as u64);
         out.push(match ctx.node.delete_topic(&name).await {
             Ok(()) => {
-                throttle_ms = throttle_ms.max(ctx.throttler.charge(&ctx.node, backwaters_actors::quota::CONTROLLER_MUTATION_RATE, client, partitions));
+                throttle_ms = throttle_ms.max(ctx.throttler.charge_mutations(&ctx.node, client, partitions));
                 r
             }
             Err(e) => r.with_error_code(errors::admin_error(&e)).with_error_message(Some(str(&e.to_string()))),
