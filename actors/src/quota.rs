@@ -146,6 +146,12 @@ impl Bucket {
         self.at_ms
     }
 
+    /// Whether its holder still has a throttle to serve (a bucket out of debt is no stricter
+    /// than a new one, so it may be dropped).
+    pub fn in_debt(&self) -> bool {
+        self.tokens < 0.0
+    }
+
     /// How long the sender must wait before the bucket is out of debt at `now_ms`, without
     /// taking anything (KIP-599's strict check before a controller mutation).
     pub fn debt(&mut self, rate: f64, now_ms: u64) -> Duration {

@@ -42,7 +42,8 @@ impl Mute {
     }
 }
 
-/// Buckets kept before idle ones are dropped (a default quota makes one per client id).
+/// Buckets kept before idle ones, then those out of debt, are dropped (a default quota makes
+/// one per client id).
 const MAX_BUCKETS: usize = 4096;
 /// A bucket untouched this long is full again and can go.
 const IDLE_MS: u64 = 60_000;
@@ -101,6 +102,10 @@ impl Throttler {
             let mut buckets = self.buckets.lock().expect("buckets");
             if buckets.len() >= MAX_BUCKETS {
                 buckets.retain(|_, b| now_ms.saturating_sub(b.last_ms()) < IDLE_MS);
+            }
+            // Still full (many client ids at once): keep only the ones serving a throttle.
+            if buckets.len() >= MAX_BUCKETS {
+                buckets.retain(|_, b| b.in_debt());
             }
             f(buckets.entry((key, u, c)).or_insert_with(|| Bucket::new(rate, now_ms)), rate, now_ms)
         };
