@@ -50,7 +50,7 @@ async fn commit(node: &Node, group: &str, offset: i64) -> Result<Vec<Result<(), 
 
 async fn fetched(node: &Node, group: &str) -> Option<i64> {
     for _ in 0..200 {
-        match node.ask_coordinator(group, T, |reply| CoordinatorMsg::Fetch { group: group.into(), partitions: Some(vec![("t".into(), 0)]), reply }).await {
+        match node.ask_coordinator(group, T, |reply| CoordinatorMsg::Fetch { group: group.into(), partitions: Some(vec![("t".into(), 0)]), member: None, reply }).await {
             Err(e) if retriable(&e) => tokio::time::sleep(Duration::from_millis(50)).await,
             r => return r.unwrap().unwrap()[0].2.as_ref().map(|v| v.offset),
         }

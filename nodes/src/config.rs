@@ -73,6 +73,10 @@ pub struct Groups {
     pub max_session_timeout_ms: i32,
     /// Most members one group may have.
     pub max_size: usize,
+    /// Consumer protocol (KIP-848): a member silent this long is removed.
+    pub consumer_session_timeout_ms: i32,
+    /// Consumer protocol: how often members heartbeat (how soon they see a new assignment).
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for Groups {
@@ -85,6 +89,8 @@ impl Default for Groups {
             min_session_timeout_ms: d.limits.min_session_timeout_ms,
             max_session_timeout_ms: d.limits.max_session_timeout_ms,
             max_size: d.limits.max_size,
+            consumer_session_timeout_ms: d.limits.consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms: d.limits.consumer_heartbeat_interval_ms,
         }
     }
 }
@@ -99,6 +105,8 @@ impl Groups {
                 max_session_timeout_ms: self.max_session_timeout_ms,
                 initial_rebalance_delay_ms: self.initial_rebalance_delay_ms,
                 max_size: self.max_size,
+                consumer_session_timeout_ms: self.consumer_session_timeout_ms,
+                consumer_heartbeat_interval_ms: self.consumer_heartbeat_interval_ms,
             },
         }
     }
@@ -118,6 +126,9 @@ impl Groups {
         }
         if self.max_size == 0 {
             return Err("groups.max_size: must be at least 1".into());
+        }
+        if self.consumer_heartbeat_interval_ms < 100 || self.consumer_heartbeat_interval_ms >= self.consumer_session_timeout_ms {
+            return Err(format!("groups.consumer_heartbeat_interval_ms: {} must be at least 100 and below consumer_session_timeout_ms ({})", self.consumer_heartbeat_interval_ms, self.consumer_session_timeout_ms));
         }
         Ok(())
     }

@@ -154,6 +154,7 @@ mod group_records {
         prop_oneof![
             ("\\PC{0,40}", "[a-zA-Z0-9._-]{1,40}", any::<i32>()).prop_map(|(group, topic, partition)| GroupRecordKey::Offset { group, topic, partition }),
             "\\PC{0,40}".prop_map(|group| GroupRecordKey::Group { group }),
+            "\\PC{0,40}".prop_map(|group| GroupRecordKey::ConsumerGroup { group }),
         ]
     }
 
@@ -191,8 +192,15 @@ mod group_records {
         }
 
         #[test]
+        fn consumer_group_values_round_trip(snapshot in prop::collection::vec(any::<u8>(), 0..200)) {
+            let encoded = encode_consumer_group_value(&snapshot);
+            prop_assert_eq!(decode_consumer_group_value(&encoded).unwrap(), &snapshot[..]);
+        }
+
+        #[test]
         fn garbage_never_panics(data in prop::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode_key(&data);
+            let _ = decode_consumer_group_value(&data);
             let _ = decode_offset_value(&data);
             let _ = decode_group_value(&data);
         }

@@ -9,6 +9,9 @@
 //! records than live state, the coordinator writes the live state again and deletes the
 //! records before it.
 
+pub mod consumer;
+#[cfg(test)]
+mod consumer_tests;
 pub mod state;
 mod txn;
 pub mod types;
@@ -23,8 +26,9 @@ use backwaters_proto::kafka::batch::{control_marker, decode_records, encode_batc
 use backwaters_proto::kafka::group_records::{self as rec, GroupRecordKey, OffsetValue};
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use consumer::{ConsumerGroup, ConsumerHeartbeat, ConsumerHeartbeatResult};
 use state::{Group, GroupError, GroupLimits, JoinRequest, JoinResult, Output, Phase, SyncRequest, SyncResult};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,6 +93,8 @@ pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
     pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +112,8 @@ pub struct MemberDescription {
 pub struct GroupDescription {
     pub group_id: String,
     pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
     pub protocol_type: String,
     pub protocol: String,
     pub generation: i32,
@@ -122,10 +130,16 @@ pub enum CoordinatorMsg {
     Heartbeat { group: String, member_id: String, instance_id: Option<String>, generation: i32, reply: RpcReplyPort<Result<(), GroupError>> },
     Leave { group: String, members: Vec<(String, Option<String>)>, reply: RpcReplyPort<PartitionResults> },
     Commit { group: String, member_id: String, instance_id: Option<String>, generation: i32, offsets: Vec<CommitOffset>, reply: RpcReplyPort<PartitionResults> },
-    /// `None` partitions: every committed offset of the group.
-    Fetch { group: String, partitions: Option<Vec<(String, i32)>>, reply: RpcReplyPort<Result<Vec<(String, i32, Option<OffsetValue>)>, GroupError>> },
+    /// `None` partitions: every committed offset of the group. `member`: a consumer-protocol
+    /// member fetching (OffsetFetch v9) with its epoch, checked like a commit.
+    Fetch { group: String, partitions: Option<Vec<(String, i32)>>, member: Option<(String, i32)>, reply: RpcReplyPort<Result<Vec<(String, i32, Option<OffsetValue>)>, GroupError>> },
     List(RpcReplyPort<Vec<GroupListing>>),
     Describe(String, RpcReplyPort<Option<GroupDescription>>),
+    /// ConsumerGroupHeartbeat (KIP-848). `topics`: every topic the member may see, with its
+    /// partition count.
+    ConsumerHeartbeat { group: String, req: ConsumerHeartbeat, topics: BTreeMap<String, i32>, reply: RpcReplyPort<ConsumerHeartbeatResult> },
+    /// A group of the consumer protocol (None: unknown, or a classic group).
+    DescribeConsumer(String, RpcReplyPort<Option<ConsumerGroup>>),
     Delete(String, RpcReplyPort<Result<(), GroupError>>),
     DeleteOffsets { group: String, partitions: Vec<(String, i32)>, reply: RpcReplyPort<PartitionResults> },
     /// TxnOffsetCommit: offsets committed in producer `producer_id`'s transaction.
@@ -224,14 +238,26 @@ impl Actor for Coordinator {
                 let r = st.commit(now, &group, &member_id, instance_id.as_deref(), generation, offsets).await;
                 let _ = reply.send(r);
             }
-            CoordinatorMsg::Fetch { group, partitions, reply } => {
-                let _ = reply.send(Ok(st.fetch(&group, partitions)));
+            CoordinatorMsg::Fetch { group, partitions, member, reply } => {
+                let checked = match (&member, st.groups.get(&group)) {
+                    (Some((id, epoch)), Some(g)) if g.group_type() == "consumer" => g.consumer.validate_commit(id, *epoch),
+                    (Some(_), None) => Err(GroupError::UnknownMemberId),
+                    _ => Ok(()),
+                };
+                let _ = reply.send(checked.map(|_| st.fetch(&group, partitions)));
+            }
+            CoordinatorMsg::ConsumerHeartbeat { group, req, topics, reply } => {
+                let r = st.consumer_heartbeat(now, &group, req, &topics).await;
+                let _ = reply.send(r);
+            }
+            CoordinatorMsg::DescribeConsumer(group, reply) => {
+                let _ = reply.send(st.groups.get(&group).filter(|g| g.group_type() == "consumer").map(|g| g.consumer.clone()));
             }
             CoordinatorMsg::List(reply) => {
                 let mut list: Vec<GroupListing> = st
                     .groups
                     .values()
-                    .map(|g| GroupListing { group_id: g.id.clone(), protocol_type: g.protocol_type.clone().unwrap_or_default(), state: g.phase.name() })
+                    .map(|g| GroupListing { group_id: g.id.clone(), protocol_type: g.protocol_type.clone().unwrap_or_else(|| if g.group_type() == "consumer" { "consumer".into() } else { String::new() }), state: g.state_name(), group_type: g.group_type() })
                     .collect();
                 list.sort_by(|a, b| a.group_id.cmp(&b.group_id));
                 let _ = reply.send(list);
@@ -257,10 +283,16 @@ impl Actor for Coordinator {
             }
             CoordinatorMsg::Tick => {
                 let ids: Vec<String> = st.groups.keys().cloned().collect();
+                let consumer_limits = st.settings.limits.consumer();
                 for id in ids {
                     let mut out = Vec::new();
-                    st.groups.get_mut(&id).expect("listed").tick(now, &mut out);
+                    let g = st.groups.get_mut(&id).expect("listed");
+                    g.tick(now, &mut out);
+                    if !g.consumer.members.is_empty() {
+                        g.consumer.tick(now, consumer_limits);
+                    }
                     st.settle(&id, now, out).await;
+                    let _ = st.persist_consumer(&id).await;
                 }
                 if now - st.last_housekeeping_ms >= HOUSEKEEPING_MS {
                     st.last_housekeeping_ms = now;
@@ -273,10 +305,14 @@ impl Actor for Coordinator {
 }
 
 fn describe(g: &Group<Waiter>) -> GroupDescription {
+    if g.group_type() == "consumer" {
+        return describe_consumer(g);
+    }
     let p = g.protocol.clone().unwrap_or_default();
     GroupDescription {
         group_id: g.id.clone(),
         state: g.phase.name(),
+        group_type: "classic",
         protocol_type: g.protocol_type.clone().unwrap_or_default(),
         protocol: p.clone(),
         generation: g.generation,
@@ -297,7 +333,74 @@ fn describe(g: &Group<Waiter>) -> GroupDescription {
     }
 }
 
+/// A consumer-protocol group in the classic shape: subscriptions and assignments encoded as
+/// the classic consumer protocol would carry them, the group epoch as the generation.
+fn describe_consumer(g: &Group<Waiter>) -> GroupDescription {
+    use backwaters_proto::kafka::consumer_protocol::{encode_assignment, encode_subscription};
+    let c = &g.consumer;
+    GroupDescription {
+        group_id: g.id.clone(),
+        state: c.state_name(),
+        group_type: "consumer",
+        protocol_type: "consumer".into(),
+        protocol: c.assignor.clone(),
+        generation: c.epoch,
+        leader: String::new(),
+        members: c
+            .members
+            .values()
+            .map(|m| MemberDescription {
+                member_id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: encode_subscription(&m.topics.iter().cloned().collect::<Vec<_>>()),
+                assignment: encode_assignment(&m.assigned.iter().map(|(t, ps)| (t.clone(), ps.iter().copied().collect())).collect::<Vec<_>>()),
+            })
+            .collect(),
+        offsets: g.offsets.iter().map(|((t, p), v)| (t.clone(), *p, v.clone())).collect(),
+    }
+}
+
 impl CoordinatorState {
+    /// ConsumerGroupHeartbeat: the group answers, and what changed is durable before the
+    /// member hears of it.
+    async fn consumer_heartbeat(&mut self, now: i64, group: &str, req: ConsumerHeartbeat, topics: &BTreeMap<String, i32>) -> ConsumerHeartbeatResult {
+        let limits = self.settings.limits;
+        let member_id = req.member_id.clone();
+        let g = self.groups.entry(group.to_string()).or_insert_with(|| Group::new(group, limits, now));
+        if !g.members.is_empty() {
+            return ConsumerHeartbeatResult { error: Some(GroupError::GroupIdNotFound), message: Some(format!("group {group} is a classic group with members (JoinGroup); it takes consumer-protocol members once it is empty")), member_id, member_epoch: -1, ..Default::default() };
+        }
+        // An empty classic group becomes a consumer group (its offsets stay).
+        g.protocol_type = None;
+        g.protocol = None;
+        let r = g.consumer.heartbeat(now, req, topics, limits.consumer());
+        if let Err(e) = self.persist_consumer(group).await {
+            return ConsumerHeartbeatResult { error: Some(e), message: Some("the group could not be written to __consumer_offsets; retry".into()), member_id, member_epoch: -1, ..Default::default() };
+        }
+        r
+    }
+
+    /// Writes a consumer-protocol group that changed (a whole snapshot: groups are small).
+    async fn persist_consumer(&mut self, group: &str) -> Result<(), GroupError> {
+        let Some(g) = self.groups.get_mut(group) else { return Ok(()) };
+        self.metrics.group_members_expired.add(std::mem::take(&mut g.consumer.expired));
+        if !g.consumer.dirty {
+            return Ok(());
+        }
+        g.consumer.dirty = false;
+        let snapshot = serde_json::to_vec(&g.consumer).expect("a consumer group serializes");
+        let r = self.write(vec![(GroupRecordKey::ConsumerGroup { group: group.to_string() }, Some(rec::encode_consumer_group_value(&snapshot)))]).await;
+        if r.is_err() {
+            // Tried again at the next change or tick.
+            if let Some(g) = self.groups.get_mut(group) {
+                g.consumer.dirty = true;
+            }
+        }
+        r
+    }
+
     /// Replays this coordinator's partition of `__consumer_offsets`.
     fn load(&mut self) -> Result<usize, String> {
         let now = self.clock.now_ms();
@@ -332,7 +435,7 @@ impl CoordinatorState {
                 }
             }
         }
-        self.groups.retain(|_, g| !(g.members.is_empty() && g.offsets.is_empty() && g.protocol_type.is_none()));
+        self.groups.retain(|_, g| !(g.members.is_empty() && g.offsets.is_empty() && g.protocol_type.is_none() && g.consumer.members.is_empty()));
         Ok(n)
     }
 
@@ -355,6 +458,16 @@ impl CoordinatorState {
             }
             (GroupRecordKey::Group { .. }, None) => {
                 self.groups.remove(&id);
+            }
+            (GroupRecordKey::ConsumerGroup { .. }, Some(v)) => {
+                let mut c: ConsumerGroup = serde_json::from_slice(rec::decode_consumer_group_value(v)?).map_err(|e| format!("consumer group snapshot: {e}"))?;
+                c.restored(now);
+                self.groups.entry(id.clone()).or_insert_with(|| Group::new(&id, limits, now)).consumer = c;
+            }
+            (GroupRecordKey::ConsumerGroup { .. }, None) => {
+                if let Some(g) = self.groups.get_mut(&id) {
+                    g.consumer = ConsumerGroup::default();
+                }
             }
         }
         Ok(())
@@ -518,7 +631,7 @@ impl CoordinatorState {
         let mut records = Vec::new();
         let mut gone = Vec::new();
         for g in self.groups.values() {
-            if g.phase != Phase::Empty {
+            if g.phase != Phase::Empty || !g.consumer.members.is_empty() {
                 continue;
             }
             let expired: Vec<&(String, i32)> = if g.protocol_type.is_some() {
@@ -566,6 +679,10 @@ impl CoordinatorState {
         for g in self.groups.values() {
             if g.protocol_type.is_some() {
                 records.push((GroupRecordKey::Group { group: g.id.clone() }, Some(rec::encode_group_value(&g.to_value()))));
+            }
+            if g.consumer.epoch > 0 {
+                let snapshot = serde_json::to_vec(&g.consumer).expect("a consumer group serializes");
+                records.push((GroupRecordKey::ConsumerGroup { group: g.id.clone() }, Some(rec::encode_consumer_group_value(&snapshot))));
             }
             for ((t, p), v) in &g.offsets {
                 records.push((GroupRecordKey::Offset { group: g.id.clone(), topic: t.clone(), partition: *p }, Some(rec::encode_offset_value(v))));

@@ -14,6 +14,7 @@
 //! ```
 
 pub use super::types::*;
+use super::consumer::ConsumerGroup;
 use backwaters_proto::kafka::group_records::{GroupValue, MemberValue, OffsetValue};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -63,6 +64,9 @@ pub struct Group<T> {
     sync_deadline_ms: i64,
     pub phase_since_ms: i64,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Membership under the consumer group protocol (KIP-848). A group has members under one
+    /// protocol at a time: which one decides its type ("consumer" or "classic").
+    pub consumer: ConsumerGroup,
     /// The membership changed in a way a new coordinator must know.
     pub dirty: bool,
     /// Rebalances completed and sessions expired since the owner last took them (metrics).
@@ -88,6 +92,7 @@ impl<T> Group<T> {
             sync_deadline_ms: 0,
             phase_since_ms: now_ms,
             offsets: BTreeMap::new(),
+            consumer: ConsumerGroup::default(),
             dirty: false,
             rebalances: 0,
             expired: 0,
@@ -119,6 +124,10 @@ impl<T> Group<T> {
             return Err(GroupError::InvalidSessionTimeout);
         }
         if req.protocol_type.is_empty() || req.protocols.is_empty() {
+            return Err(GroupError::InconsistentGroupProtocol);
+        }
+        // Members of the consumer protocol hold the group (no online migration here).
+        if !self.consumer.members.is_empty() {
             return Err(GroupError::InconsistentGroupProtocol);
         }
         let others: Vec<&Member<T>> = self.members.values().filter(|m| m.id != req.member_id).collect();
@@ -564,7 +573,10 @@ impl<T> Group<T> {
             return Err(GroupError::CoordinatorNotAvailable);
         }
         if generation < 0 && member_id.is_empty() && instance_id.is_none() {
-            return if self.phase == Phase::Empty { Ok(()) } else { Err(GroupError::UnknownMemberId) };
+            return if self.is_empty() { Ok(()) } else { Err(GroupError::UnknownMemberId) };
+        }
+        if !self.consumer.members.is_empty() {
+            return self.consumer.validate_commit(member_id, generation);
         }
         self.validate_member(member_id, instance_id)?;
         if generation != self.generation {
@@ -582,6 +594,9 @@ impl<T> Group<T> {
     /// Topics the members subscribe to, when the protocol is "consumer" and readable; None
     /// when it cannot be known (then every topic counts as subscribed).
     pub fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        if !self.consumer.members.is_empty() {
+            return Some(self.consumer.subscribed_topics());
+        }
         if self.members.is_empty() {
             return Some(BTreeSet::new());
         }
@@ -596,8 +611,27 @@ impl<T> Group<T> {
         Some(topics)
     }
 
+    /// "consumer" while members of the consumer protocol hold the group (or it was last used
+    /// by them), else "classic".
+    pub fn group_type(&self) -> &'static str {
+        if !self.consumer.members.is_empty() || (self.protocol_type.is_none() && self.consumer.epoch > 0) {
+            "consumer"
+        } else {
+            "classic"
+        }
+    }
+
+    /// The state Kafka reports for the group's type.
+    pub fn state_name(&self) -> &'static str {
+        if self.group_type() == "consumer" {
+            self.consumer.state_name()
+        } else {
+            self.phase.name()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.pending.is_empty()
+        self.members.is_empty() && self.pending.is_empty() && self.consumer.members.is_empty()
     }
 
     // ---- persistence -----------------------------------------------------------------

@@ -6,7 +6,7 @@ use bytes::Bytes;
 type Out = Vec<Output<u32>>;
 
 fn limits() -> GroupLimits {
-    GroupLimits { min_session_timeout_ms: 1_000, max_session_timeout_ms: 60_000, initial_rebalance_delay_ms: 0, max_size: 10 }
+    GroupLimits { min_session_timeout_ms: 1_000, max_session_timeout_ms: 60_000, initial_rebalance_delay_ms: 0, max_size: 10, ..GroupLimits::default() }
 }
 
 fn join_req(member: &str, fresh: &str) -> JoinRequest {
@@ -297,7 +297,7 @@ mod model {
 
     impl World {
         fn new() -> World {
-            let limits = GroupLimits { min_session_timeout_ms: 1_000, max_session_timeout_ms: 60_000, initial_rebalance_delay_ms: 500, max_size: 10 };
+            let limits = GroupLimits { min_session_timeout_ms: 1_000, max_session_timeout_ms: 60_000, initial_rebalance_delay_ms: 500, max_size: 10, ..GroupLimits::default() };
             World { g: Group::new("g", limits, 0), now: 0, next_token: 0, clients: vec![Client::default(); 4], pending: BTreeMap::new(), answered: BTreeSet::new(), fresh: 0 }
         }
 

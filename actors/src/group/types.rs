@@ -49,6 +49,20 @@ pub enum GroupError {
     /// A transaction's offsets from a producer a newer one has fenced.
     #[error("producer fenced")]
     ProducerFenced,
+    /// KIP-848: a member epoch the coordinator never gave this member (it must rejoin).
+    #[error("fenced member epoch")]
+    FencedMemberEpoch,
+    /// KIP-848: an older member epoch (the member retries once its heartbeat updates it).
+    #[error("stale member epoch")]
+    StaleMemberEpoch,
+    #[error("unsupported assignor")]
+    UnsupportedAssignor,
+    #[error("unreleased instance id")]
+    UnreleasedInstanceId,
+    #[error("invalid request")]
+    InvalidRequest,
+    #[error("invalid regular expression")]
+    InvalidRegularExpression,
 }
 
 /// Kafka's group states.
@@ -80,11 +94,23 @@ pub struct GroupLimits {
     pub max_session_timeout_ms: i32,
     pub initial_rebalance_delay_ms: i64,
     pub max_size: usize,
+    /// Consumer protocol (KIP-848): a member that sends no heartbeat for this long is removed
+    /// (Kafka's group.consumer.session.timeout.ms).
+    pub consumer_session_timeout_ms: i32,
+    /// How often consumer-protocol members heartbeat (group.consumer.heartbeat.interval.ms):
+    /// also how soon a member learns of a new assignment.
+    pub consumer_heartbeat_interval_ms: i32,
+}
+
+impl GroupLimits {
+    pub fn consumer(&self) -> super::consumer::ConsumerLimits {
+        super::consumer::ConsumerLimits { session_timeout_ms: self.consumer_session_timeout_ms as i64, heartbeat_interval_ms: self.consumer_heartbeat_interval_ms, max_size: self.max_size }
+    }
 }
 
 impl Default for GroupLimits {
     fn default() -> Self {
-        GroupLimits { min_session_timeout_ms: 6_000, max_session_timeout_ms: 1_800_000, initial_rebalance_delay_ms: 1_000, max_size: 1_000 }
+        GroupLimits { min_session_timeout_ms: 6_000, max_session_timeout_ms: 1_800_000, initial_rebalance_delay_ms: 1_000, max_size: 1_000, consumer_session_timeout_ms: 45_000, consumer_heartbeat_interval_ms: 5_000 }
     }
 }
 

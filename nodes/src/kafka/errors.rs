@@ -104,6 +104,12 @@ pub fn group_error(e: &GroupError) -> i16 {
         GroupError::GroupAuthorizationFailed => E::GroupAuthorizationFailed,
         GroupError::TopicAuthorizationFailed => E::TopicAuthorizationFailed,
         GroupError::ProducerFenced => E::ProducerFenced,
+        GroupError::FencedMemberEpoch => E::FencedMemberEpoch,
+        GroupError::StaleMemberEpoch => E::StaleMemberEpoch,
+        GroupError::UnsupportedAssignor => E::UnsupportedAssignor,
+        GroupError::UnreleasedInstanceId => E::UnreleasedInstanceId,
+        GroupError::InvalidRequest => E::InvalidRequest,
+        GroupError::InvalidRegularExpression => E::InvalidRegularExpression,
     }
     .code()
 }

@@ -2,7 +2,11 @@
 //! the internal topic reads the same as a Kafka broker's (tools that decode it work).
 //!
 //! Keys carry a version that says what they are: 0 and 1 are a committed offset
-//! (group, topic, partition), 2 is a group's metadata (group). Values are versioned on their
+//! (group, topic, partition), 2 is a group's metadata (group), 3 is the membership of a group
+//! of the consumer protocol (KIP-848; Kafka's ConsumerGroupMetadataKey has the same layout).
+//! The value of key 3 is Backwaters' own: value version [`CONSUMER_GROUP_VALUE_VERSION`] and
+//! a JSON snapshot of the whole group (Kafka splits it over six record types; one snapshot
+//! per change keeps replay trivial at the sizes groups have). Values are versioned on their
 //! own; a record with no value is a tombstone (the offset or group was deleted). Written:
 //! offset key v1 with value v3, group key v2 with value v3; read: every version Kafka wrote
 //! before its flexible (v4) values.
@@ -17,12 +21,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub enum GroupRecordKey {
     Offset { group: String, topic: String, partition: i32 },
     Group { group: String },
+    ConsumerGroup { group: String },
 }
+
+/// Value version of Backwaters' consumer-group snapshot (far from Kafka's own versions).
+pub const CONSUMER_GROUP_VALUE_VERSION: i16 = 0x4257;
 
 impl GroupRecordKey {
     pub fn group(&self) -> &str {
         match self {
-            GroupRecordKey::Offset { group, .. } | GroupRecordKey::Group { group } => group,
+            GroupRecordKey::Offset { group, .. } | GroupRecordKey::Group { group } | GroupRecordKey::ConsumerGroup { group } => group,
         }
     }
 }
@@ -73,8 +81,29 @@ pub fn encode_key(key: &GroupRecordKey) -> Bytes {
             b.put_i16(2);
             put_str(&mut b, group);
         }
+        GroupRecordKey::ConsumerGroup { group } => {
+            b.put_i16(3);
+            put_str(&mut b, group);
+        }
     }
     b.freeze()
+}
+
+/// A consumer-group snapshot value: the version, then the snapshot bytes.
+pub fn encode_consumer_group_value(snapshot: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(2 + snapshot.len());
+    b.put_i16(CONSUMER_GROUP_VALUE_VERSION);
+    b.extend_from_slice(snapshot);
+    b.freeze()
+}
+
+/// The snapshot bytes of a consumer-group value.
+pub fn decode_consumer_group_value(buf: &[u8]) -> Result<&[u8], String> {
+    match buf {
+        [hi, lo, rest @ ..] if i16::from_be_bytes([*hi, *lo]) == CONSUMER_GROUP_VALUE_VERSION => Ok(rest),
+        [hi, lo, ..] => Err(format!("unsupported consumer group value version {}", i16::from_be_bytes([*hi, *lo]))),
+        _ => Err("consumer group value shorter than its version".into()),
+    }
 }
 
 pub fn encode_offset_value(v: &OffsetValue) -> Bytes {
@@ -114,6 +143,7 @@ pub fn decode_key(buf: &[u8]) -> Result<GroupRecordKey, String> {
     let key = match r.i16()? {
         0 | 1 => GroupRecordKey::Offset { group: r.string()?, topic: r.string()?, partition: r.i32()? },
         2 => GroupRecordKey::Group { group: r.string()? },
+        3 => GroupRecordKey::ConsumerGroup { group: r.string()? },
         v => return Err(format!("unknown __consumer_offsets key version {v}")),
     };
     r.end()?;

@@ -23,11 +23,16 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
         .iter()
         .map(|b| MetadataResponseBroker::default().with_node_id(BrokerId(b.node_id)).with_host(str(&b.host)).with_port(b.port).with_rack(b.rack.as_deref().map(str)))
         .collect();
-    // v0: an empty list means all topics; v1+: null means all, empty means none.
-    let requested: Option<Vec<String>> = match req.topics {
+    // v0: an empty list means all topics; v1+: null means all, empty means none. From v10 a
+    // topic may be asked for by id (name null): KIP-848 consumers learn their assignment as ids.
+    let requested: Option<Vec<Result<String, uuid::Uuid>>> = match req.topics {
         None => None,
         Some(t) if t.is_empty() && v == 0 => None,
-        Some(t) => Some(t.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect()),
+        Some(t) => Some(t.into_iter().filter_map(|t| match t.name {
+            Some(n) => Some(Ok(n.0.to_string())),
+            None if v >= 10 && !t.topic_id.is_nil() => Some(Err(t.topic_id)),
+            None => None,
+        }).collect()),
     };
     let auto_create = v < 4 || req.allow_auto_topic_creation;
     let mut topics = Vec::new();
@@ -35,8 +40,20 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
     match requested {
         // All topics: those the requester may DESCRIBE, as Kafka lists them.
         None => topics.extend(ctx.node.topics().iter().filter(|t| ctx.visible_topic(&t.record.name)).map(|t| topic_entry(t, &departed, v))),
-        Some(names) => {
-            for name in names {
+        Some(asked) => {
+            for wanted in asked {
+                let name = match wanted {
+                    Ok(name) => name,
+                    Err(id) => {
+                        // An id the requester may not see is answered as unknown (ids are not secret,
+                        // names may be).
+                        topics.push(match ctx.node.topics().into_iter().find(|t| t.id() == id && ctx.visible_topic(&t.record.name)) {
+                            Some(t) => topic_entry(&t, &departed, v),
+                            None => MetadataResponseTopic::default().with_topic_id(id).with_error_code(ResponseError::UnknownTopicId.code()).with_topic_authorized_operations(AUTHORIZED_OPS_OMITTED),
+                        });
+                        continue;
+                    }
+                };
                 if !ctx.allowed_topic(op::DESCRIBE, &name) {
                     let code = ResponseError::TopicAuthorizationFailed.code();
                     topics.push(MetadataResponseTopic::default().with_name(Some(topic_name(&name))).with_error_code(code).with_topic_authorized_operations(AUTHORIZED_OPS_OMITTED));

@@ -2,7 +2,8 @@
 //! topics) all of them; v8+ asks for several groups at once. A partition without a commit
 //! gets offset -1 and no error, as in Kafka. With require_stable (v7+, read_committed
 //! consumers), a partition whose offset an open transaction is committing gets
-//! UNSTABLE_OFFSET_COMMIT, and the client asks again.
+//! UNSTABLE_OFFSET_COMMIT, and the client asks again. A consumer-protocol member (v9) gives its
+//! member id and epoch: an unknown member or another epoch is refused as a commit would be.
 
 use backwaters_actors::acl::op;
 use super::{str, topic_name, KafkaCtx, GROUP_CALL};
@@ -25,13 +26,14 @@ type Row = (String, i32, Committed);
 type Fetched = Result<Vec<Row>, GroupError>;
 
 /// Needs DESCRIBE on the group; offsets of topics the requester may not DESCRIBE are left out.
-async fn fetch(ctx: &KafkaCtx, group: &str, partitions: Option<Vec<(String, i32)>>, require_stable: bool) -> Fetched {
+/// `member`: a consumer-protocol member and its epoch (v9), checked as a commit would be.
+async fn fetch(ctx: &KafkaCtx, group: &str, partitions: Option<Vec<(String, i32)>>, member: Option<(String, i32)>, require_stable: bool) -> Fetched {
     let unstable = if require_stable {
         ctx.ask_group(op::DESCRIBE, group, GROUP_CALL, |reply| CoordinatorMsg::Unstable { group: group.to_string(), reply }).await?
     } else {
         Vec::new()
     };
-    let rows = ctx.ask_group(op::DESCRIBE, group, GROUP_CALL, |reply| CoordinatorMsg::Fetch { group: group.to_string(), partitions, reply }).await.and_then(|r| r)?;
+    let rows = ctx.ask_group(op::DESCRIBE, group, GROUP_CALL, |reply| CoordinatorMsg::Fetch { group: group.to_string(), partitions, member, reply }).await.and_then(|r| r)?;
     Ok(rows
         .into_iter()
         .filter(|(t, _, _)| ctx.visible_topic(t))
@@ -64,13 +66,14 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: OffsetFetchRequest) 
         let mut groups = Vec::with_capacity(req.groups.len());
         for g in &req.groups {
             let asked = g.topics.as_ref().map(|ts| ts.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p))).collect());
-            groups.push(group_v8(&g.group_id, fetch(ctx, &g.group_id, asked, req.require_stable).await));
+            let member = (v >= 9 && g.member_epoch >= 0).then(|| (super::opt_str(&g.member_id).unwrap_or_default(), g.member_epoch));
+            groups.push(group_v8(&g.group_id, fetch(ctx, &g.group_id, asked, member, req.require_stable).await));
         }
         return Some(OffsetFetchResponse::default().with_groups(groups));
     }
     let group = req.group_id.to_string();
     let asked: Option<Vec<(String, i32)>> = req.topics.as_ref().map(|ts| ts.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p))).collect());
-    let r = fetch(ctx, &group, asked.clone(), v >= 7 && req.require_stable).await;
+    let r = fetch(ctx, &group, asked.clone(), None, v >= 7 && req.require_stable).await;
     let resp = OffsetFetchResponse::default();
     Some(match r {
         Ok(rows) => resp.with_topics(
