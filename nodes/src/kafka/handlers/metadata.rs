@@ -29,8 +29,9 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
         None => None,
         Some(t) if t.is_empty() && v == 0 => None,
         Some(t) => Some(t.into_iter().filter_map(|t| match t.name {
+            // Asked by id: a null name (an empty one from some encoders) and a topic id.
+            _ if v >= 10 && !t.topic_id.is_nil() && t.name.as_ref().is_none_or(|n| n.is_empty()) => Some(Err(t.topic_id)),
             Some(n) => Some(Ok(n.0.to_string())),
-            None if v >= 10 && !t.topic_id.is_nil() => Some(Err(t.topic_id)),
             None => None,
         }).collect()),
     };
