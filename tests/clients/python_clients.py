@@ -120,6 +120,26 @@ took, ok = asyncio.run(aio_group())
 print("aiokafka group member: first record after %.2f s" % took)
 check(took < 5 and ok, "aiokafka joins a group, receives a record in under 5 s and commits")
 
+# KIP-848: librdkafka's consumer group protocol (the coordinator assigns).
+t0 = time.time()
+cc = Consumer({"bootstrap.servers": bs, "group.id": "py-kip848", "group.protocol": "consumer", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+cc.subscribe([GT])
+m = None
+while time.time() - t0 < 20:
+    m = cc.poll(0.5)
+    if m is not None and m.error() is None:
+        break
+took = time.time() - t0
+check(m is not None and m.error() is None, "confluent-kafka group.protocol=consumer receives a record (%.2f s)" % took)
+cc.commit(message=m, asynchronous=False)
+got = cc.committed([TopicPartition(GT, m.partition())], timeout=10)[0].offset
+check(got == m.offset() + 1, "confluent-kafka commit with its member epoch (committed %s)" % got)
+d = admin.describe_consumer_groups(["py-kip848"])["py-kip848"].result()
+check(str(d.type).endswith("CONSUMER") and len(d.members) == 1 and str(d.state).endswith("STABLE"), "confluent-kafka describe_consumer_groups of a consumer-protocol group (%s, %s, %d members)" % (d.type, d.state, len(d.members)))
+assigned = {(tp.topic, tp.partition) for tp in d.members[0].assignment.topic_partitions}
+check(assigned == {(GT, 0), (GT, 1)}, "its member owns both partitions (%s)" % sorted(assigned))
+cc.close()
+
 groups = {g.group_id for g in admin.list_consumer_groups().result().valid}
 check({"py-kafka-python", "py-aiokafka"} <= groups, "confluent-kafka list_consumer_groups (%s)" % sorted(groups))
 d = admin.describe_consumer_groups(["py-kafka-python"])["py-kafka-python"].result()
