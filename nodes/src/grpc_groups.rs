@@ -26,7 +26,7 @@ pub fn group_status(e: GroupError) -> Status {
 
 pub async fn list(node: &Node) -> Result<pb::ListGroupsResponse, Status> {
     let groups = node.list_groups().await.map_err(group_status)?;
-    Ok(pb::ListGroupsResponse { groups: groups.into_iter().map(|g| pb::GroupSummary { group_id: g.group_id, protocol_type: g.protocol_type, state: g.state.to_string() }).collect() })
+    Ok(pb::ListGroupsResponse { groups: groups.into_iter().map(|g| pb::GroupSummary { group_id: g.group_id, protocol_type: g.protocol_type, state: g.state.to_string(), group_type: g.group_type.to_string() }).collect() })
 }
 
 async fn describe_raw(node: &Node, group: &str) -> Result<GroupDescription, Status> {
@@ -72,6 +72,7 @@ pub async fn describe(node: &Node, group: &str) -> Result<pb::DescribeGroupRespo
         members,
         partitions: rows.into_values().collect(),
         coordinator: node.settings().node_id,
+        group_type: d.group_type.to_string(),
     })
 }
 

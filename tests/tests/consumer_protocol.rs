@@ -86,6 +86,11 @@ async fn librdkafka_members_share_hand_over_and_survive_a_coordinator_restart() 
     let owned: usize = d.members.iter().flat_map(|m| m.assignment.topic_partitions.iter()).map(|tp| tp.partitions.len()).sum();
     assert_eq!(owned, PARTITIONS as usize);
 
+    // The admin shell shows the same group (over gRPC): its type, assignor and members.
+    let out = backwaters_tests::output_within(std::process::Command::new(backwaters_tests::binary()).args(["shell", "--bootstrap", &node.grpc, "-c", "group describe siem"]), Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("consumer / uniform") && text.contains("group epoch") && text.matches("audit:").count() == 2, "{text}");
+
     produce(&node.kafka, "audit", 300..600).await;
     wait_until("both members to read the next 300 records", Duration::from_secs(30), || all_values(&[&a, &b]).len() == 600);
 

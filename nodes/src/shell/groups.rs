@@ -55,8 +55,8 @@ fn lag(p: &pb::GroupPartition) -> (String, String) {
 
 pub async fn list(api: &mut Api) -> Result<Out, String> {
     let r = api.admin.list_groups(pb::ListGroupsRequest {}).await.map_err(status_error)?.into_inner();
-    let rows = r.groups.into_iter().map(|g| vec![g.group_id, g.state, g.protocol_type]).collect();
-    Ok(Out::table(None, &["group", "state", "protocol type"], rows))
+    let rows = r.groups.into_iter().map(|g| vec![g.group_id, g.state, g.protocol_type, g.group_type]).collect();
+    Ok(Out::table(None, &["group", "state", "protocol type", "type"], rows))
 }
 
 pub async fn describe(api: &mut Api, group: String) -> Result<Out, String> {
@@ -64,8 +64,9 @@ pub async fn describe(api: &mut Api, group: String) -> Result<Out, String> {
     let summary = Out::fields(&[
         ("group", d.group_id.clone()),
         ("state", d.state.clone()),
+        ("type", d.group_type.clone()),
         ("protocol", format!("{} / {}", d.protocol_type, if d.protocol.is_empty() { "-" } else { &d.protocol })),
-        ("generation", d.generation.to_string()),
+        (if d.group_type == "consumer" { "group epoch" } else { "generation" }, d.generation.to_string()),
         ("leader", if d.leader.is_empty() { "-".into() } else { d.leader.clone() }),
         ("coordinator", d.coordinator.to_string()),
     ]);
