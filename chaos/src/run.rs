@@ -1,7 +1,7 @@
 //! The runner: starts a cluster of real node processes over the three zones, runs producers
-//! (librdkafka, idempotent, acks=all), transactional producers and a consumer group against it, injects faults on a
-//! schedule drawn from the seed, heals, lets the cluster settle, reads everything back and
-//! hands the history to the checker.
+//! (librdkafka, idempotent, acks=all), transactional producers and consumer groups (classic
+//! and KIP-848) against it, injects faults on a schedule drawn from the seed, heals, lets the
+//! cluster settle, reads everything back and hands the history to the checker.
 
 use crate::checker::{check, Report};
 use crate::history::{Op, Recorder};
@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 
 pub const TOPIC: &str = "chaos";
 const GROUP: &str = "chaos-readers";
+/// Two members of the consumer group protocol (KIP-848): the coordinator assigns and moves
+/// partitions between them while nodes die.
+const GROUP_848: &str = "chaos-readers-848";
 const ZONES: [&str; 3] = ["east", "central", "west"];
 
 #[derive(Debug, Clone)]
@@ -250,16 +253,17 @@ async fn produce(k: u32, bootstrap: String, partitions: i32, rec: Arc<Recorder>,
 }
 
 /// A group member that reads and commits every second, recording its commits (committed
-/// offsets of a group must never go backwards).
-fn consume_group(bootstrap: String, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", GROUP)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .create()
-        .expect("consumer");
+/// offsets of a group must never go backwards). `group` is [`GROUP`] (classic protocol) or
+/// [`GROUP_848`] (consumer protocol).
+fn consume_group(bootstrap: String, group: &'static str, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &bootstrap).set("group.id", group).set("enable.auto.commit", "false").set("auto.offset.reset", "earliest");
+    if group == GROUP_848 {
+        config.set("group.protocol", "consumer");
+    } else {
+        config.set("session.timeout.ms", "10000");
+    }
+    let c: BaseConsumer = config.create().expect("consumer");
     c.subscribe(&[TOPIC]).expect("subscribe");
     let mut last_commit = Instant::now();
     while !stop.load(Ordering::SeqCst) {
@@ -281,7 +285,7 @@ fn consume_group(bootstrap: String, rec: Arc<Recorder>, stop: Arc<AtomicBool>) {
                 if c.commit(&pos, CommitMode::Sync).is_ok() {
                     for e in pos.elements() {
                         if let rdkafka::Offset::Offset(o) = e.offset() {
-                            rec.record(Op::Commit { t: rec.now(), group: GROUP.into(), partition: e.partition(), offset: o });
+                            rec.record(Op::Commit { t: rec.now(), group: group.into(), partition: e.partition(), offset: o });
                         }
                     }
                 }
@@ -427,10 +431,13 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
         })
         .collect();
     let group_stop = Arc::new(AtomicBool::new(false));
-    let group = {
-        let (b, r, s) = (bootstrap.clone(), rec.clone(), group_stop.clone());
-        std::thread::spawn(move || consume_group(b, r, s))
-    };
+    let group: Vec<_> = [GROUP, GROUP_848, GROUP_848]
+        .into_iter()
+        .map(|g| {
+            let (b, r, s) = (bootstrap.clone(), rec.clone(), group_stop.clone());
+            std::thread::spawn(move || consume_group(b, g, r, s))
+        })
+        .collect();
 
     // Nemesis.
     let mut rng = StdRng::seed_from_u64(opts.seed);
@@ -535,14 +542,14 @@ pub async fn run(opts: Options) -> Result<Outcome, String> {
     // then leave the thread behind (it holds nothing the check needs).
     let group_done = tokio::task::spawn_blocking(move || {
         let t = Instant::now();
-        while !group.is_finished() && t.elapsed() < Duration::from_secs(30) {
+        while !group.iter().all(|g| g.is_finished()) && t.elapsed() < Duration::from_secs(30) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        group.is_finished()
+        group.iter().all(|g| g.is_finished())
     })
     .await
     .unwrap_or(false);
-    eprintln!("chaos: group member stopped{}", if group_done { "" } else { " (no: its thread is left running)" });
+    eprintln!("chaos: group members stopped{}", if group_done { "" } else { " (no: a thread is left running)" });
     let t = Instant::now();
     settle_replicas(&nodes, opts.partitions, &rec).await;
     eprintln!("chaos: replicas compared after {:.1}s", t.elapsed().as_secs_f64());
