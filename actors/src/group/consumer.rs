@@ -235,7 +235,9 @@ impl ConsumerGroup {
                 // assignment its instance left (the old id owns nothing any more).
                 Some((old, true)) => {
                     let mut m = self.members.remove(&old).expect("found");
-                    self.target.remove(&old).map(|t| self.target.insert(id.clone(), t));
+                    if let Some(t) = self.target.remove(&old) {
+                        self.target.insert(id.clone(), t);
+                    }
                     m.id = id.clone();
                     m.epoch = self.assignment_epoch;
                     m.previous_epoch = self.assignment_epoch;

@@ -573,7 +573,7 @@ impl<T> Group<T> {
             return Err(GroupError::CoordinatorNotAvailable);
         }
         if generation < 0 && member_id.is_empty() && instance_id.is_none() {
-            return if self.is_empty() { Ok(()) } else { Err(GroupError::UnknownMemberId) };
+            return if self.phase == Phase::Empty && self.consumer.members.is_empty() { Ok(()) } else { Err(GroupError::UnknownMemberId) };
         }
         if !self.consumer.members.is_empty() {
             return self.consumer.validate_commit(member_id, generation);
