@@ -123,6 +123,8 @@ pub struct GroupDescription {
 }
 
 type PartitionResults = Result<Vec<Result<(), GroupError>>, GroupError>;
+/// Committed offsets by (topic, partition); None where nothing was committed.
+pub type FetchedOffsets = Result<Vec<(String, i32, Option<OffsetValue>)>, GroupError>;
 
 pub enum CoordinatorMsg {
     Join(String, JoinRequest, RpcReplyPort<JoinResult>),
@@ -132,7 +134,7 @@ pub enum CoordinatorMsg {
     Commit { group: String, member_id: String, instance_id: Option<String>, generation: i32, offsets: Vec<CommitOffset>, reply: RpcReplyPort<PartitionResults> },
     /// `None` partitions: every committed offset of the group. `member`: a consumer-protocol
     /// member fetching (OffsetFetch v9) with its epoch, checked like a commit.
-    Fetch { group: String, partitions: Option<Vec<(String, i32)>>, member: Option<(String, i32)>, reply: RpcReplyPort<Result<Vec<(String, i32, Option<OffsetValue>)>, GroupError>> },
+    Fetch { group: String, partitions: Option<Vec<(String, i32)>>, member: Option<(String, i32)>, reply: RpcReplyPort<FetchedOffsets> },
     List(RpcReplyPort<Vec<GroupListing>>),
     Describe(String, RpcReplyPort<Option<GroupDescription>>),
     /// ConsumerGroupHeartbeat (KIP-848). `topics`: every topic the member may see, with its
