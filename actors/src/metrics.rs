@@ -73,6 +73,8 @@ pub struct IngestCounters {
     pub written: Counter,
     pub connections_opened: Counter,
     pub connections_closed: Counter,
+    /// Messages refused by the ACLs (the sender may not WRITE their topic).
+    pub denied: Counter,
 }
 
 /// Every metric of a node.
@@ -142,13 +144,15 @@ impl Metrics {
         if all.is_empty() {
             return;
         }
-        let rows: [(&str, &str, fn(&IngestCounters) -> u64); 7] = [
+        type Row = (&'static str, &'static str, fn(&IngestCounters) -> u64);
+        let rows: [Row; 8] = [
             ("backwaters_ingest_received_total", "Messages received by an ingest listener", |c| c.received.get()),
             ("backwaters_ingest_parsed_total", "Messages parsed as syslog (or valid JSON for HTTP)", |c| c.parsed.get()),
             ("backwaters_ingest_failed_total", "Messages that did not parse (stored with a parse-failure tag)", |c| c.failed.get()),
             ("backwaters_ingest_dropped_total", "Messages dropped (UDP overload, refused frames)", |c| c.dropped.get()),
             ("backwaters_ingest_bytes_total", "Message bytes received", |c| c.bytes.get()),
             ("backwaters_ingest_written_total", "Records committed to topics", |c| c.written.get()),
+            ("backwaters_ingest_denied_total", "Messages refused by the ACLs (no WRITE on their topic)", |c| c.denied.get()),
             ("backwaters_ingest_connections", "Open connections", |c| c.connections_opened.get().saturating_sub(c.connections_closed.get())),
         ];
         for (name, help, get) in rows {

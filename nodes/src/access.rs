@@ -40,6 +40,8 @@ const MAX_VERIFIED: usize = 1024;
 pub enum Api {
     Grpc,
     Http,
+    /// Syslog and RELP listeners.
+    Syslog,
 }
 
 /// A refusal: the caller is not who it claims (wrong password, malformed header), or may
@@ -124,7 +126,8 @@ impl Access {
             let m = self.node.metrics();
             match api {
                 Api::Grpc => m.grpc_login_failures.inc(),
-                Api::Http => m.http_login_failures.inc(),
+                // Syslog senders never log in with a password.
+                Api::Http | Api::Syslog => m.http_login_failures.inc(),
             }
             tracing::info!(user = %user, ?api, "login refused: unknown user or wrong password");
             Refusal::Unauthenticated(format!("login as {user:?} failed: unknown user or wrong password"))
@@ -151,6 +154,11 @@ impl Access {
         Ok(user)
     }
 
+    /// Whether ACLs are enforced at all (`[authorization]`).
+    pub fn enforcing(&self) -> bool {
+        self.authz.is_some()
+    }
+
     /// Whether `caller` may do `operation` on the resource (no logging: for filtering lists).
     pub fn may(&self, caller: &Caller, operation: i8, resource_type: i8, name: &str) -> bool {
         match (caller, &self.authz) {
@@ -173,6 +181,8 @@ impl Access {
         match api {
             Api::Grpc => self.node.metrics().grpc_authorization_denied.inc(),
             Api::Http => self.node.metrics().http_authorization_denied.inc(),
+            // Counted per listener by the caller (backwaters_ingest_denied_total).
+            Api::Syslog => {}
         }
         let Caller::User(who) = caller else { unreachable!("nodes may do everything") };
         let what = match resource_type {

@@ -258,7 +258,7 @@ impl ClusterConfig {
         };
         for n in &mut c.nodes {
             rebase(&mut n.data_dir);
-            let ingest = n.ingest.iter_mut().flat_map(|l| [l.tls_cert.as_mut(), l.tls_key.as_mut()]);
+            let ingest = n.ingest.iter_mut().flat_map(|l| [l.tls_cert.as_mut(), l.tls_key.as_mut(), l.tls_client_ca.as_mut()]);
             ingest.chain([n.tls_cert.as_mut(), n.tls_key.as_mut()]).flatten().for_each(rebase);
         }
         if let Some(t) = &mut c.tls {

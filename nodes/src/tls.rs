@@ -176,12 +176,23 @@ fn server_config(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static
     builder.with_single_cert(chain, key).map_err(|e| e.to_string())
 }
 
-/// A TLS server from a certificate and a key file (`(field, path)`), without client
-/// certificates: the syslog-tls listeners.
-pub fn acceptor_from_files(cert: (&str, &Path), key_file: (&str, &Path)) -> Result<tokio_rustls::TlsAcceptor, String> {
+/// A TLS server from a certificate and a key file (`(field, path)`): the syslog-tls
+/// listeners. With `client_ca` (RFC 5425's mutual authentication), every sender must show a
+/// certificate that CA signed; its subject is the sender's principal for the ACLs.
+pub fn acceptor_from_files(cert: (&str, &Path), key_file: (&str, &Path), client_ca: Option<(&str, &Path)>) -> Result<tokio_rustls::TlsAcceptor, String> {
     let chain = certs(cert.0, cert.1, &read(cert.0, cert.1)?)?;
     let key = key(key_file.0, key_file.1, &read(key_file.0, key_file.1)?)?;
-    let config = server_config(chain, key, None).map_err(|e| format!("{}/{}: {e}", cert.0, key_file.0))?;
+    let roots = match client_ca {
+        Some((field, path)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in certs(field, path, &read(field, path)?)? {
+                roots.add(c).map_err(|e| format!("{field} {}: {e}", path.display()))?;
+            }
+            Some(Arc::new(roots))
+        }
+        None => None,
+    };
+    let config = server_config(chain, key, roots).map_err(|e| format!("{}/{}: {e}", cert.0, key_file.0))?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -117,6 +117,10 @@ pub struct IngestConfig {
     pub tls_cert: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates (syslog-tls): senders must show a certificate one of them signed
+    /// (RFC 5425 mutual authentication); its subject is the sender's principal for the ACLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Accepted Splunk HEC tokens (http); empty: the HEC endpoint is off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hec_tokens: Vec<String>,
@@ -156,6 +160,7 @@ impl IngestConfig {
             routes: vec![],
             tls_cert: None,
             tls_key: None,
+            tls_client_ca: None,
             hec_tokens: vec![],
             max_message_bytes: if kind == Kind::Http { 10 << 20 } else { default_max_bytes() },
             rfc3164_year: None,
@@ -198,6 +203,11 @@ impl IngestConfig {
                     return Err(format!("{field}: {} is not a readable file", p.display()));
                 }
             }
+        }
+        match &self.tls_client_ca {
+            Some(_) if self.kind != Kind::SyslogTls => return Err(format!("tls_client_ca: only a syslog-tls listener checks client certificates (this one is {})", self.kind.name())),
+            Some(p) if !p.is_file() => return Err(format!("tls_client_ca: {} is not a readable file", p.display())),
+            _ => {}
         }
         if !(256..=(256 << 20)).contains(&self.max_message_bytes) {
             return Err(format!("max_message_bytes: {} must be between 256 and {}", self.max_message_bytes, 256 << 20));

@@ -23,7 +23,7 @@ pub async fn start(node: &Node, cfgs: &[IngestConfig], access: &Arc<crate::acces
     let mut addrs = Vec::new();
     for cfg in cfgs {
         let name = cfg.name();
-        let sink = Arc::new(sink::Sink::new(node.clone(), cfg.clone()).map_err(|e| format!("ingest {name}: {e}"))?);
+        let sink = Arc::new(sink::Sink::new(node.clone(), cfg.clone(), access.clone()).map_err(|e| format!("ingest {name}: {e}"))?);
         let bind_err = |e: std::io::Error| format!("ingest {name}: cannot listen on {}: {e}", cfg.listen);
         let run: RunFn = match cfg.kind {
             Kind::SyslogUdp => {
@@ -38,7 +38,10 @@ pub async fn start(node: &Node, cfgs: &[IngestConfig], access: &Arc<crate::acces
                 let l = Arc::new(std::net::TcpListener::bind(&cfg.listen).map_err(bind_err)?);
                 addrs.push(l.local_addr().map_err(|e| e.to_string())?.to_string());
                 let tls = match (cfg.kind, &cfg.tls_cert, &cfg.tls_key) {
-                    (Kind::SyslogTls, Some(c), Some(k)) => Some(crate::tls::acceptor_from_files(("tls_cert", c), ("tls_key", k)).map_err(|e| format!("ingest {name}: {e}"))?),
+                    (Kind::SyslogTls, Some(c), Some(k)) => {
+                        let client_ca = cfg.tls_client_ca.as_deref().map(|p| ("tls_client_ca", p));
+                        Some(crate::tls::acceptor_from_files(("tls_cert", c), ("tls_key", k), client_ca).map_err(|e| format!("ingest {name}: {e}"))?)
+                    }
                     (Kind::SyslogTls, ..) => return Err(format!("ingest {name}: syslog-tls needs tls_cert and tls_key")),
                     _ => None,
                 };

@@ -1,6 +1,8 @@
 //! RELP (rsyslog's omrelp): each `syslog` frame is answered `200 OK` only after its record is
 //! durable (acks=all); a write that fails closes the connection unanswered, so rsyslog
-//! resends every unacknowledged message after it reconnects.
+//! resends every unacknowledged message after it reconnects. With `[authorization]`, a
+//! message whose topic `User:ANONYMOUS` (from the sender's address) may not WRITE is
+//! answered `500` with the reason.
 //!
 //! A connection is a reader (frames, parses) and a writer (appends, then answers in order)
 //! joined by a bounded queue; answers to `open` and `close` go through the same queue so
@@ -33,6 +35,8 @@ pub async fn serve(sink: Arc<Sink>, listener: std::net::TcpListener, stop: watch
 }
 
 async fn connection(sink: Arc<Sink>, stream: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) -> Result<(), String> {
+    // RELP has no login: the sender is User:ANONYMOUS from its address for the ACLs.
+    let caller = sink.caller(None, Some(peer.ip()));
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Item>(QUEUE_BATCHES);
@@ -103,11 +107,17 @@ async fn connection(sink: Arc<Sink>, stream: TcpStream, peer: SocketAddr, stop: 
                 }
                 _ if !opened => break 'read Err(format!("{} before open", frame.command)),
                 "syslog" => {
-                    records.push((frame.txnr, sink.syslog(&frame.data, Some(peer.ip()), "relp")));
-                    if records.len() >= BATCH_MESSAGES {
-                        Some(Item::Records(std::mem::take(&mut records)))
+                    let mut one = vec![sink.syslog(&frame.data, Some(peer.ip()), "relp")];
+                    if let Some(why) = sink.authorize(&caller, &mut one) {
+                        // Answered in frame order: what came before goes first. rsyslog keeps
+                        // a refused message and retries it.
+                        if !records.is_empty() && tx.send(Item::Records(std::mem::take(&mut records))).await.is_err() {
+                            break 'read Err("writer stopped".into());
+                        }
+                        Some(Item::Answer(encode(frame.txnr, "rsp", format!("500 {why}").as_bytes())))
                     } else {
-                        None
+                        records.extend(one.into_iter().map(|r| (frame.txnr, r)));
+                        (records.len() >= BATCH_MESSAGES).then(|| Item::Records(std::mem::take(&mut records)))
                     }
                 }
                 "close" => {

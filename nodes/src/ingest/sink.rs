@@ -14,7 +14,10 @@ use backwaters_proto::syslog::parse::{parse, Rfc3164Rules};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::access::{Access, Api, Caller, Refusal};
+use crate::kafka::authz::ANONYMOUS;
+use backwaters_actors::acl::Requester;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,14 +52,86 @@ pub struct Sink {
     pub counters: Arc<IngestCounters>,
     rules: Rfc3164Rules,
     round_robin: AtomicU64,
+    access: Arc<Access>,
+    /// When a refusal was last logged at warn level (milliseconds; UDP refusals can come in
+    /// floods: one line a minute, the rest counted).
+    last_denied_log_ms: AtomicI64,
 }
 
 impl Sink {
-    pub fn new(node: Node, cfg: IngestConfig) -> Result<Sink, String> {
+    pub fn new(node: Node, cfg: IngestConfig, access: Arc<Access>) -> Result<Sink, String> {
         let rules = cfg.rfc3164_rules()?;
         let name = cfg.name();
         let counters = node.metrics().ingest(&name);
-        Ok(Sink { node, cfg, name, counters, rules, round_robin: AtomicU64::new(0) })
+        Ok(Sink { node, cfg, name, counters, rules, round_robin: AtomicU64::new(0), access, last_denied_log_ms: AtomicI64::new(i64::MIN) })
+    }
+
+    /// Who a syslog or RELP sender is: the subject of its TLS client certificate, else
+    /// `User:ANONYMOUS` (as a Kafka client on a listener without login), from `peer`.
+    pub fn caller(&self, certificate_subject: Option<String>, peer: Option<IpAddr>) -> Caller {
+        Caller::User(Requester { principal: certificate_subject.unwrap_or_else(|| ANONYMOUS.to_string()), host: peer.map(|ip| ip.to_string()).unwrap_or_default() })
+    }
+
+    /// The ACL check of syslog and RELP senders: `caller` needs WRITE on each record's topic
+    /// (and CREATE for one a write would create), as a Kafka producer does. Records it may
+    /// not write are taken out of `batch` and counted; the first refusal is returned (a stream
+    /// listener closes the connection with it, RELP answers it). Without `[authorization]`
+    /// everything passes.
+    pub fn authorize(&self, caller: &Caller, batch: &mut Vec<Prepared>) -> Option<String> {
+        if !self.access.enforcing() {
+            return None;
+        }
+        let mut refusal: Option<String> = None;
+        let mut verdicts: BTreeMap<String, bool> = BTreeMap::new();
+        batch.retain(|r| {
+            let ok = *verdicts.entry(r.topic.clone()).or_insert_with(|| self.verdict(caller, &r.topic, &mut refusal));
+            if !ok {
+                self.counters.denied.inc();
+            }
+            ok
+        });
+        self.log_refusal(refusal.as_deref());
+        refusal
+    }
+
+    /// As [`Sink::authorize`] for datagrams, each from its own sender address.
+    pub fn authorize_each(&self, items: Vec<(IpAddr, Prepared)>) -> Vec<Prepared> {
+        if !self.access.enforcing() {
+            return items.into_iter().map(|(_, p)| p).collect();
+        }
+        let mut refusal: Option<String> = None;
+        let mut verdicts: BTreeMap<(IpAddr, String), bool> = BTreeMap::new();
+        let mut out = Vec::with_capacity(items.len());
+        for (ip, p) in items {
+            let ok = *verdicts.entry((ip, p.topic.clone())).or_insert_with(|| self.verdict(&self.caller(None, Some(ip)), &p.topic, &mut refusal));
+            if ok {
+                out.push(p);
+            } else {
+                self.counters.denied.inc();
+            }
+        }
+        self.log_refusal(refusal.as_deref());
+        out
+    }
+
+    fn verdict(&self, caller: &Caller, topic: &str, refusal: &mut Option<String>) -> bool {
+        match self.access.require_write(Api::Syslog, caller, topic) {
+            Ok(()) => true,
+            Err(Refusal::Denied { message, .. } | Refusal::Unauthenticated(message)) => {
+                refusal.get_or_insert(message);
+                false
+            }
+        }
+    }
+
+    fn log_refusal(&self, refusal: Option<&str>) {
+        if let Some(why) = refusal {
+            let now = self.node.now_ms();
+            let last = self.last_denied_log_ms.load(Ordering::Relaxed);
+            if now.saturating_sub(last) >= 60_000 && self.last_denied_log_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                tracing::warn!(listener = %self.name, reason = %why, "ingest refused by the ACLs (further refusals within a minute are only counted: backwaters_ingest_denied_total)");
+            }
+        }
     }
 
     /// One syslog message as a record: parsed (or tagged as a failure), routed and keyed.

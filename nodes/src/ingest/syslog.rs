@@ -5,8 +5,15 @@
 //! append. Under load each append carries what arrived during the previous one; when the
 //! queue is full the reader stops reading, so TCP pushes back on the sender. UDP cannot push
 //! back: what does not fit the queue is dropped and counted.
+//!
+//! With `[authorization]`, a sender needs WRITE on the topics its messages go to (Kafka's
+//! ACLs, as a producer): a TLS sender with a client certificate (`tls_client_ca`) is the
+//! certificate's subject, any other one `User:ANONYMOUS` from its address. A refused
+//! message closes a stream connection; refused datagrams are dropped. Both are counted in
+//! `backwaters_ingest_denied_total`.
 
 use super::sink::{Prepared, Sink, WriteError};
+use crate::access::Caller;
 use backwaters_proto::syslog::framing::next_frame;
 use bytes::BytesMut;
 use std::net::{IpAddr, SocketAddr};
@@ -60,13 +67,18 @@ pub async fn serve_udp(sink: Arc<Sink>, socket: std::net::UdpSocket, mut stop: w
             r = socket.recv_from(&mut buf) => r.map_err(|e| format!("udp receive: {e}"))?,
             _ = stop.changed() => break,
         };
-        let mut batch = vec![sink.syslog(&buf[..n], Some(from.ip()), "syslog")];
+        let mut received = vec![(from.ip(), sink.syslog(&buf[..n], Some(from.ip()), "syslog"))];
         // Take whatever else already arrived, without waiting.
-        while batch.len() < BATCH_MESSAGES {
+        while received.len() < BATCH_MESSAGES {
             match socket.try_recv_from(&mut buf) {
-                Ok((n, from)) => batch.push(sink.syslog(&buf[..n], Some(from.ip()), "syslog")),
+                Ok((n, from)) => received.push((from.ip(), sink.syslog(&buf[..n], Some(from.ip()), "syslog"))),
                 Err(_) => break,
             }
+        }
+        // Datagrams carry no identity: each sender is User:ANONYMOUS from its address.
+        let batch = sink.authorize_each(received);
+        if batch.is_empty() {
+            continue;
         }
         let len = batch.len() as u64;
         if let Err(e) = tx.try_send(batch) {
@@ -123,9 +135,16 @@ pub async fn serve_tcp(sink: Arc<Sink>, listener: std::net::TcpListener, tls: Op
         let tls = tls.clone();
         async move {
             match tls {
-                None => connection(sink, stream, peer, stop).await,
+                None => {
+                    let caller = sink.caller(None, Some(peer.ip()));
+                    connection(sink, stream, peer, caller, stop).await
+                }
                 Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => connection(sink, s, peer, stop).await,
+                    Ok(Ok(s)) => {
+                        let subject = s.get_ref().1.peer_certificates().and_then(|c| c.first().and_then(crate::tls::principal_of));
+                        let caller = sink.caller(subject, Some(peer.ip()));
+                        connection(sink, s, peer, caller, stop).await
+                    }
                     Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
                     Err(_) => Err("TLS handshake timed out".into()),
                 },
@@ -135,8 +154,9 @@ pub async fn serve_tcp(sink: Arc<Sink>, listener: std::net::TcpListener, tls: Op
     .await
 }
 
-/// One stream: frames in, durable appends out.
-async fn connection<S: AsyncRead + Unpin>(sink: Arc<Sink>, mut s: S, peer: SocketAddr, stop: watch::Receiver<bool>) -> Result<(), String> {
+/// One stream: frames in, durable appends out. A message `caller` may not write (ACLs) closes
+/// the connection: the sender learns of it and keeps what it could not deliver.
+async fn connection<S: AsyncRead + Unpin>(sink: Arc<Sink>, mut s: S, peer: SocketAddr, caller: Caller, stop: watch::Receiver<bool>) -> Result<(), String> {
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
     let w = tokio::spawn(writer(sink.clone(), rx, stop.clone()));
     let ip: Option<IpAddr> = Some(peer.ip());
@@ -159,7 +179,15 @@ async fn connection<S: AsyncRead + Unpin>(sink: Arc<Sink>, mut s: S, peer: Socke
         let mut batch = Vec::new();
         loop {
             match next_frame(&mut buf, max) {
-                Ok(Some(f)) => batch.push(sink.syslog(&f, ip, "syslog")),
+                Ok(Some(f)) => {
+                    let mut one = vec![sink.syslog(&f, ip, "syslog")];
+                    if let Some(why) = sink.authorize(&caller, &mut one) {
+                        result = Err(format!("refused by the ACLs: {why}"));
+                        let _ = tx.send(batch).await;
+                        break 'read;
+                    }
+                    batch.extend(one);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     sink.counters.dropped.inc();
@@ -177,7 +205,11 @@ async fn connection<S: AsyncRead + Unpin>(sink: Arc<Sink>, mut s: S, peer: Socke
         if n == 0 {
             // The sender closed: a last line without LF still counts.
             if !buf.is_empty() && !buf[0].is_ascii_digit() {
-                batch.push(sink.syslog(&buf.split(), ip, "syslog"));
+                let mut one = vec![sink.syslog(&buf.split(), ip, "syslog")];
+                if let Some(why) = sink.authorize(&caller, &mut one) {
+                    result = Err(format!("refused by the ACLs: {why}"));
+                }
+                batch.extend(one);
             }
             let _ = tx.send(batch).await;
             break;
