@@ -34,14 +34,28 @@ struct Client {
 }
 
 impl Client {
-    /// One heartbeat; the client takes any assignment it is given at once (revoking what
-    /// the new one leaves out) and reports what it owns.
-    fn beat(&mut self, g: &mut ConsumerGroup, now: i64, t: &BTreeMap<String, i32>) -> ConsumerHeartbeatResult {
+    /// The heartbeat the client sends now (every field after a lost answer).
+    fn request(&self, g: &ConsumerGroup) -> ConsumerHeartbeat {
         let mut req = ConsumerHeartbeat { member_id: self.id.clone(), member_epoch: self.epoch, rebalance_timeout_ms: -1, owned: Some(self.owned.clone()), ..Default::default() };
-        if std::mem::take(&mut self.full) {
+        if self.full {
             req.rebalance_timeout_ms = 60_000;
             req.subscribed_names = Some(g.members.get(&self.id).map(|m| m.subscribed_names.clone()).unwrap_or_default());
         }
+        req
+    }
+
+    /// A heartbeat whose answer never arrives: the group acts on it, the client learns
+    /// nothing and sends every field next time.
+    fn lose_answer(&mut self, g: &mut ConsumerGroup, now: i64, t: &BTreeMap<String, i32>) {
+        g.heartbeat(now, self.request(g), t, LIMITS);
+        self.full = true;
+    }
+
+    /// One heartbeat; the client takes any assignment it is given at once (revoking what
+    /// the new one leaves out) and reports what it owns.
+    fn beat(&mut self, g: &mut ConsumerGroup, now: i64, t: &BTreeMap<String, i32>) -> ConsumerHeartbeatResult {
+        let req = self.request(g);
+        self.full = false;
         let r = g.heartbeat(now, req, t, LIMITS);
         if r.error == Some(GroupError::FencedMemberEpoch) {
             // Fenced: the client drops what it owns and rejoins.
@@ -295,9 +309,7 @@ proptest! {
                 }
                 Op::LostBeat(i) => {
                     if let Some(c) = clients.get_mut(&i) {
-                        let mut ghost = c.clone();
-                        ghost.beat(&mut g, now, &t);
-                        c.full = true;
+                        c.lose_answer(&mut g, now, &t);
                     }
                 }
                 Op::Grow(n) => {
