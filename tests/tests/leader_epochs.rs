@@ -62,6 +62,20 @@ fn fetch(kafka: &str, offset: i64, current: i32) -> (i16, Vec<(i64, i32)>) {
     (p.error_code, batches)
 }
 
+/// Fetch v16 by topic id (KIP-516 ids from v13, KIP-951 leader hints from v16).
+fn fetch_v16(kafka: &str, topic_id: uuid::Uuid, offset: i64, current: i32) -> FetchResponse {
+    let part = FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_current_leader_epoch(current).with_partition_max_bytes(1 << 20);
+    let req = FetchRequest::default().with_replica_id(BrokerId(-1)).with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![FetchTopic::default().with_topic_id(topic_id).with_partitions(vec![part])]);
+    call(&mut connect(kafka), ApiKey::Fetch, 16, &req)
+}
+
+/// The topic's id (Metadata v12).
+fn topic_id(kafka: &str) -> uuid::Uuid {
+    let req = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name()))]));
+    let r: MetadataResponse = call(&mut connect(kafka), ApiKey::Metadata, 12, &req);
+    r.topics[0].topic_id
+}
+
 /// ListOffsets v7 for `timestamp` (-1 latest, -2 earliest): (error, offset, epoch).
 fn list_offset(kafka: &str, timestamp: i64, current: i32) -> (i16, i64, i32) {
     let part = ListOffsetsPartition::default().with_partition_index(0).with_timestamp(timestamp).with_current_leader_epoch(current);
@@ -196,6 +210,22 @@ async fn leader_epochs_are_raft_terms_and_consumers_validate_across_a_leader_cha
         assert_eq!((p.current_leader.leader_id.0, p.current_leader.leader_epoch), (to, e2));
         let port: i32 = new.rsplit(':').next().unwrap().parse().unwrap();
         assert!(r.node_endpoints.iter().any(|e| e.node_id.0 == to && e.port == port), "{:?}", r.node_endpoints);
+
+        // Fetch v16 by topic id: the old leader (now a follower) fences a stale epoch and names
+        // the new leader with its address (KIP-951); an unknown id is UNKNOWN_TOPIC_ID; the
+        // new leader serves the records under the topic's id.
+        let id = topic_id(&new);
+        let r = fetch_v16(&old, id, 10, e1);
+        let p = &r.responses[0].partitions[0];
+        assert_eq!((r.responses[0].topic_id, p.error_code), (id, ResponseError::FencedLeaderEpoch.code()));
+        assert_eq!((p.current_leader.leader_id.0, p.current_leader.leader_epoch), (to, e2));
+        assert!(r.node_endpoints.iter().any(|e| e.node_id.0 == to && e.port == port), "{:?}", r.node_endpoints);
+        let r = fetch_v16(&new, uuid::Uuid::from_u128(7), 0, -1);
+        assert_eq!(r.responses[0].partitions[0].error_code, ResponseError::UnknownTopicId.code());
+        let r = fetch_v16(&new, id, 10, e2);
+        let p = &r.responses[0].partitions[0];
+        assert_eq!((r.responses[0].topic_id, p.error_code, p.current_leader.leader_id.0), (id, 0, -1));
+        assert_eq!(split_batches(p.records.as_ref().unwrap()).unwrap().first().map(|(h, _)| h.base_offset), Some(10));
 
         // Fetch: a stale epoch is fenced, a future one unknown; the new batches carry e2.
         assert_eq!(fetch(&new, 10, e1).0, ResponseError::FencedLeaderEpoch.code());

@@ -17,29 +17,35 @@
 //! answers FENCED_LEADER_EPOCH (the consumer's is older) or UNKNOWN_LEADER_EPOCH (newer).
 //! Fetch sessions (KIP-227) are not kept: every answer is a full one with session id 0, which
 //! clients take as "no session".
+//! From v13 topics are named by id (an unknown id is UNKNOWN_TOPIC_ID). From v16 (KIP-951) a
+//! partition refused with NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names the leader this
+//! node knows (`current_leader`) and the answer carries its address (`node_endpoints`), so
+//! the consumer moves at once instead of after a metadata refresh.
 
-use super::{topic_name, KafkaCtx};
+use super::{known_leader, str, topic_name, KafkaCtx};
 use crate::kafka::errors;
 use backwaters_actors::acl::op;
 use backwaters_actors::partition::PartitionShared;
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, RequestHeader};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, RequestHeader};
 use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::ResponseError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// v4 (the oldest Kafka 4 accepts) to v12; v13+ names topics by id only.
-pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 12 };
+/// v4 (the oldest Kafka 4 accepts) to v16 (v17 only adds a field for replicas).
+pub const VERSIONS: VersionRange = VersionRange { min: 4, max: 16 };
 pub const ADVERTISED: VersionRange = VERSIONS;
 
 /// Longest long-poll we honour.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
 struct Want {
+    /// Empty for a topic id this node does not know (v13+).
     topic: String,
+    topic_id: uuid::Uuid,
     partition: i32,
     offset: i64,
     max_bytes: usize,
@@ -87,16 +93,20 @@ fn role(ctx: &KafkaCtx, part: Option<&Arc<PartitionShared>>, version: i16, rack:
 
 pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FetchRequest) -> Option<FetchResponse> {
     let (version, rack) = (h.request_api_version, req.rack_id.to_string());
+    // v13+: by id (an unknown id keeps an empty name and is answered UNKNOWN_TOPIC_ID).
+    let by_id: std::collections::BTreeMap<uuid::Uuid, String> = if version >= 13 { ctx.node.topics().iter().map(|t| (t.id(), t.record.name.clone())).collect() } else { Default::default() };
     let wants: Vec<Want> = req
         .topics
         .iter()
         .flat_map(|t| {
             let rack = rack.clone();
-            let readable = ctx.allowed_topic(op::READ, &t.topic.0);
+            let name = if version >= 13 { by_id.get(&t.topic_id).cloned().unwrap_or_default() } else { t.topic.0.to_string() };
+            let readable = name.is_empty() || ctx.allowed_topic(op::READ, &name);
             t.partitions.iter().map(move |p| {
-                let part = ctx.node.partition(&t.topic.0, p.partition);
+                let part = if name.is_empty() { None } else { ctx.node.partition(&name, p.partition) };
                 Want {
-                    topic: t.topic.0.to_string(),
+                    topic: name.clone(),
+                    topic_id: t.topic_id,
                     partition: p.partition,
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
@@ -112,13 +122,13 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FetchRequest) -> Opt
     // Subscribe before the first read so a write landing in between still wakes us.
     let mut watches: Vec<_> = wants.iter().filter_map(|w| w.part.as_ref().map(|p| p.subscribe())).collect();
     let (resp, bytes) = loop {
-        let (resp, bytes, errors) = read_all(ctx, &wants, max_bytes, req.isolation_level == 1);
+        let (resp, bytes, errors) = read_all(ctx, &wants, max_bytes, req.isolation_level == 1, version);
         if bytes >= min_bytes.max(1) || errors || Instant::now() >= deadline || watches.is_empty() {
             break (resp, bytes);
         }
         let changed = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            let (resp, bytes, _) = read_all(ctx, &wants, max_bytes, req.isolation_level == 1);
+            let (resp, bytes, _) = read_all(ctx, &wants, max_bytes, req.isolation_level == 1, version);
             break (resp, bytes);
         }
     };
@@ -129,13 +139,18 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FetchRequest) -> Opt
 
 /// One pass over every partition: the response, the record bytes in it, and whether any
 /// partition answered with an error (which ends a long-poll at once, as in Kafka).
-fn read_all(ctx: &KafkaCtx, wants: &[Want], max_bytes: usize, committed: bool) -> (FetchResponse, usize, bool) {
+fn read_all(ctx: &KafkaCtx, wants: &[Want], max_bytes: usize, committed: bool, version: i16) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut any_error = false;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     for w in wants {
         let mut pd = PartitionData::default().with_partition_index(w.partition).with_aborted_transactions(Some(vec![]));
         match (&w.part, w.role) {
+            (None, _) if w.topic.is_empty() => {
+                any_error = true;
+                pd = pd.with_error_code(ResponseError::UnknownTopicId.code()).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);
+            }
             (_, Role::Denied) => {
                 any_error = true;
                 pd = pd.with_error_code(ResponseError::TopicAuthorizationFailed.code()).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);
@@ -147,10 +162,14 @@ fn read_all(ctx: &KafkaCtx, wants: &[Want], max_bytes: usize, committed: bool) -
             (_, Role::Epoch(code)) => {
                 any_error = true;
                 pd = pd.with_error_code(code).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);
+                if code == ResponseError::FencedLeaderEpoch.code() {
+                    pd = with_leader_hint(ctx, version, w, pd, &mut endpoints);
+                }
             }
             (Some(_), Role::NotReplica) => {
                 any_error = true;
                 pd = pd.with_error_code(ResponseError::NotLeaderOrFollower.code()).with_high_watermark(-1).with_last_stable_offset(-1).with_log_start_offset(-1);
+                pd = with_leader_hint(ctx, version, w, pd, &mut endpoints);
             }
             (Some(p), Role::Redirect(node)) => {
                 // Answered at once (as an error would be): the consumer moves to `node`.
@@ -169,7 +188,7 @@ fn read_all(ctx: &KafkaCtx, wants: &[Want], max_bytes: usize, committed: bool) -
                 pd = pd.with_high_watermark(hw).with_last_stable_offset(p.last_stable_offset().min(hw)).with_log_start_offset(p.log_start_offset());
                 // Once something is in the response, a partition with no budget left is skipped.
                 if budget == 0 && total > 0 {
-                    push(&mut topics, &w.topic, pd);
+                    push(&mut topics, w, pd);
                     continue;
                 }
                 let read = p.read_below(w.offset, budget.max(1), committed).and_then(|entries| {
@@ -200,14 +219,33 @@ fn read_all(ctx: &KafkaCtx, wants: &[Want], max_bytes: usize, committed: bool) -
                 }
             }
         }
-        push(&mut topics, &w.topic, pd);
+        push(&mut topics, w, pd);
     }
-    (FetchResponse::default().with_responses(topics), total, any_error)
+    // v13+ names topics by id only (a field outside a version must stay at its default).
+    for t in topics.iter_mut().filter(|_| version >= 13) {
+        t.topic = Default::default();
+    }
+    for t in topics.iter_mut().filter(|_| version < 13) {
+        t.topic_id = Default::default();
+    }
+    (FetchResponse::default().with_responses(topics).with_node_endpoints(endpoints), total, any_error)
 }
 
-fn push(topics: &mut Vec<FetchableTopicResponse>, name: &str, pd: PartitionData) {
-    match topics.iter_mut().find(|t| t.topic.0.as_str() == name) {
+/// KIP-951 (v16+): the leader this node knows for a partition it refused, and its address.
+fn with_leader_hint(ctx: &KafkaCtx, version: i16, w: &Want, pd: PartitionData, endpoints: &mut Vec<NodeEndpoint>) -> PartitionData {
+    if version < 16 {
+        return pd;
+    }
+    let Some((leader, epoch, broker)) = known_leader(ctx, &w.topic, w.partition) else { return pd };
+    if !endpoints.iter().any(|e| e.node_id.0 == leader) {
+        endpoints.push(NodeEndpoint::default().with_node_id(BrokerId(leader)).with_host(str(&broker.host)).with_port(broker.port).with_rack(broker.rack.as_deref().map(str)));
+    }
+    pd.with_current_leader(LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch))
+}
+
+fn push(topics: &mut Vec<FetchableTopicResponse>, w: &Want, pd: PartitionData) {
+    match topics.iter_mut().find(|t| t.topic.0.as_str() == w.topic && t.topic_id == w.topic_id) {
         Some(t) => t.partitions.push(pd),
-        None => topics.push(FetchableTopicResponse::default().with_topic(topic_name(name)).with_partitions(vec![pd])),
+        None => topics.push(FetchableTopicResponse::default().with_topic(topic_name(&w.topic)).with_topic_id(w.topic_id).with_partitions(vec![pd])),
     }
 }

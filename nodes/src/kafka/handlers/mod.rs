@@ -203,5 +203,15 @@ pub fn opt_str(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|s| s.to_string())
 }
 
+/// KIP-951: the leader this node knows for a partition it does not lead (another node, still
+/// in the actor cluster: a leader whose node left is gone, and Metadata reports none either),
+/// with its epoch and listener. Produce (v10+) and Fetch (v16+) answers name it.
+pub fn known_leader<'a>(ctx: &'a KafkaCtx, topic: &str, partition: i32) -> Option<(i32, i32, &'a crate::kafka::BrokerInfo)> {
+    let part = ctx.node.partition(topic, partition)?;
+    let leader = part.leader().filter(|l| *l != ctx.broker.node_id && !ctx.node.departed_nodes().contains(l))?;
+    let broker = ctx.brokers.iter().find(|b| b.node_id == leader)?;
+    Some((leader, part.leader_epoch(), broker))
+}
+
 /// Kafka's "authorized operations not requested" marker.
 pub const AUTHORIZED_OPS_OMITTED: i32 = i32::MIN;

@@ -121,14 +121,11 @@ fn leader_hint(ctx: &KafkaCtx, version: i16, code: i16, topic: &str, partition: 
     if version < 10 || code != ResponseError::NotLeaderOrFollower.code() {
         return None;
     }
-    let part = ctx.node.partition(topic, partition)?;
-    // A leader whose node left the actor cluster is gone (Metadata reports none either).
-    let leader = part.leader().filter(|l| *l != ctx.broker.node_id && !ctx.node.departed_nodes().contains(l))?;
-    let broker = ctx.brokers.iter().find(|b| b.node_id == leader)?;
+    let (leader, epoch, broker) = super::known_leader(ctx, topic, partition)?;
     if !endpoints.iter().any(|e| e.node_id.0 == leader) {
         endpoints.push(NodeEndpoint::default().with_node_id(BrokerId(leader)).with_host(super::str(&broker.host)).with_port(broker.port).with_rack(broker.rack.as_deref().map(super::str)));
     }
-    Some(LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(part.leader_epoch()))
+    Some(LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch))
 }
 
 /// Checks a transactional batch against the transaction's recorded state (KIP-890's
