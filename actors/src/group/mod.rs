@@ -331,8 +331,13 @@ fn describe(g: &Group<Waiter>) -> GroupDescription {
                 assignment: m.assignment.clone(),
             })
             .collect(),
-        offsets: g.offsets.iter().map(|((t, p), v)| (t.clone(), *p, v.clone())).collect(),
+        offsets: committed(g),
     }
+}
+
+/// The group's committed offsets, as descriptions list them.
+fn committed(g: &Group<Waiter>) -> Vec<(String, i32, OffsetValue)> {
+    g.offsets.iter().map(|((t, p), v)| (t.clone(), *p, v.clone())).collect()
 }
 
 /// A consumer-protocol group in the classic shape: subscriptions and assignments encoded as
@@ -360,7 +365,7 @@ fn describe_consumer(g: &Group<Waiter>) -> GroupDescription {
                 assignment: encode_assignment(&m.assigned.iter().map(|(t, ps)| (t.clone(), ps.iter().copied().collect())).collect::<Vec<_>>()),
             })
             .collect(),
-        offsets: g.offsets.iter().map(|((t, p), v)| (t.clone(), *p, v.clone())).collect(),
+        offsets: committed(g),
     }
 }
 

@@ -144,11 +144,17 @@ pub struct Topic {
     pub record: TopicRecord,
     pub config: Arc<RwLock<TopicConfig>>,
     pub partitions: Vec<Arc<PartitionShared>>,
+    /// `record.id` parsed once (Fetch v13+ and KIP-848 look topics up by id on every request).
+    uuid: uuid::Uuid,
 }
 
 impl Topic {
+    fn new(record: TopicRecord, config: Arc<RwLock<TopicConfig>>, partitions: Vec<Arc<PartitionShared>>) -> Topic {
+        let uuid = uuid::Uuid::parse_str(&record.id).unwrap_or_default();
+        Topic { record, config, partitions, uuid }
+    }
     pub fn id(&self) -> uuid::Uuid {
-        uuid::Uuid::parse_str(&self.record.id).unwrap_or_default()
+        self.uuid
     }
     pub fn config(&self) -> TopicConfig {
         self.config.read().expect("lock").clone()
@@ -364,7 +370,7 @@ impl Node {
             let replicas = record.replicas.get(i).cloned().unwrap_or_else(|| vec![self.inner.settings.node_id]);
             partitions.push(self.start_partition(&record.name, i as i32, *uid, replicas, config.clone()).await?);
         }
-        Ok(Topic { record, config, partitions })
+        Ok(Topic::new(record, config, partitions))
     }
 
     /// Starts the replica of partition `uid` if this node is one of `replicas`; otherwise
@@ -524,6 +530,14 @@ impl Node {
         self.inner.topics.read().expect("lock").get(name).cloned()
     }
 
+    /// The topic with Kafka topic id `id` (a scan: ids are asked for a few at a time).
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<Arc<Topic>> {
+        if id.is_nil() {
+            return None;
+        }
+        self.inner.topics.read().expect("lock").values().find(|t| t.id() == id).cloned()
+    }
+
     pub fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionShared>> {
         let t = self.topic(topic)?;
         usize::try_from(partition).ok().and_then(|p| t.partitions.get(p).cloned())
@@ -565,7 +579,7 @@ impl Node {
         }
         if validate_only {
             let record = TopicRecord { name: name.to_string(), id: String::new(), partition_uids: vec![], replication_factor: rf, overrides, internal: name.starts_with("__"), replicas: vec![] };
-            return Ok(Arc::new(Topic { record, config: Arc::new(RwLock::new(config)), partitions: vec![] }));
+            return Ok(Arc::new(Topic::new(record, Arc::new(RwLock::new(config)), vec![])));
         }
         self.controller(ControllerRequest::CreateTopic { name: name.to_string(), partitions, replication_factor: rf, overrides }).await?;
         let topic = self.topic(name).ok_or_else(|| AdminError::UnknownTopic(name.to_string()))?;

@@ -107,8 +107,8 @@ async fn connection(sink: Arc<Sink>, stream: TcpStream, peer: SocketAddr, stop: 
                 }
                 _ if !opened => break 'read Err(format!("{} before open", frame.command)),
                 "syslog" => {
-                    let mut one = vec![sink.syslog(&frame.data, Some(peer.ip()), "relp")];
-                    if let Some(why) = sink.authorize(&caller, &mut one) {
+                    let record = sink.syslog(&frame.data, Some(peer.ip()), "relp");
+                    if let Some(why) = sink.refusal(&caller, &record) {
                         // Answered in frame order: what came before goes first. rsyslog keeps
                         // a refused message and retries it.
                         if !records.is_empty() && tx.send(Item::Records(std::mem::take(&mut records))).await.is_err() {
@@ -116,7 +116,7 @@ async fn connection(sink: Arc<Sink>, stream: TcpStream, peer: SocketAddr, stop: 
                         }
                         Some(Item::Answer(encode(frame.txnr, "rsp", format!("500 {why}").as_bytes())))
                     } else {
-                        records.extend(one.into_iter().map(|r| (frame.txnr, r)));
+                        records.push((frame.txnr, record));
                         (records.len() >= BATCH_MESSAGES).then(|| Item::Records(std::mem::take(&mut records)))
                     }
                 }

@@ -94,6 +94,19 @@ impl Sink {
         refusal
     }
 
+    /// As [`Sink::authorize`] for one record (RELP answers each message on its own).
+    pub fn refusal(&self, caller: &Caller, record: &Prepared) -> Option<String> {
+        if !self.access.enforcing() {
+            return None;
+        }
+        let mut refusal = None;
+        if !self.verdict(caller, &record.topic, &mut refusal) {
+            self.counters.denied.inc();
+            self.log_refusal(refusal.as_deref());
+        }
+        refusal
+    }
+
     /// As [`Sink::authorize`] for datagrams, each from its own sender address.
     pub fn authorize_each(&self, items: Vec<(IpAddr, Prepared)>) -> Vec<Prepared> {
         if !self.access.enforcing() {

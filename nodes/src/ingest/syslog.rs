@@ -45,13 +45,22 @@ pub async fn write_retrying(sink: &Sink, records: Vec<Prepared>, stop: &watch::R
     }
 }
 
-/// The writer half of a connection: drains the queue into durable appends.
-async fn writer(sink: Arc<Sink>, mut rx: mpsc::Receiver<Vec<Prepared>>, stop: watch::Receiver<bool>) -> Result<(), WriteError> {
+/// The writer half of a connection: drains the queue into durable appends. `caller`: a
+/// stream's sender, checked against the ACLs once per drained batch (off the read path); what
+/// it may not write is left out, and the refusal ends the connection. UDP checks each
+/// datagram's sender before queueing (`None` here).
+async fn writer(sink: Arc<Sink>, mut rx: mpsc::Receiver<Vec<Prepared>>, caller: Option<Caller>, stop: watch::Receiver<bool>) -> Result<(), WriteError> {
     while let Some(mut batch) = rx.recv().await {
         while let Ok(more) = rx.try_recv() {
             batch.extend(more);
         }
-        write_retrying(&sink, batch, &stop).await?;
+        let refused = caller.as_ref().and_then(|c| sink.authorize(c, &mut batch));
+        if !batch.is_empty() {
+            write_retrying(&sink, batch, &stop).await?;
+        }
+        if let Some(why) = refused {
+            return Err(WriteError::Refused(format!("refused by the ACLs: {why}")));
+        }
     }
     Ok(())
 }
@@ -60,7 +69,7 @@ pub async fn serve_udp(sink: Arc<Sink>, socket: std::net::UdpSocket, mut stop: w
     socket.set_nonblocking(true).map_err(|e| e.to_string())?;
     let socket = tokio::net::UdpSocket::from_std(socket).map_err(|e| e.to_string())?;
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-    let w = tokio::spawn(writer(sink.clone(), rx, stop.clone()));
+    let w = tokio::spawn(writer(sink.clone(), rx, None, stop.clone()));
     let mut buf = vec![0u8; 65_536 + 1];
     loop {
         let (n, from) = tokio::select! {
@@ -158,7 +167,7 @@ pub async fn serve_tcp(sink: Arc<Sink>, listener: std::net::TcpListener, tls: Op
 /// the connection: the sender learns of it and keeps what it could not deliver.
 async fn connection<S: AsyncRead + Unpin>(sink: Arc<Sink>, mut s: S, peer: SocketAddr, caller: Caller, stop: watch::Receiver<bool>) -> Result<(), String> {
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-    let w = tokio::spawn(writer(sink.clone(), rx, stop.clone()));
+    let w = tokio::spawn(writer(sink.clone(), rx, Some(caller), stop.clone()));
     let ip: Option<IpAddr> = Some(peer.ip());
     let max = sink.cfg.max_message_bytes;
     let mut buf = BytesMut::with_capacity(READ_BYTES);
@@ -175,19 +184,13 @@ async fn connection<S: AsyncRead + Unpin>(sink: Arc<Sink>, mut s: S, peer: Socke
                 Err(e) => { result = Err(format!("read: {e}")); break },
             },
             _ = stopping.changed() => break,
+            // The writer stopped (a refusal or a failed write): close now, not at the next read.
+            _ = tx.closed() => break,
         };
         let mut batch = Vec::new();
         loop {
             match next_frame(&mut buf, max) {
-                Ok(Some(f)) => {
-                    let mut one = vec![sink.syslog(&f, ip, "syslog")];
-                    if let Some(why) = sink.authorize(&caller, &mut one) {
-                        result = Err(format!("refused by the ACLs: {why}"));
-                        let _ = tx.send(batch).await;
-                        break 'read;
-                    }
-                    batch.extend(one);
-                }
+                Ok(Some(f)) => batch.push(sink.syslog(&f, ip, "syslog")),
                 Ok(None) => break,
                 Err(e) => {
                     sink.counters.dropped.inc();
@@ -205,11 +208,7 @@ async fn connection<S: AsyncRead + Unpin>(sink: Arc<Sink>, mut s: S, peer: Socke
         if n == 0 {
             // The sender closed: a last line without LF still counts.
             if !buf.is_empty() && !buf[0].is_ascii_digit() {
-                let mut one = vec![sink.syslog(&buf.split(), ip, "syslog")];
-                if let Some(why) = sink.authorize(&caller, &mut one) {
-                    result = Err(format!("refused by the ACLs: {why}"));
-                }
-                batch.extend(one);
+                batch.push(sink.syslog(&buf.split(), ip, "syslog"));
             }
             let _ = tx.send(batch).await;
             break;

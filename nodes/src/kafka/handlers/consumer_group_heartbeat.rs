@@ -35,15 +35,13 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: ConsumerGroupHeartbe
     if !denied.is_empty() {
         return refuse(ResponseError::TopicAuthorizationFailed.code(), format!("not authorized to describe subscribed topics: {}", denied.join(", ")));
     }
-    let all = ctx.node.topics();
-    let by_id: BTreeMap<uuid::Uuid, String> = all.iter().map(|t| (t.id(), t.record.name.clone())).collect();
-    let topics: BTreeMap<String, i32> = all.iter().filter(|t| ctx.visible_topic(&t.record.name)).map(|t| (t.record.name.clone(), t.partitions.len() as i32)).collect();
+    let topics: BTreeMap<String, i32> = ctx.node.topics().iter().filter(|t| ctx.visible_topic(&t.record.name)).map(|t| (t.record.name.clone(), t.partitions.len() as i32)).collect();
     // Owned partitions of topics that no longer exist are dropped: nobody can own those.
     let owned = req.topic_partitions.as_ref().map(|tps| {
         let mut a = Assignment::new();
         for tp in tps {
-            if let Some(name) = by_id.get(&tp.topic_id) {
-                a.entry(name.clone()).or_default().extend(tp.partitions.iter().copied());
+            if let Some(t) = ctx.node.topic_by_id(tp.topic_id) {
+                a.entry(t.record.name.clone()).or_default().extend(tp.partitions.iter().copied());
             }
         }
         a

@@ -93,14 +93,13 @@ fn role(ctx: &KafkaCtx, part: Option<&Arc<PartitionShared>>, version: i16, rack:
 
 pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: FetchRequest) -> Option<FetchResponse> {
     let (version, rack) = (h.request_api_version, req.rack_id.to_string());
-    // v13+: by id (an unknown id keeps an empty name and is answered UNKNOWN_TOPIC_ID).
-    let by_id: std::collections::BTreeMap<uuid::Uuid, String> = if version >= 13 { ctx.node.topics().iter().map(|t| (t.id(), t.record.name.clone())).collect() } else { Default::default() };
     let wants: Vec<Want> = req
         .topics
         .iter()
         .flat_map(|t| {
             let rack = rack.clone();
-            let name = if version >= 13 { by_id.get(&t.topic_id).cloned().unwrap_or_default() } else { t.topic.0.to_string() };
+            // v13+: by id (an unknown id keeps an empty name and is answered UNKNOWN_TOPIC_ID).
+            let name = if version >= 13 { ctx.node.topic_by_id(t.topic_id).map(|t| t.record.name.clone()).unwrap_or_default() } else { t.topic.0.to_string() };
             let readable = name.is_empty() || ctx.allowed_topic(op::READ, &name);
             t.partitions.iter().map(move |p| {
                 let part = if name.is_empty() { None } else { ctx.node.partition(&name, p.partition) };

@@ -48,7 +48,7 @@ pub async fn handle(ctx: &KafkaCtx, h: &RequestHeader, req: MetadataRequest) -> 
                     Err(id) => {
                         // An id the requester may not see is answered as unknown (ids are not secret,
                         // names may be).
-                        topics.push(match ctx.node.topics().into_iter().find(|t| t.id() == id && ctx.visible_topic(&t.record.name)) {
+                        topics.push(match ctx.node.topic_by_id(id).filter(|t| ctx.visible_topic(&t.record.name)) {
                             Some(t) => topic_entry(&t, &departed, v),
                             None => MetadataResponseTopic::default().with_topic_id(id).with_error_code(ResponseError::UnknownTopicId.code()).with_topic_authorized_operations(AUTHORIZED_OPS_OMITTED),
                         });
